@@ -1,0 +1,92 @@
+"""Writing results: tables as CSV + Markdown, figures as PNG, and the run manifest (provenance)."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import pandas as pd
+
+#: Packages whose versions go into every manifest.
+TRACKED_PACKAGES = (
+    "snlib", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pandas", "matplotlib",
+    "seaborn", "papermill", "nbval",
+)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def save_table(df: pd.DataFrame, out_dir: str | Path, name: str, floatfmt: str = ".2f") -> Path:
+    """Write ``df`` as ``<out_dir>/<name>.csv`` and ``<out_dir>/<name>.md``; return the CSV path."""
+    out = Path(out_dir)
+    _atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
+    _atomic_write_text(out / f"{name}.md", df.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    return out / f"{name}.csv"
+
+
+def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 120) -> Path:
+    """Write a matplotlib figure as ``<out_dir>/<name>.png`` (atomically)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".png")
+    os.close(fd)
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    os.replace(tmp, out / f"{name}.png")
+    return out / f"{name}.png"
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit(repo: str | Path | None = None) -> str:
+    """The current commit (with ``+dirty`` when the tree has uncommitted changes), or ``"unknown"``."""
+    repo = Path(repo or Path(__file__).resolve().parents[1])
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def environment_info() -> dict:
+    """Machine and software facts recorded next to every result."""
+    import torch
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "torch_threads": torch.get_num_threads(),
+        "packages": package_versions(),
+        "git_commit": git_commit(),
+    }
+
+
+def write_manifest(out_dir: str | Path, manifest: dict) -> Path:
+    """Write ``manifest.json`` (merged with the environment facts) atomically; return its path."""
+    path = Path(out_dir) / "manifest.json"
+    payload = {**manifest, "environment": environment_info()}
+    _atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    return path

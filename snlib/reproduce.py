@@ -1,0 +1,84 @@
+"""Batch reproduction: run every notebook of ``notebooks/`` with papermill, write ``results/<preset>/<name>/``.
+
+Each notebook receives the parameters ``preset``, ``dataset``, ``data_root`` and ``output_dir`` (papermill injects
+them after the cell tagged ``parameters``). Trained runs are cached by configuration (``snlib.engine``), so
+notebooks that share a run train it once and a re-run after an interruption resumes instead of restarting.
+The output folder receives the executed notebooks, the tables (CSV + Markdown) and figures (PNG) the notebooks
+save, and ``manifest.json`` (parameters, per-notebook wall time and status, package versions, git commit).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import nbformat
+
+from .reporting import write_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO / "notebooks"
+
+
+def list_notebooks(selection: list[str] | None = None) -> list[Path]:
+    """The reproduction notebooks in order (``NN_name.ipynb``), optionally filtered by name fragments."""
+    notebooks = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if selection:
+        chosen = [nb for nb in notebooks if any(s in nb.name for s in selection)]
+        unknown = [s for s in selection if not any(s in nb.name for nb in notebooks)]
+        if unknown:
+            raise ValueError(f"no notebook matches {unknown}; available: {[nb.name for nb in notebooks]}")
+        notebooks = chosen
+    return notebooks
+
+
+def strip_injected_parameters(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Remove papermill's ``injected-parameters`` cell, so an executed notebook can be committed as the source."""
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    return nb
+
+
+def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root: str | Path = "data/synthetic",
+                     notebooks: list[str] | None = None, out: str | Path | None = None, name: str | None = None,
+                     update_notebooks: bool = False) -> Path:
+    """Execute the notebooks with papermill; return the output folder.
+
+    ``out`` defaults to ``results/<preset>/<name>`` with ``name`` defaulting to ``dataset``. With
+    ``update_notebooks`` the executed notebooks (injected parameters removed) replace the sources in
+    ``notebooks/``: this is how the committed notebooks come to carry the outputs of the published run.
+    A failing notebook is recorded in the manifest and the others still run; the call then raises.
+    """
+    import papermill as pm
+
+    out = Path(out) if out else REPO / "results" / preset / (name or dataset)
+    out.mkdir(parents=True, exist_ok=True)
+    data_root = Path(data_root).resolve()
+    parameters = {"preset": preset, "dataset": dataset, "data_root": str(data_root), "output_dir": str(out)}
+    records, failed = [], []
+    start = time.perf_counter()
+    for nb in list_notebooks(notebooks):
+        print(f"[reproduce] {nb.name} ...", flush=True)
+        t0 = time.perf_counter()
+        status = "ok"
+        try:
+            pm.execute_notebook(str(nb), str(out / nb.name), parameters=parameters, cwd=str(NOTEBOOK_DIR),
+                                kernel_name="python3", progress_bar=True)
+        except Exception as exc:  # papermill raises PapermillExecutionError with the failing cell
+            status = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            failed.append(nb.name)
+        wall = time.perf_counter() - t0
+        records.append({"notebook": nb.name, "status": status, "wall_time_s": round(wall, 1)})
+        print(f"[reproduce] {nb.name}: {status} in {wall / 60:.1f} min", flush=True)
+        if update_notebooks and status == "ok":
+            executed = strip_injected_parameters(nbformat.read(out / nb.name, as_version=4))
+            nbformat.write(executed, nb)
+    total = time.perf_counter() - start
+    previous = out / "manifest.json"
+    history = json.loads(previous.read_text()).get("notebooks", {}) if previous.is_file() else {}
+    history.update({r["notebook"]: r for r in records})
+    write_manifest(out, {"parameters": parameters, "notebooks": history,
+                         "this_call": {"notebooks": [r["notebook"] for r in records], "wall_time_s": round(total, 1)}})
+    print(f"[reproduce] done in {total / 60:.1f} min -> {out}", flush=True)
+    if failed:
+        raise RuntimeError(f"{len(failed)} notebook(s) failed: {failed}; see the executed copies in {out}")
+    return out
