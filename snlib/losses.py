@@ -1,0 +1,615 @@
+"""Losses: the Support Neighbor (SN) loss and the baselines the paper compares against.
+
+Every loss is an ``nn.Module`` called as ``loss_fn(features, labels)`` (``CrossEntropyLoss`` takes classifier
+logits instead of features) and returns a scalar float32 tensor (float64 for float64 inputs). The work is done in
+float32 with autocast disabled, whatever the input precision, and on the inputs' device. After each call
+``loss_fn.last`` holds the parts of the last batch as plain floats, for logging.
+
+Distances are Euclidean (not squared): ``D_ij = sqrt(max(|f_i|^2 + |f_j|^2 - 2 f_i.f_j, 1e-12))``. The clamp keeps
+the gradient finite when two features coincide (as in torchreid and fast-reid).
+
+``build_loss("sn+0.5*ce", num_classes=...)`` combines weighted terms by name into a :class:`CombinedLoss`.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "SQUEEZE_READINGS", "LOSS_NAMES", "SupportSets", "support_neighbors", "SupportNeighborLoss", "TripletLoss",
+    "ContrastiveLoss", "CenterLoss", "CrossEntropyLoss", "CombinedLoss", "build_loss",
+    "euclidean_distance_matrix", "support_neighbor_loss_reference",
+]
+
+#: The squeeze-term readings of PAPER.md ("released" produced the published numbers).
+SQUEEZE_READINGS = ("paper", "neighbors", "released", "none")
+
+#: Squared distances are clamped to this before the square root (finite gradients at distance 0).
+_SQ_DIST_EPS = 1e-12
+
+
+# --------------------------------------------------------------------------------------------------------------
+# shared helpers
+# --------------------------------------------------------------------------------------------------------------
+
+def _autocast_off(x):
+    """Context that disables autocast on ``x``'s device (the losses compute in float32)."""
+    device_type = x.device.type if isinstance(x, Tensor) else "cpu"
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def _full_precision(forward):
+    """Run ``forward(self, x, ...)`` with autocast disabled on ``x``'s device."""
+    @functools.wraps(forward)
+    def wrapper(self, x, *args, **kwargs):
+        with _autocast_off(x):
+            return forward(self, x, *args, **kwargs)
+    return wrapper
+
+
+def _check_batch(x, labels, what: str = "features") -> tuple[Tensor, Tensor]:
+    """Validate a (N, D) float batch and its N integer labels; return them as float32 (or float64) and int64.
+
+    Raises a ``TypeError`` / ``ValueError`` naming what is wrong and how to fix it.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{what} must be a torch.Tensor of shape (batch, dim); got {type(x).__name__}")
+    if x.dim() != 2:
+        hint = " (pool the feature map to a vector per image first)" if x.dim() == 4 else ""
+        raise ValueError(f"{what} must be a 2-D tensor (batch, dim); got shape {tuple(x.shape)}{hint}")
+    if not x.is_floating_point():
+        raise TypeError(f"{what} must be a floating-point tensor; got {x.dtype}")
+    labels = torch.as_tensor(labels, device=x.device)
+    if labels.dim() != 1:
+        raise ValueError(f"labels must be a 1-D tensor with one identity per row of {what}; "
+                         f"got shape {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"labels must be integer identity ids (torch.long); got {labels.dtype}")
+    if labels.numel() != x.shape[0]:
+        raise ValueError(f"{what} has {x.shape[0]} rows but labels has {labels.numel()} entries: "
+                         "pass exactly one label per row")
+    if x.shape[0] == 0:
+        raise ValueError(f"empty batch: {what} has no rows")
+    if not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).any(dim=1).nonzero().flatten()
+        raise ValueError(f"{what} contain NaN or inf in {bad.numel()} of {x.shape[0]} rows "
+                         f"(first: {bad[:5].tolist()}): the model diverged or an input is corrupt; "
+                         "check the data and lower the learning rate")
+    dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    return x.to(dtype), labels.long()
+
+
+def _check_class_labels(labels: Tensor, num_classes: int, what: str) -> None:
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{what} needs class indices in [0, {num_classes}); got labels in "
+                         f"[{labels.min().item()}, {labels.max().item()}]: relabel the training identities "
+                         "0..C-1 (snlib.data does) and set num_classes to C")
+
+
+def euclidean_distance_matrix(features: Tensor, normalize: bool = False) -> Tensor:
+    """(N, N) Euclidean distances ``sqrt(clamp(|f_i|^2 + |f_j|^2 - 2 f_i.f_j, min=1e-12))``, optionally of the
+    L2-normalised features. Differentiable; the gradient stays finite where two features coincide."""
+    if normalize:
+        features = F.normalize(features, dim=1)
+    sq_norms = features.pow(2).sum(dim=1)
+    sq_dist = torch.addmm(sq_norms[:, None] + sq_norms[None, :], features, features.T, alpha=-2.0)
+    return sq_dist.clamp(min=_SQ_DIST_EPS).sqrt()
+
+
+def _identity_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Boolean (N, N) masks: same identity (diagonal excluded) and different identity."""
+    same = labels[:, None] == labels[None, :]
+    diff = ~same
+    same.fill_diagonal_(False)
+    return same, diff
+
+
+def _zero_loss(x: Tensor) -> Tensor:
+    """A zero that stays connected to ``x`` (``backward()`` works and gives zero gradients)."""
+    return x.sum() * 0.0
+
+
+def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``values`` over ``mask`` (NaN when the mask is empty)."""
+    return (values * mask).sum() / mask.sum()
+
+
+class _LoggedLoss(nn.Module):
+    """Base class: ``last`` holds the parts of the last batch as floats."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: dict[str, float] = {}
+
+    def _record(self, **parts: Tensor | float) -> None:
+        """Store the parts as floats, with a single device-to-host transfer for the tensor ones."""
+        tensors = {name: v for name, v in parts.items() if isinstance(v, Tensor)}
+        dtype = torch.float32 if any(v.device.type == "mps" for v in tensors.values()) else torch.float64
+        values = torch.stack([v.detach().reshape(()).to(dtype) for v in tensors.values()]).tolist() if tensors else []
+        from_device = dict(zip(tensors, values))
+        self.last = {name: from_device[name] if name in from_device else float(v) for name, v in parts.items()}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Support Neighbor loss
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SupportSets:
+    """The support-neighbour sets of a batch and the per-anchor SN terms (what ``support_neighbors`` returns).
+
+    All (N, N) masks exclude the diagonal. Per-anchor terms are NaN for anchors without a positive (they do not
+    count in the loss). ``distances``, ``separation`` and ``squeeze`` are differentiable.
+    """
+    distances: Tensor         # (N, N) D_ij, Euclidean, of the (normalised) features
+    threshold: Tensor         # (N,)  t_i: (k+1)-th smallest D_ij over j != i; +inf when k >= N-1
+    neighbors: Tensor         # (N, N) bool: the support neighbour set {j != i : D_ij < t_i}
+    positive: Tensor          # (N, N) bool: S+_i, the same-identity neighbours, or the nearest positive (fallback)
+    negative: Tensor          # (N, N) bool: S-_i, the other-identity neighbours (may be empty)
+    same_identity: Tensor     # (N, N) bool: y_j == y_i, j != i
+    other_identity: Tensor    # (N, N) bool: y_j != y_i
+    has_positive: Tensor      # (N,) bool: the anchor's identity has another image in the batch
+    knn_has_positive: Tensor  # (N,) bool: the k-NN held a positive (no fallback)
+    separation: Tensor        # (N,) L_sep(i) = -log(sum_{S+} exp(-alpha D) / sum_{S+ u S-} exp(-alpha D))
+    squeeze: Tensor           # (N,) L_sqz(i) of the chosen reading (0 for "none")
+
+
+def _check_sn_options(k, alpha, squeeze) -> None:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer (number of support neighbours); got {k!r}")
+    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be a finite positive scale (paper: 50); got {alpha!r}")
+    if squeeze not in SQUEEZE_READINGS:
+        raise ValueError(f"squeeze must be one of {SQUEEZE_READINGS} (see PAPER.md); got {squeeze!r}")
+
+
+def _sn_sets(features: Tensor, labels: Tensor, k: int, alpha: float, squeeze: str, normalize: bool) -> SupportSets:
+    """Vectorised support sets and per-anchor terms for already validated float inputs."""
+    n = features.shape[0]
+    dist = euclidean_distance_matrix(features, normalize=normalize)
+    same, diff = _identity_masks(labels)
+    eye = torch.eye(n, dtype=torch.bool, device=dist.device)
+    candidates = dist.detach().masked_fill(eye, math.inf)
+    if k < n - 1:
+        threshold = candidates.kthvalue(k + 1, dim=1).values
+    else:
+        threshold = torch.full((n,), math.inf, dtype=dist.dtype, device=dist.device)
+    neighbors = candidates < threshold[:, None]
+
+    has_positive = same.any(dim=1)
+    knn_positive = neighbors & same
+    knn_has_positive = knn_positive.any(dim=1)
+    nearest_positive = candidates.masked_fill(~same, math.inf).argmin(dim=1)   # first index among ties
+    fallback = F.one_hot(nearest_positive, n).bool() & (has_positive & ~knn_has_positive)[:, None]
+    positive = knn_positive | fallback
+    negative = neighbors & diff & has_positive[:, None]
+
+    # Per-anchor terms on the anchors that have a positive (the others stay NaN).
+    rows = has_positive.nonzero().flatten()
+    d, pos, neg = dist[rows], positive[rows], negative[rows]
+    logits = -alpha * d
+    separation_rows = (logits.masked_fill(~(pos | neg), -math.inf).logsumexp(dim=1)
+                       - logits.masked_fill(~pos, -math.inf).logsumexp(dim=1))
+    nearest = d.masked_fill(~pos, math.inf).min(dim=1).values
+    if squeeze == "released":
+        squeeze_rows = nearest
+    elif squeeze == "neighbors":
+        spread = d.masked_fill(~pos, -math.inf).max(dim=1).values - nearest
+        squeeze_rows = torch.where(pos.sum(dim=1) == 1, nearest, spread)
+    elif squeeze == "paper":
+        squeeze_rows = d.masked_fill(~same[rows], -math.inf).max(dim=1).values - nearest
+    else:
+        squeeze_rows = torch.zeros_like(nearest)
+    undefined = dist.new_full((n,), math.nan)
+    return SupportSets(
+        distances=dist, threshold=threshold, neighbors=neighbors, positive=positive, negative=negative,
+        same_identity=same, other_identity=diff, has_positive=has_positive, knn_has_positive=knn_has_positive,
+        separation=undefined.index_copy(0, rows, separation_rows),
+        squeeze=undefined.index_copy(0, rows, squeeze_rows),
+    )
+
+
+def support_neighbors(features: Tensor, labels: Tensor, k: int = 10, alpha: float = 50.0,
+                      squeeze: str = "released", normalize: bool = True) -> SupportSets:
+    """Support-neighbour sets S+ / S- of every anchor of a batch and the per-anchor SN terms (PAPER.md).
+
+    For anchor i: ``t_i`` = the (k+1)-th smallest ``D_ij`` over ``j != i``; neighbours = ``{j != i : D_ij < t_i}``;
+    S+ = neighbours of the anchor's identity, or, if there is none, the nearest same-identity sample (lowest batch
+    index among equal distances); S- = the other neighbours. See :class:`SupportNeighborLoss` for the conventions
+    (ties, k >= N-1, anchors without a positive). Computed in float32 (float64 for float64 input).
+    """
+    _check_sn_options(k, alpha, squeeze)
+    with _autocast_off(features):
+        features, labels = _check_batch(features, labels)
+        return _sn_sets(features, labels, k, float(alpha), squeeze, normalize)
+
+
+class SupportNeighborLoss(_LoggedLoss):
+    """Support Neighbor loss (Li et al., ACM MM 2018), as defined in PAPER.md.
+
+    ``L = mean_i [L_sep(i) + lam * L_sqz(i)]`` over the anchors that have a positive, with
+    ``L_sep(i) = -log(sum_{j in S+} exp(-alpha D_ij) / sum_{j in S+ u S-} exp(-alpha D_ij))`` (logsumexp) and
+    ``L_sqz(i)`` by ``squeeze``:
+
+    - ``"paper"``:     max_{p: y_p = y_i, p != i} D_ip - min_{S+} D_ij   (furthest positive - nearest support positive)
+    - ``"neighbors"``: max_{S+} D_ij - min_{S+} D_ij, or min_{S+} D_ij when |S+| = 1
+    - ``"released"``:  min_{S+} D_ij   (what the released code optimised)
+    - ``"none"``:      0   (separation term alone)
+
+    Conventions (all vectorised; ``support_neighbors`` returns the sets):
+
+    - Support set: ``{j != i : D_ij < t_i}``, ``t_i`` the (k+1)-th smallest distance to the other samples. This is
+      the paper's strict rule: when distances tie across the k-th / (k+1)-th place, all the tied samples are left
+      out together, so the set has fewer than k members (it is exactly k without such a tie). The rule depends on
+      distances only, so the loss does not depend on the order of the batch.
+    - ``k >= N - 1``: every other sample of the batch is a support neighbour (``t_i = +inf``).
+    - S+ empty in the k-NN: S+ = {the nearest same-identity sample}; among equal distances the lowest batch index
+      (this changes which sample receives the gradient, never the value).
+    - S- empty (e.g. a batch of one identity): ``L_sep(i) = 0``.
+    - An anchor whose identity has no other image in the batch has no positive and is left out of the mean.
+      If no anchor has a positive the loss is a zero still connected to ``features`` and ``last["anchors"]`` is 0.
+    - Labels are arbitrary integers (only equality matters).
+
+    ``last`` (floats): ``loss``, ``separation`` and ``squeeze`` (means over the contributing anchors, the squeeze
+    before the factor lam), ``pos_dist`` / ``neg_dist`` (mean D over all same / different identity pairs; NaN
+    when there is none), ``knn_without_positive`` (share of contributing anchors whose k-NN held no positive),
+    ``no_positive`` (share of all anchors without a positive), ``support_pos`` / ``support_neg`` (mean number of
+    same / other identity samples among the k-NN, before the fallback), ``anchors`` (number contributing).
+    With no contributing anchor: ``loss`` = ``separation`` = ``squeeze`` = 0, ``anchors`` = 0 and the means over
+    anchors are NaN.
+    """
+
+    def __init__(self, k: int = 10, alpha: float = 50.0, lam: float = 0.1, squeeze: str = "released",
+                 normalize: bool = True) -> None:
+        super().__init__()
+        _check_sn_options(k, alpha, squeeze)
+        if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+            raise ValueError(f"lam (weight of the squeeze term) must be finite and >= 0; got {lam!r}")
+        self.k, self.alpha, self.lam, self.squeeze, self.normalize = k, float(alpha), float(lam), squeeze, normalize
+
+    def extra_repr(self) -> str:
+        return (f"k={self.k}, alpha={self.alpha}, lam={self.lam}, squeeze={self.squeeze!r}, "
+                f"normalize={self.normalize}")
+
+    @_full_precision
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        features, labels = _check_batch(features, labels)
+        sets = _sn_sets(features, labels, self.k, self.alpha, self.squeeze, self.normalize)
+        anchors = sets.has_positive
+        if anchors.any():
+            separation = sets.separation[anchors].mean()
+            squeeze = sets.squeeze[anchors].mean()
+            loss = separation + self.lam * squeeze
+        else:
+            loss = _zero_loss(features)
+            separation = squeeze = loss.detach()
+        with torch.no_grad():
+            self._record(
+                loss=loss, separation=separation, squeeze=squeeze,
+                pos_dist=_masked_mean(sets.distances, sets.same_identity),
+                neg_dist=_masked_mean(sets.distances, sets.other_identity),
+                knn_without_positive=_masked_mean((~sets.knn_has_positive).double(), anchors),
+                no_positive=(~anchors).double().mean(),
+                support_pos=_masked_mean((sets.neighbors & sets.same_identity).sum(dim=1).double(), anchors),
+                support_neg=_masked_mean((sets.neighbors & sets.other_identity).sum(dim=1).double(), anchors),
+                anchors=anchors.sum(),
+            )
+        return loss
+
+
+def support_neighbor_loss_reference(features: Tensor, labels: Tensor, k: int = 10, alpha: float = 50.0,
+                                    lam: float = 0.1, squeeze: str = "released", normalize: bool = True) -> Tensor:
+    """Slow oracle of :class:`SupportNeighborLoss`: a plain loop over anchors with a sort per anchor, written
+    straight from PAPER.md (no masks, no logsumexp). Used by the tests (in float64) and the benchmark; do not
+    train with it. Same conventions as the vectorised loss (strict threshold, fallback, anchors skipped)."""
+    _check_sn_options(k, alpha, squeeze)
+    features, labels = _check_batch(features, labels)
+    if normalize:
+        features = features / features.norm(dim=1, keepdim=True)
+    dist = torch.cdist(features, features)
+    ids = labels.tolist()
+    n = len(ids)
+    terms = []
+    for i in range(n):
+        row = dist[i]
+        values = row.tolist()
+        others = [j for j in range(n) if j != i]
+        same = [j for j in others if ids[j] == ids[i]]
+        if not same:
+            continue
+        ranked = sorted(others, key=lambda j: values[j])
+        if k >= n - 1:
+            support = others
+        else:
+            threshold = values[ranked[k]]
+            support = [j for j in others if values[j] < threshold]
+        pos = [j for j in support if ids[j] == ids[i]]
+        neg = [j for j in support if ids[j] != ids[i]]
+        if not pos:
+            pos = [min(same, key=lambda j: values[j])]
+        d_pos = row[pos]
+        separation = -torch.log(torch.exp(-alpha * d_pos).sum() / torch.exp(-alpha * row[pos + neg]).sum())
+        if squeeze == "released":
+            sqz = d_pos.min()
+        elif squeeze == "neighbors":
+            sqz = d_pos.min() if len(pos) == 1 else d_pos.max() - d_pos.min()
+        elif squeeze == "paper":
+            sqz = row[same].max() - d_pos.min()
+        else:
+            sqz = torch.zeros((), dtype=row.dtype)
+        terms.append(separation + lam * sqz)
+    if not terms:
+        return _zero_loss(features)
+    return torch.stack(terms).mean()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Baselines
+# --------------------------------------------------------------------------------------------------------------
+
+class TripletLoss(_LoggedLoss):
+    """Batch-hard triplet loss (Hermans et al. 2017, "In defense of the triplet loss").
+
+    For each anchor: hardest positive ``dp = max_{y_j = y_i, j != i} D_ij``, hardest negative
+    ``dn = min_{y_j != y_i} D_ij``; loss ``relu(dp - dn + margin)``, or ``softplus(dp - dn)`` with ``soft=True``
+    (soft margin: ``margin`` is not used). Mean over the anchors that have both a positive and a negative (zero,
+    connected to ``features``, when none has). Euclidean distances of the raw features (``normalize=False``, as
+    TriNet) or of L2-normalised ones. ``last``: ``loss``, ``hardest_pos_dist``, ``hardest_neg_dist``, ``active``
+    (share of counted anchors with a non-zero hinge), ``anchors``.
+    """
+
+    def __init__(self, margin: float = 0.3, soft: bool = False, normalize: bool = False) -> None:
+        super().__init__()
+        if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
+            raise ValueError(f"margin must be finite and >= 0; got {margin!r}")
+        self.margin, self.soft, self.normalize = float(margin), bool(soft), normalize
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, soft={self.soft}, normalize={self.normalize}"
+
+    @_full_precision
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        features, labels = _check_batch(features, labels)
+        dist = euclidean_distance_matrix(features, normalize=self.normalize)
+        same, diff = _identity_masks(labels)
+        rows = (same.any(dim=1) & diff.any(dim=1)).nonzero().flatten()
+        if rows.numel() == 0:
+            loss = _zero_loss(features)
+            self._record(loss=loss, hardest_pos_dist=math.nan, hardest_neg_dist=math.nan, active=0.0, anchors=0)
+            return loss
+        d = dist[rows]
+        hardest_pos = d.masked_fill(~same[rows], -math.inf).max(dim=1).values
+        hardest_neg = d.masked_fill(~diff[rows], math.inf).min(dim=1).values
+        gap = hardest_pos - hardest_neg
+        per_anchor = F.softplus(gap) if self.soft else F.relu(gap + self.margin)
+        loss = per_anchor.mean()
+        with torch.no_grad():
+            active = (gap > 0 if self.soft else gap + self.margin > 0).double().mean()
+            self._record(loss=loss, hardest_pos_dist=hardest_pos.mean(), hardest_neg_dist=hardest_neg.mean(),
+                         active=active, anchors=rows.numel())
+        return loss
+
+
+class ContrastiveLoss(_LoggedLoss):
+    """Contrastive (verification) loss over all pairs of the batch (Hadsell, Chopra, LeCun 2006).
+
+    ``L = 1/2 mean_{pos pairs} D_ij^2 + 1/2 mean_{neg pairs} relu(margin - D_ij)^2``: positives are pulled to
+    distance 0, negatives pushed beyond ``margin``. The two means are taken separately so that the few positive
+    pairs of a P x K batch are not swamped by the negatives; a mean over no pair counts 0. Distances of
+    L2-normalised features by default (D in [0, 2]). ``last``: ``loss``, ``pos_term``, ``neg_term``, ``pos_dist``,
+    ``neg_dist``, ``active_neg`` (share of negative pairs inside the margin).
+    """
+
+    def __init__(self, margin: float = 1.0, normalize: bool = True) -> None:
+        super().__init__()
+        if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
+            raise ValueError(f"margin must be finite and > 0; got {margin!r}")
+        self.margin, self.normalize = float(margin), normalize
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, normalize={self.normalize}"
+
+    @_full_precision
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        features, labels = _check_batch(features, labels)
+        dist = euclidean_distance_matrix(features, normalize=self.normalize)
+        same, diff = _identity_masks(labels)
+        pos_term = 0.5 * (dist.pow(2) * same).sum() / same.sum().clamp(min=1)
+        hinge = F.relu(self.margin - dist)
+        neg_term = 0.5 * (hinge.pow(2) * diff).sum() / diff.sum().clamp(min=1)
+        loss = pos_term + neg_term
+        with torch.no_grad():
+            self._record(loss=loss, pos_term=pos_term, neg_term=neg_term, pos_dist=_masked_mean(dist, same),
+                         neg_dist=_masked_mean(dist, diff), active_neg=_masked_mean((hinge > 0).double(), diff))
+        return loss
+
+
+class CenterLoss(_LoggedLoss):
+    """Center loss (Wen et al. 2016): ``L = 1/2 mean_i |f_i - c_{y_i}|^2`` with learnable centres ``c``.
+
+    ``centers`` is an ``nn.Parameter`` (num_classes, feat_dim), initialised N(0, 1); optimise it with the model
+    (``CombinedLoss.parameters()`` includes it). Labels must be class indices 0..num_classes-1.
+    ``last``: ``loss``, ``center_dist`` (mean |f_i - c_{y_i}|).
+    """
+
+    def __init__(self, num_classes: int, feat_dim: int) -> None:
+        super().__init__()
+        for name, value in (("num_classes", num_classes), ("feat_dim", feat_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"CenterLoss needs a positive integer {name}; got {value!r}")
+        self.num_classes, self.feat_dim = num_classes, feat_dim
+        self.centers = nn.Parameter(torch.randn(num_classes, feat_dim))
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, feat_dim={self.feat_dim}"
+
+    @_full_precision
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        features, labels = _check_batch(features, labels)
+        if features.shape[1] != self.feat_dim:
+            raise ValueError(f"CenterLoss was built for feat_dim={self.feat_dim} but features have "
+                             f"{features.shape[1]} dimensions")
+        _check_class_labels(labels, self.num_classes, "CenterLoss")
+        sq_dist = (features - self.centers[labels].to(features.dtype)).pow(2).sum(dim=1)
+        loss = 0.5 * sq_dist.mean()
+        with torch.no_grad():
+            self._record(loss=loss, center_dist=sq_dist.sqrt().mean())
+        return loss
+
+
+class CrossEntropyLoss(_LoggedLoss):
+    """Softmax cross-entropy on classifier logits, with optional label smoothing (Szegedy et al. 2016):
+    the target is ``(1 - eps) * onehot(y) + eps / C``. ``forward(logits, labels)``, labels 0..C-1.
+    ``last``: ``loss``, ``accuracy`` (top-1 share of the batch)."""
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        if not (isinstance(label_smoothing, (int, float)) and 0.0 <= label_smoothing < 1.0):
+            raise ValueError(f"label_smoothing must be in [0, 1); got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+
+    def extra_repr(self) -> str:
+        return f"label_smoothing={self.label_smoothing}"
+
+    @_full_precision
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        logits, labels = _check_batch(logits, labels, what="logits")
+        _check_class_labels(labels, logits.shape[1], f"CrossEntropyLoss (logits of {logits.shape[1]} classes)")
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        with torch.no_grad():
+            self._record(loss=loss, accuracy=(logits.argmax(dim=1) == labels).double().mean())
+        return loss
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Combining terms by name
+# --------------------------------------------------------------------------------------------------------------
+
+#: name -> (class, arguments fixed by the name)
+_TERMS: dict[str, tuple[type[nn.Module], dict]] = {
+    "sn": (SupportNeighborLoss, {"squeeze": "released"}),
+    "sn-released": (SupportNeighborLoss, {"squeeze": "released"}),
+    "sn-paper": (SupportNeighborLoss, {"squeeze": "paper"}),
+    "sn-neighbors": (SupportNeighborLoss, {"squeeze": "neighbors"}),
+    "sn-none": (SupportNeighborLoss, {"squeeze": "none"}),
+    "sep": (SupportNeighborLoss, {"squeeze": "none"}),
+    "triplet": (TripletLoss, {"soft": False}),
+    "triplet-soft": (TripletLoss, {"soft": True}),
+    "contrastive": (ContrastiveLoss, {}),
+    "center": (CenterLoss, {}),
+    "ce": (CrossEntropyLoss, {}),
+}
+#: Term names accepted by ``build_loss``.
+LOSS_NAMES = tuple(_TERMS)
+
+_TERM_PATTERN = re.compile(r"^(?:(?P<weight>[^*]+)\*)?(?P<name>[a-z-]+)$")
+
+
+class CombinedLoss(nn.Module):
+    """Weighted sum of named loss terms: ``forward(features, labels, logits=None)``.
+
+    ``terms`` maps a name to ``(weight, module)``; the ``"ce"`` term receives ``logits``, the others
+    ``features``. ``last`` holds each term's value under its name, each term's own parts as ``"name/part"``
+    and the weighted total as ``"loss"``. ``needs_logits`` tells whether the model needs a classifier.
+    """
+
+    def __init__(self, terms: dict[str, tuple[float, nn.Module]], spec: str | None = None) -> None:
+        super().__init__()
+        if not terms:
+            raise ValueError("CombinedLoss needs at least one term")
+        self.terms = nn.ModuleDict({name: module for name, (_, module) in terms.items()})
+        self.weights = {name: float(weight) for name, (weight, _) in terms.items()}
+        self.spec = spec or "+".join(f"{w:g}*{n}" for n, w in self.weights.items())
+        self.last: dict[str, float] = {}
+
+    @property
+    def needs_logits(self) -> bool:
+        return any(isinstance(m, CrossEntropyLoss) for m in self.terms.values())
+
+    def extra_repr(self) -> str:
+        return f"spec={self.spec!r}"
+
+    def forward(self, features: Tensor, labels: Tensor, logits: Tensor | None = None) -> Tensor:
+        total, last = None, {}
+        for name, module in self.terms.items():
+            if isinstance(module, CrossEntropyLoss):
+                if logits is None:
+                    raise ValueError(f"the loss {self.spec!r} has a cross-entropy term: build the model with a "
+                                     "classifier (num_classes) and pass its logits")
+                value = module(logits, labels)
+            else:
+                value = module(features, labels)
+            weighted = self.weights[name] * value
+            total = weighted if total is None else total + weighted
+            last[name] = module.last.get("loss", float(value.detach()))
+            last.update({f"{name}/{part}": v for part, v in module.last.items() if part != "loss"})
+        self.last = {"loss": float(total.detach()), **last}
+        return total
+
+
+def _parse_spec(spec: str) -> list[tuple[str, float]]:
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"loss spec must be a non-empty string like 'sn' or 'triplet+0.5*ce'; got {spec!r}")
+    terms = []
+    for raw in spec.replace(" ", "").lower().split("+"):
+        match = _TERM_PATTERN.match(raw)
+        if not raw or match is None:
+            raise ValueError(f"bad term {raw!r} in loss spec {spec!r}: write terms as 'name' or 'weight*name' "
+                             "joined by '+'")
+        name, weight_text = match["name"], match["weight"]
+        if name not in _TERMS:
+            raise ValueError(f"unknown loss {name!r} in {spec!r}; known: {', '.join(LOSS_NAMES)}")
+        try:
+            weight = 1.0 if weight_text is None else float(weight_text)
+        except ValueError:
+            raise ValueError(f"bad weight {weight_text!r} for {name!r} in loss spec {spec!r}") from None
+        if not (math.isfinite(weight) and weight > 0):
+            raise ValueError(f"weight of {name!r} in {spec!r} must be finite and > 0; got {weight_text}")
+        if name in dict(terms):
+            raise ValueError(f"loss {name!r} appears twice in {spec!r}: give it one weight")
+        terms.append((name, weight))
+    return terms
+
+
+def build_loss(spec: str, num_classes: int | None = None, feat_dim: int | None = None,
+               **options) -> CombinedLoss:
+    """Build a :class:`CombinedLoss` from a spec such as ``"sn"``, ``"sn+ce"``, ``"triplet+0.5*ce"``.
+
+    Terms are joined by ``+``, each optionally weighted ``"w*name"``; names: ``sn`` (released squeeze),
+    ``sn-paper``, ``sn-neighbors``, ``sn-released``, ``sn-none`` / ``sep`` (no squeeze), ``triplet``,
+    ``triplet-soft``, ``contrastive``, ``center`` (needs num_classes and feat_dim), ``ce``. ``options`` go to
+    every term whose constructor takes them (``k``, ``alpha``, ``lam``, ``normalize``, ``margin``,
+    ``label_smoothing``); an option no term takes, or one that contradicts a term's name, is an error.
+    """
+    parsed = _parse_spec(spec)
+    used = set()
+    terms = {}
+    for name, weight in parsed:
+        cls, fixed = _TERMS[name]
+        accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+        kwargs = {key: value for key, value in options.items() if key in accepted}
+        for key, value in fixed.items():
+            if key in kwargs and kwargs[key] != value:
+                raise ValueError(f"option {key}={kwargs[key]!r} contradicts the loss name {name!r} "
+                                 f"({key}={value!r}); pick the term by name instead")
+        kwargs.update(fixed)
+        if cls is CenterLoss:
+            if num_classes is None or feat_dim is None:
+                raise ValueError(f"the 'center' term of {spec!r} needs num_classes and feat_dim")
+            kwargs.update(num_classes=num_classes, feat_dim=feat_dim)
+        used.update(kwargs)
+        terms[name] = (weight, cls(**kwargs))
+    unused = set(options) - used
+    if unused:
+        raise ValueError(f"option(s) {sorted(unused)} are taken by no term of {spec!r}")
+    return CombinedLoss(terms, spec=spec)
