@@ -64,8 +64,13 @@ class ReIDModel(nn.Module):
             self.bottleneck.bias.requires_grad_(False)  # BNNeck: no shift, as Bag of Tricks
         self.classifier = None
         if num_classes:
-            self.classifier = nn.Linear(feat_dim, num_classes, bias=False)
-            nn.init.normal_(self.classifier.weight, std=0.001)
+            self.add_classifier(num_classes)
+
+    def add_classifier(self, num_classes: int) -> None:
+        """Attach a linear identity classifier (no bias, N(0, 0.001^2) init, as torchreid / Bag of Tricks)."""
+        self.classifier = nn.Linear(self.feat_dim, num_classes, bias=False)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+        self.config["num_classes"] = num_classes
 
     @property
     def arch(self) -> str:
