@@ -5,8 +5,9 @@ logits instead of features) and returns a scalar float32 tensor (float64 for flo
 float32 with autocast disabled, whatever the input precision, and on the inputs' device. After each call
 ``loss_fn.last`` holds the parts of the last batch as plain floats, for logging.
 
-Distances are Euclidean (not squared): ``D_ij = sqrt(max(|f_i|^2 + |f_j|^2 - 2 f_i.f_j, 1e-12))``. The clamp keeps
-the gradient finite when two features coincide (as in torchreid and fast-reid).
+Distances are Euclidean (not squared), from one matrix product with near-duplicate pairs recomputed exactly
+(``euclidean_distance_matrix``); the square root is taken of ``max(D^2, 1e-12)``, so gradients stay finite when two
+features coincide (as in torchreid and fast-reid).
 
 ``build_loss("sn+0.5*ce", num_classes=...)`` combines weighted terms by name into a :class:`CombinedLoss`.
 """
@@ -34,6 +35,8 @@ SQUEEZE_READINGS = ("paper", "neighbors", "released", "none")
 
 #: Squared distances are clamped to this before the square root (finite gradients at distance 0).
 _SQ_DIST_EPS = 1e-12
+#: Pairs whose squared distance is below this share of |f_i|^2 + |f_j|^2 are recomputed from the difference.
+_REFINE_BELOW = 1e-3
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -97,13 +100,32 @@ def _check_class_labels(labels: Tensor, num_classes: int, what: str) -> None:
 
 
 def euclidean_distance_matrix(features: Tensor, normalize: bool = False) -> Tensor:
-    """(N, N) Euclidean distances ``sqrt(clamp(|f_i|^2 + |f_j|^2 - 2 f_i.f_j, min=1e-12))``, optionally of the
-    L2-normalised features. Differentiable; the gradient stays finite where two features coincide."""
+    """(N, N) Euclidean distances, optionally of the L2-normalised features; differentiable.
+
+    ``D_ij = sqrt(max(s_ij, 1e-12))`` with ``s_ij = |f_i|^2 + |f_j|^2 - 2 f_i.f_j`` (one matrix product). That
+    identity loses precision when f_i and f_j are close (relative error ~ eps * (|f_i|^2 + |f_j|^2) / s_ij), so
+    the pairs with ``s_ij < 1e-3 (|f_i|^2 + |f_j|^2)`` (D < 0.045 for unit features: near-duplicates, such as an
+    image sampled twice in a batch) are recomputed from the differences (``torch.cdist`` without the matrix
+    product, over the m samples involved: O(m^2 dim) more work). Entries are at least 1e-6 (the clamp; the
+    diagonal too), where the gradient is zero.
+    """
     if normalize:
         features = F.normalize(features, dim=1)
     sq_norms = features.pow(2).sum(dim=1)
-    sq_dist = torch.addmm(sq_norms[:, None] + sq_norms[None, :], features, features.T, alpha=-2.0)
-    return sq_dist.clamp(min=_SQ_DIST_EPS).sqrt()
+    scale = sq_norms[:, None] + sq_norms[None, :]
+    sq_dist = torch.addmm(scale, features, features.T, alpha=-2.0)
+    sq_dist.fill_diagonal_(0.0)
+    dist = sq_dist.clamp(min=_SQ_DIST_EPS).sqrt()
+    close = sq_dist.detach() < _REFINE_BELOW * scale
+    close.fill_diagonal_(False)
+    if close.any():
+        involved = close.any(dim=1).nonzero().flatten()
+        position = torch.full((len(features),), -1, dtype=torch.long, device=features.device)
+        position[involved] = torch.arange(len(involved), device=features.device)
+        exact = torch.cdist(features[involved], features[involved], compute_mode="donot_use_mm_for_euclid_dist")
+        rows, cols = close.nonzero(as_tuple=True)
+        dist = dist.index_put((rows, cols), exact[position[rows], position[cols]].clamp(min=_SQ_DIST_EPS ** 0.5))
+    return dist
 
 
 def _identity_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -316,7 +338,7 @@ def support_neighbor_loss_reference(features: Tensor, labels: Tensor, k: int = 1
     features, labels = _check_batch(features, labels)
     if normalize:
         features = features / features.norm(dim=1, keepdim=True)
-    dist = torch.cdist(features, features)
+    dist = torch.cdist(features, features, compute_mode="donot_use_mm_for_euclid_dist")
     ids = labels.tolist()
     n = len(ids)
     terms = []
