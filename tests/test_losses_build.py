@@ -1,0 +1,150 @@
+"""build_loss / CombinedLoss, and the errors every loss gives on bad input or bad options."""
+import math
+
+import pytest
+import torch
+
+from snlib.losses import (
+    LOSS_NAMES, CenterLoss, CombinedLoss, ContrastiveLoss, CrossEntropyLoss, SupportNeighborLoss, TripletLoss,
+    build_loss, support_neighbors,
+)
+
+
+def _batch(num_ids=8, images=4, dim=16, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(num_ids * images, dim, generator=generator), torch.arange(num_ids).repeat_interleave(images)
+
+
+# ---- build_loss ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, cls, fixed", [
+    ("sn", SupportNeighborLoss, {"squeeze": "released"}),
+    ("sn-paper", SupportNeighborLoss, {"squeeze": "paper"}),
+    ("sn-neighbors", SupportNeighborLoss, {"squeeze": "neighbors"}),
+    ("sn-released", SupportNeighborLoss, {"squeeze": "released"}),
+    ("sep", SupportNeighborLoss, {"squeeze": "none"}),
+    ("sn-none", SupportNeighborLoss, {"squeeze": "none"}),
+    ("triplet", TripletLoss, {"soft": False}),
+    ("triplet-soft", TripletLoss, {"soft": True}),
+    ("contrastive", ContrastiveLoss, {}),
+    ("center", CenterLoss, {"num_classes": 8, "feat_dim": 16}),
+    ("ce", CrossEntropyLoss, {}),
+])
+def test_every_name_builds_its_term(name, cls, fixed):
+    loss = build_loss(name, num_classes=8, feat_dim=16)
+    (module,) = loss.terms.values()
+    assert type(module) is cls and loss.weights == {name: 1.0}
+    assert all(getattr(module, key) == value for key, value in fixed.items())
+    assert loss.needs_logits == (name == "ce")
+    assert name in LOSS_NAMES
+
+
+def test_weighted_sum_and_last():
+    features, labels = _batch()
+    logits = torch.randn(len(labels), 8)
+    loss = build_loss(" sn + 0.5*ce + 2e-3*center ", num_classes=8, feat_dim=16, k=5, label_smoothing=0.1)
+    sn, ce, center = loss.terms["sn"], loss.terms["ce"], loss.terms["center"]
+    assert (sn.k, ce.label_smoothing, loss.weights) == (5, 0.1, {"sn": 1.0, "ce": 0.5, "center": 2e-3})
+    assert {id(p) for p in loss.parameters()} == {id(center.centers)}
+    total = loss(features, labels, logits=logits)
+    center_term = 0.5 * (features - center.centers[labels]).pow(2).sum(dim=1).mean()
+    expected = (SupportNeighborLoss(k=5)(features, labels) + 0.5 * CrossEntropyLoss(0.1)(logits, labels)
+                + 2e-3 * center_term)
+    torch.testing.assert_close(total, expected)
+    assert loss.last["loss"] == pytest.approx(total.item())
+    assert loss.last["sn"] == pytest.approx(sn.last["loss"])
+    assert loss.last["sn/separation"] == sn.last["separation"] and "ce/accuracy" in loss.last
+    assert loss.needs_logits
+
+
+def test_options_reach_every_term_that_takes_them():
+    loss = build_loss("triplet+contrastive+sn", margin=0.4, normalize=False)
+    assert loss.terms["triplet"].margin == loss.terms["contrastive"].margin == 0.4
+    assert not any(module.normalize for module in loss.terms.values())
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("", "non-empty"), ("   ", "non-empty"), ("snn", "unknown loss 'snn'"), ("sn+", "bad term ''"),
+    ("+sn", "bad term ''"), ("x*sn", "bad weight 'x'"), ("0*sn", "must be finite and > 0"),
+    ("-1*sn", "must be finite and > 0; got -1"), ("inf*sn", "must be finite"), ("sn*2", "bad term"), ("sn+0.5*sn", "appears twice"),
+    ("center", "needs num_classes and feat_dim"),
+])
+def test_bad_specs(spec, message):
+    with pytest.raises(ValueError, match=message.replace("*", r"\*").replace("+", r"\+")):
+        build_loss(spec)
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match=r"\['kk'\] are taken by no term"):
+        build_loss("sn", kk=3)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        build_loss("triplet", label_smoothing=0.1)
+    with pytest.raises(ValueError, match="contradicts the loss name 'sn-paper'"):
+        build_loss("sn-paper", squeeze="released")
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        build_loss("sn", k=0)
+
+
+def test_cross_entropy_term_needs_logits():
+    features, labels = _batch()
+    with pytest.raises(ValueError, match="cross-entropy term: build the model with a classifier"):
+        build_loss("sn+ce")(features, labels)
+    with pytest.raises(ValueError, match="at least one term"):
+        CombinedLoss({})
+
+
+# ---- bad input -----------------------------------------------------------------------------------------------
+
+ALL_LOSSES = [SupportNeighborLoss(), TripletLoss(), ContrastiveLoss(), CenterLoss(8, 16), CrossEntropyLoss()]
+LOSS_IDS = ["sn", "triplet", "contrastive", "center", "ce"]
+
+
+@pytest.mark.parametrize("loss_fn", ALL_LOSSES, ids=LOSS_IDS)
+def test_bad_batches_are_named(loss_fn):
+    features, labels = _batch(dim=16 if not isinstance(loss_fn, CrossEntropyLoss) else 8)
+    with pytest.raises(ValueError, match=r"has 32 rows but labels has 31 entries"):
+        loss_fn(features, labels[:-1])
+    with pytest.raises(ValueError, match=r"2-D tensor \(batch, dim\); got shape \(32,\)"):
+        loss_fn(features[:, 0], labels)
+    with pytest.raises(ValueError, match="pool the feature map"):
+        loss_fn(features[:, :, None, None], labels)
+    with pytest.raises(ValueError, match="1-D tensor"):
+        loss_fn(features, labels[:, None])
+    with pytest.raises(TypeError, match="integer identity ids"):
+        loss_fn(features, labels.float())
+    with pytest.raises(TypeError, match="floating-point"):
+        loss_fn(features.long(), labels)
+    with pytest.raises(ValueError, match="empty batch"):
+        loss_fn(features[:0], labels[:0])
+    broken = features.clone()
+    broken[3, 1], broken[7, 0] = math.nan, math.inf
+    with pytest.raises(ValueError, match=r"NaN or inf in 2 of 32 rows \(first: \[3, 7\]\)"):
+        loss_fn(broken, labels)
+
+
+def test_class_losses_check_their_labels():
+    features, labels = _batch()
+    with pytest.raises(ValueError, match=r"class indices in \[0, 8\); got labels in \[0, 9\]"):
+        CenterLoss(8, 16)(features, torch.where(labels == 7, 9, labels))
+    with pytest.raises(ValueError, match="built for feat_dim=12"):
+        CenterLoss(8, 12)(features, labels)
+    with pytest.raises(ValueError, match=r"logits of 5 classes"):
+        CrossEntropyLoss()(torch.randn(32, 5), labels)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: SupportNeighborLoss(k=0), "k must be a positive integer"),
+    (lambda: SupportNeighborLoss(k=2.5), "k must be a positive integer"),
+    (lambda: SupportNeighborLoss(alpha=0), "alpha must be a finite positive"),
+    (lambda: SupportNeighborLoss(alpha=math.nan), "alpha must be a finite positive"),
+    (lambda: SupportNeighborLoss(lam=-1), "lam"),
+    (lambda: SupportNeighborLoss(squeeze="max"), "squeeze must be one of"),
+    (lambda: support_neighbors(torch.randn(4, 3), torch.arange(4), squeeze="max"), "squeeze must be one of"),
+    (lambda: TripletLoss(margin=-0.1), "margin"),
+    (lambda: ContrastiveLoss(margin=0), "margin"),
+    (lambda: CenterLoss(0, 5), "num_classes"),
+    (lambda: CrossEntropyLoss(label_smoothing=1.0), "label_smoothing"),
+])
+def test_bad_options_of_each_loss(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
