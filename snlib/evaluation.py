@@ -110,8 +110,12 @@ def _real(array, name: str) -> np.ndarray:
     return a
 
 
-def _distance_blocks(qf, gf, metric: str, chunk_size: int | None):
-    """Yield (start, stop, distances of queries start:stop as a numpy array) over blocks of query rows."""
+def _distance_blocks(qf, gf, metric: str, chunk_size: int | None, normalize: bool = False):
+    """Yield (start, stop, distances of queries start:stop as a numpy array) over blocks of query rows.
+
+    With ``normalize`` the distances are those of the L2-normalised features, computed without a normalised
+    copy of the gallery (which, at 500k x 2048 float32, would be another 4 GB).
+    """
     _check_choice(metric, "metric", METRICS)
     q, g = _as_features(qf, "qf"), _as_features(gf, "gf")
     if q.shape[1] != g.shape[1]:
@@ -121,20 +125,22 @@ def _distance_blocks(qf, gf, metric: str, chunk_size: int | None):
     dtype = torch.promote_types(q.dtype, g.dtype)
     q, g = q.to(dtype), g.to(device=q.device, dtype=dtype)
     step = chunk_size or rows_per_block(g.shape[0])
+    unit = normalize or metric == "cosine"
     with torch.no_grad():
-        if metric == "cosine":
-            q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
+        if unit:
+            g_scale = 1 / g.norm(dim=1).clamp_min(1e-12)
         else:
             g_sq = g.square().sum(dim=1)
         for start in range(0, q.shape[0], step):
             block = q[start:start + step]
-            if metric == "cosine":
-                d = (1 - block @ g.T).clamp_(0, 2)
-            else:            # |q|^2 + |g|^2 - 2 q.g, clamped at 0 against rounding
+            if unit:                        # cos = q/|q| . g/|g|;  |q/|q| - g/|g||^2 = 2 - 2 cos
+                cos = (F.normalize(block, dim=1) @ g.T).mul_(g_scale)
+                d = (1 - cos).clamp_(0, 2) if metric == "cosine" else (2 - 2 * cos).clamp_(min=0)
+            else:                           # |q|^2 + |g|^2 - 2 q.g, clamped at 0 against rounding
                 d = torch.addmm(g_sq[None, :] + block.square().sum(dim=1, keepdim=True), block, g.T, alpha=-2)
                 d.clamp_(min=0)
-                if metric == "euclidean":
-                    d.sqrt_()
+            if metric == "euclidean":
+                d.sqrt_()
             yield start, start + len(block), d.cpu().numpy()
 
 
@@ -160,7 +166,7 @@ class _Gallery:
     """Gallery identities and cameras, indexed for ranking: non-junk columns, same-identity groups."""
 
     def __init__(self, pids: np.ndarray, camids: np.ndarray):
-        self.pids, self.camids = pids, camids
+        self.camids = camids
         self.kept_mask = pids != JUNK_PID
         self.kept = None if self.kept_mask.all() else np.flatnonzero(self.kept_mask)
         kept = np.flatnonzero(self.kept_mask)
@@ -319,16 +325,15 @@ def evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric: str = 
     _check_positive_int(max_rank, "max_rank")
     q, g = _as_features(qf, "qf"), _as_features(gf, "gf")
     q_pids, g_pids, q_camids, g_camids = _ids(q_pids, g_pids, q_camids, g_camids, len(q), len(g))
-    if normalize:
-        q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
-    gallery = _Gallery(g_pids, g_camids)
     if rerank:
+        if normalize:
+            q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
         distances = [pairwise_distance(a, b, metric, chunk_size) for a, b in ((q, g), (q, q), (g, g))]
         return evaluate_rank(re_ranking(*distances), q_pids, g_pids, q_camids, g_camids, max_rank, ap)
     num_blocks = -(-len(q) // (chunk_size or rows_per_block(len(g))))
-    blocks = tqdm(_distance_blocks(q, g, metric, chunk_size), total=num_blocks, desc="evaluating", leave=False,
-                  disable=None)
-    return _evaluate_blocks(blocks, q_pids, q_camids, gallery, max_rank, ap)
+    blocks = tqdm(_distance_blocks(q, g, metric, chunk_size, normalize), total=num_blocks, desc="evaluating",
+                  leave=False, disable=None)
+    return _evaluate_blocks(blocks, q_pids, q_camids, _Gallery(g_pids, g_camids), max_rank, ap)
 
 
 # ------------------------------------------------------------------------------------------- other protocols

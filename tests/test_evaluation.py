@@ -262,6 +262,10 @@ def test_evaluate_features_equals_distance_then_rank():
         got = evaluate_features(torch.from_numpy(qf), gf, q_pids, g_pids, q_camids, g_camids, chunk_size=chunk)
         np.testing.assert_array_equal(got.cmc, expected.cmc)
         np.testing.assert_allclose(got.ap, expected.ap, atol=1e-12)
+    for metric in ("sqeuclidean", "cosine"):
+        raw = evaluate_rank(pairwise_distance(qf, gf, metric, dtype=np.float64), q_pids, g_pids, q_camids, g_camids)
+        got = evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=metric, normalize=False)
+        np.testing.assert_allclose(got.ap, raw.ap, atol=1e-12)
     reranked = evaluate_rank(
         re_ranking(*(pairwise_distance(a, b) for a, b in ((qn, gn), (qn, qn), (gn, gn)))),
         q_pids, g_pids, q_camids, g_camids, ap="market",
