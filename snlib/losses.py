@@ -212,13 +212,17 @@ def _sn_sets(features: Tensor, labels: Tensor, k: int, alpha: float, squeeze: st
     knn_positive = neighbors & same
     knn_has_positive = knn_positive.any(dim=1)
     nearest_positive = candidates.masked_fill(~same, math.inf).argmin(dim=1)   # first index among ties
-    fallback = F.one_hot(nearest_positive, n).bool() & (has_positive & ~knn_has_positive)[:, None]
+    needs_fallback = has_positive & ~knn_has_positive
+    fallback = torch.zeros_like(same).scatter_(1, nearest_positive[:, None], needs_fallback[:, None])
     positive = knn_positive | fallback
     negative = neighbors & diff & has_positive[:, None]
 
     # Per-anchor terms on the anchors that have a positive (the others stay NaN).
     rows = has_positive.nonzero().flatten()
-    d, pos, neg = dist[rows], positive[rows], negative[rows]
+    if rows.numel() == n:
+        d, pos, neg, same_rows = dist, positive, negative, same
+    else:
+        d, pos, neg, same_rows = dist[rows], positive[rows], negative[rows], same[rows]
     logits = -alpha * d
     separation_rows = (logits.masked_fill(~(pos | neg), -math.inf).logsumexp(dim=1)
                        - logits.masked_fill(~pos, -math.inf).logsumexp(dim=1))
@@ -229,7 +233,7 @@ def _sn_sets(features: Tensor, labels: Tensor, k: int, alpha: float, squeeze: st
         spread = d.masked_fill(~pos, -math.inf).max(dim=1).values - nearest
         squeeze_rows = torch.where(pos.sum(dim=1) == 1, nearest, spread)
     elif squeeze == "paper":
-        squeeze_rows = d.masked_fill(~same[rows], -math.inf).max(dim=1).values - nearest
+        squeeze_rows = d.masked_fill(~same_rows, -math.inf).max(dim=1).values - nearest
     else:
         squeeze_rows = torch.zeros_like(nearest)
     undefined = dist.new_full((n,), math.nan)
@@ -320,10 +324,10 @@ class SupportNeighborLoss(_LoggedLoss):
                 loss=loss, separation=separation, squeeze=squeeze,
                 pos_dist=_masked_mean(sets.distances, sets.same_identity),
                 neg_dist=_masked_mean(sets.distances, sets.other_identity),
-                knn_without_positive=_masked_mean((~sets.knn_has_positive).double(), anchors),
-                no_positive=(~anchors).double().mean(),
-                support_pos=_masked_mean((sets.neighbors & sets.same_identity).sum(dim=1).double(), anchors),
-                support_neg=_masked_mean((sets.neighbors & sets.other_identity).sum(dim=1).double(), anchors),
+                knn_without_positive=_masked_mean((~sets.knn_has_positive).float(), anchors),
+                no_positive=(~anchors).float().mean(),
+                support_pos=_masked_mean((sets.neighbors & sets.same_identity).sum(dim=1).float(), anchors),
+                support_neg=_masked_mean((sets.neighbors & sets.other_identity).sum(dim=1).float(), anchors),
                 anchors=anchors.sum(),
             )
         return loss
@@ -416,7 +420,7 @@ class TripletLoss(_LoggedLoss):
         per_anchor = F.softplus(gap) if self.soft else F.relu(gap + self.margin)
         loss = per_anchor.mean()
         with torch.no_grad():
-            active = (gap > 0 if self.soft else gap + self.margin > 0).double().mean()
+            active = (gap > 0 if self.soft else gap + self.margin > 0).float().mean()
             self._record(loss=loss, hardest_pos_dist=hardest_pos.mean(), hardest_neg_dist=hardest_neg.mean(),
                          active=active, anchors=rows.numel())
         return loss
@@ -452,7 +456,7 @@ class ContrastiveLoss(_LoggedLoss):
         loss = pos_term + neg_term
         with torch.no_grad():
             self._record(loss=loss, pos_term=pos_term, neg_term=neg_term, pos_dist=_masked_mean(dist, same),
-                         neg_dist=_masked_mean(dist, diff), active_neg=_masked_mean((hinge > 0).double(), diff))
+                         neg_dist=_masked_mean(dist, diff), active_neg=_masked_mean((hinge > 0).float(), diff))
         return loss
 
 
@@ -509,7 +513,7 @@ class CrossEntropyLoss(_LoggedLoss):
         _check_class_labels(labels, logits.shape[1], f"CrossEntropyLoss (logits of {logits.shape[1]} classes)")
         loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
         with torch.no_grad():
-            self._record(loss=loss, accuracy=(logits.argmax(dim=1) == labels).double().mean())
+            self._record(loss=loss, accuracy=(logits.argmax(dim=1) == labels).float().mean())
         return loss
 
 
@@ -573,7 +577,7 @@ class CombinedLoss(nn.Module):
                 value = module(features, labels)
             weighted = self.weights[name] * value
             total = weighted if total is None else total + weighted
-            last[name] = module.last.get("loss", float(value.detach()))
+            last[name] = module.last["loss"]
             last.update({f"{name}/{part}": v for part, v in module.last.items() if part != "loss"})
         self.last = {"loss": float(total.detach()), **last}
         return total
