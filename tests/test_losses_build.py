@@ -148,3 +148,12 @@ def test_class_losses_check_their_labels():
 def test_bad_options_of_each_loss(make, message):
     with pytest.raises(ValueError, match=message):
         make()
+
+
+def test_demo_prints_the_parts_of_every_reading(capsys):
+    from snlib.demo import PARTS, main
+
+    main(["--k", "3"])
+    out = capsys.readouterr().out
+    assert all(reading in out for reading in ("paper", "neighbors", "released", "none"))
+    assert all(part in out for part in PARTS) and "S+" in out
