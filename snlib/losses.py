@@ -92,6 +92,14 @@ def _check_batch(x, labels, what: str = "features") -> tuple[Tensor, Tensor]:
     return x.to(dtype), labels.long()
 
 
+def _check_number(name: str, value, low: float, strict: bool, what: str = "") -> None:
+    """Raise a ValueError unless ``value`` is a finite real number ``> low`` (strict) or ``>= low``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < low or (strict and value == low):
+        bound = f"> {low:g}" if strict else f">= {low:g}"
+        raise ValueError(f"{name}{what} must be a finite number {bound}; got {value!r}")
+
+
 def _check_class_labels(labels: Tensor, num_classes: int, what: str) -> None:
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"{what} needs class indices in [0, {num_classes}); got labels in "
@@ -126,6 +134,11 @@ def euclidean_distance_matrix(features: Tensor, normalize: bool = False) -> Tens
         rows, cols = close.nonzero(as_tuple=True)
         dist = dist.index_put((rows, cols), exact[position[rows], position[cols]].clamp(min=_SQ_DIST_EPS ** 0.5))
     return dist
+
+
+def _distances_and_masks(features: Tensor, labels: Tensor, normalize: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Distance matrix, same-identity mask (diagonal excluded) and different-identity mask of a batch."""
+    return (euclidean_distance_matrix(features, normalize=normalize), *_identity_masks(labels))
 
 
 def _identity_masks(labels: Tensor) -> tuple[Tensor, Tensor]:
@@ -189,8 +202,7 @@ class SupportSets:
 def _check_sn_options(k, alpha, squeeze) -> None:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer (number of support neighbours); got {k!r}")
-    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be a finite positive scale (paper: 50); got {alpha!r}")
+    _check_number("alpha", alpha, 0.0, strict=True, what=" (softmax scale, paper: 50)")
     if squeeze not in SQUEEZE_READINGS:
         raise ValueError(f"squeeze must be one of {SQUEEZE_READINGS} (see PAPER.md); got {squeeze!r}")
 
@@ -198,8 +210,7 @@ def _check_sn_options(k, alpha, squeeze) -> None:
 def _sn_sets(features: Tensor, labels: Tensor, k: int, alpha: float, squeeze: str, normalize: bool) -> SupportSets:
     """Vectorised support sets and per-anchor terms for already validated float inputs."""
     n = features.shape[0]
-    dist = euclidean_distance_matrix(features, normalize=normalize)
-    same, diff = _identity_masks(labels)
+    dist, same, diff = _distances_and_masks(features, labels, normalize)
     eye = torch.eye(n, dtype=torch.bool, device=dist.device)
     candidates = dist.detach().masked_fill(eye, math.inf)
     if k < n - 1:
@@ -299,8 +310,7 @@ class SupportNeighborLoss(_LoggedLoss):
                  normalize: bool = True) -> None:
         super().__init__()
         _check_sn_options(k, alpha, squeeze)
-        if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
-            raise ValueError(f"lam (weight of the squeeze term) must be finite and >= 0; got {lam!r}")
+        _check_number("lam", lam, 0.0, strict=False, what=" (weight of the squeeze term, paper: 0.1)")
         self.k, self.alpha, self.lam, self.squeeze, self.normalize = k, float(alpha), float(lam), squeeze, normalize
 
     def extra_repr(self) -> str:
@@ -396,8 +406,7 @@ class TripletLoss(_LoggedLoss):
 
     def __init__(self, margin: float = 0.3, soft: bool = False, normalize: bool = False) -> None:
         super().__init__()
-        if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin >= 0):
-            raise ValueError(f"margin must be finite and >= 0; got {margin!r}")
+        _check_number("margin", margin, 0.0, strict=False)
         self.margin, self.soft, self.normalize = float(margin), bool(soft), normalize
 
     def extra_repr(self) -> str:
@@ -406,8 +415,7 @@ class TripletLoss(_LoggedLoss):
     @_full_precision
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
         features, labels = _check_batch(features, labels)
-        dist = euclidean_distance_matrix(features, normalize=self.normalize)
-        same, diff = _identity_masks(labels)
+        dist, same, diff = _distances_and_masks(features, labels, self.normalize)
         rows = (same.any(dim=1) & diff.any(dim=1)).nonzero().flatten()
         if rows.numel() == 0:
             loss = _zero_loss(features)
@@ -438,8 +446,7 @@ class ContrastiveLoss(_LoggedLoss):
 
     def __init__(self, margin: float = 1.0, normalize: bool = True) -> None:
         super().__init__()
-        if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
-            raise ValueError(f"margin must be finite and > 0; got {margin!r}")
+        _check_number("margin", margin, 0.0, strict=True)
         self.margin, self.normalize = float(margin), normalize
 
     def extra_repr(self) -> str:
@@ -448,8 +455,7 @@ class ContrastiveLoss(_LoggedLoss):
     @_full_precision
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
         features, labels = _check_batch(features, labels)
-        dist = euclidean_distance_matrix(features, normalize=self.normalize)
-        same, diff = _identity_masks(labels)
+        dist, same, diff = _distances_and_masks(features, labels, self.normalize)
         pos_term = 0.5 * (dist.pow(2) * same).sum() / same.sum().clamp(min=1)
         hinge = F.relu(self.margin - dist)
         neg_term = 0.5 * (hinge.pow(2) * diff).sum() / diff.sum().clamp(min=1)
@@ -500,8 +506,9 @@ class CrossEntropyLoss(_LoggedLoss):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        if not (isinstance(label_smoothing, (int, float)) and 0.0 <= label_smoothing < 1.0):
-            raise ValueError(f"label_smoothing must be in [0, 1); got {label_smoothing!r}")
+        _check_number("label_smoothing", label_smoothing, 0.0, strict=False)
+        if label_smoothing >= 1.0:
+            raise ValueError(f"label_smoothing must be < 1; got {label_smoothing!r}")
         self.label_smoothing = float(label_smoothing)
 
     def extra_repr(self) -> str:
