@@ -13,12 +13,13 @@
    (the paper's Figure 4 setting), 256-d features: time and peak memory of the blocked evaluation, which
    never holds the full distance matrix. ``--distractors 0`` skips it.
 
-Peak memory is the process's resident high-water mark above its level before the step (Linux /proc; the mark is
-reset between steps through /proc/self/clear_refs).
+Peak memory is the process's resident high-water mark above its level before the step (Linux /proc; freed heap
+is handed back with malloc_trim and the mark reset through /proc/self/clear_refs between steps).
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib.util
 import time
 import warnings
@@ -50,6 +51,10 @@ class PeakMemory:
     """Resident-memory high-water mark of this process above its level at entry, in MB (Linux)."""
 
     def __enter__(self):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)                 # hand freed heap back: a clean baseline
+        except (OSError, AttributeError):
+            pass
         try:
             Path("/proc/self/clear_refs").write_text("5")          # reset VmHWM to the current VmRSS
             self.start = self._status("VmRSS")

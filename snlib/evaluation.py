@@ -110,32 +110,39 @@ def _real(array, name: str) -> np.ndarray:
     return a
 
 
-def _distance_blocks(qf, gf, metric: str, chunk_size: int | None, normalize: bool = False):
-    """Yield (start, stop, distances of queries start:stop as a numpy array) over blocks of query rows.
+def _feature_pair(qf, gf) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validated query and gallery features, of one dtype, on the query features' device."""
+    q, g = _as_features(qf, "qf"), _as_features(gf, "gf")
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(f"qf has {q.shape[1]} dimensions but gf has {g.shape[1]}")
+    dtype = torch.promote_types(q.dtype, g.dtype)
+    return q.to(dtype), g.to(device=q.device, dtype=dtype)
+
+
+def _block_rows(chunk_size: int | None, num_gallery: int) -> int:
+    if chunk_size is None:
+        return rows_per_block(num_gallery)
+    _check_positive_int(chunk_size, "chunk_size")
+    return chunk_size
+
+
+def _distance_blocks(q: torch.Tensor, g: torch.Tensor, metric: str, step: int, normalize: bool = False):
+    """Yield (start, stop, distances of queries start:stop as a numpy array) over blocks of ``step`` queries.
 
     With ``normalize`` the distances are those of the L2-normalised features, computed without a normalised
     copy of the gallery (which, at 500k x 2048 float32, would be another 4 GB).
     """
-    _check_choice(metric, "metric", METRICS)
-    q, g = _as_features(qf, "qf"), _as_features(gf, "gf")
-    if q.shape[1] != g.shape[1]:
-        raise ValueError(f"qf has {q.shape[1]} dimensions but gf has {g.shape[1]}")
-    if chunk_size is not None:
-        _check_positive_int(chunk_size, "chunk_size")
-    dtype = torch.promote_types(q.dtype, g.dtype)
-    q, g = q.to(dtype), g.to(device=q.device, dtype=dtype)
-    step = chunk_size or rows_per_block(g.shape[0])
     unit = normalize or metric == "cosine"
     with torch.no_grad():
-        if unit:
-            g_scale = 1 / g.norm(dim=1).clamp_min(1e-12)
+        if unit:                            # cos = q/|q| . g/|g|; cosine: 1 - cos; |q/|q| - g/|g||^2 = 2 - 2 cos
+            offset = 1.0 if metric == "cosine" else 2.0
+            g_scale = -offset / g.norm(dim=1).clamp_min(1e-12)
         else:
             g_sq = g.square().sum(dim=1)
         for start in range(0, q.shape[0], step):
             block = q[start:start + step]
-            if unit:                        # cos = q/|q| . g/|g|;  |q/|q| - g/|g||^2 = 2 - 2 cos
-                cos = (F.normalize(block, dim=1) @ g.T).mul_(g_scale)
-                d = (1 - cos).clamp_(0, 2) if metric == "cosine" else (2 - 2 * cos).clamp_(min=0)
+            if unit:
+                d = (F.normalize(block, dim=1) @ g.T).mul_(g_scale).add_(offset).clamp_(0, 2 * offset)
             else:                           # |q|^2 + |g|^2 - 2 q.g, clamped at 0 against rounding
                 d = torch.addmm(g_sq[None, :] + block.square().sum(dim=1, keepdim=True), block, g.T, alpha=-2)
                 d.clamp_(min=0)
@@ -153,10 +160,10 @@ def pairwise_distance(qf, gf, metric: str = "euclidean", chunk_size: int | None 
     ``chunk_size`` query rows (default: about 4M distances a block), so the working memory beyond the
     returned matrix stays bounded; float32 features are computed in float32, as torchreid and fast-reid do.
     """
-    out = None
-    for start, stop, d in _distance_blocks(qf, gf, metric, chunk_size):
-        if out is None:
-            out = np.empty((len(qf), d.shape[1]), dtype=dtype)
+    _check_choice(metric, "metric", METRICS)
+    q, g = _feature_pair(qf, gf)
+    out = np.empty((len(q), len(g)), dtype=dtype)
+    for start, stop, d in _distance_blocks(q, g, metric, _block_rows(chunk_size, len(g))):
         out[start:stop] = d
     return out
 
@@ -198,9 +205,10 @@ def _ranked_before(dist: np.ndarray, member_dist: np.ndarray, members: np.ndarra
     """How many non-junk gallery images rank before each member: closer, or as close with a smaller index."""
     ranked = np.take(dist, gallery.kept, axis=1) if gallery.kept is not None else dist.copy()
     ranked.sort(axis=1)
-    ranked_t, values = torch.from_numpy(ranked), torch.from_numpy(member_dist)
-    before = torch.searchsorted(ranked_t, values, side="left").numpy()
-    tied = present & (torch.searchsorted(ranked_t, values, side="right").numpy() - before > 1)
+    before = torch.searchsorted(torch.from_numpy(ranked), torch.from_numpy(member_dist)).numpy()
+    # A member is tied when the image right after its first equal in the sorted row has the same distance.
+    next_value = np.take_along_axis(ranked, np.minimum(before + 1, ranked.shape[1] - 1), axis=1)
+    tied = present & (before + 1 < ranked.shape[1]) & (next_value == member_dist)
     if tied.any():                                      # rare with real features: count equal, smaller index
         rows, cols = np.nonzero(tied)
         column = np.arange(dist.shape[1])
@@ -323,15 +331,15 @@ def evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric: str = 
     _check_choice(ap, "ap", AP_RULES)
     _check_choice(metric, "metric", METRICS)
     _check_positive_int(max_rank, "max_rank")
-    q, g = _as_features(qf, "qf"), _as_features(gf, "gf")
+    q, g = _feature_pair(qf, gf)
     q_pids, g_pids, q_camids, g_camids = _ids(q_pids, g_pids, q_camids, g_camids, len(q), len(g))
+    step = _block_rows(chunk_size, len(g))
     if rerank:
         if normalize:
             q, g = F.normalize(q, dim=1), F.normalize(g, dim=1)
         distances = [pairwise_distance(a, b, metric, chunk_size) for a, b in ((q, g), (q, q), (g, g))]
         return evaluate_rank(re_ranking(*distances), q_pids, g_pids, q_camids, g_camids, max_rank, ap)
-    num_blocks = -(-len(q) // (chunk_size or rows_per_block(len(g))))
-    blocks = tqdm(_distance_blocks(q, g, metric, chunk_size, normalize), total=num_blocks, desc="evaluating",
+    blocks = tqdm(_distance_blocks(q, g, metric, step, normalize), total=-(-len(q) // step), desc="evaluating",
                   leave=False, disable=None)
     return _evaluate_blocks(blocks, q_pids, q_camids, _Gallery(g_pids, g_camids), max_rank, ap)
 
@@ -367,6 +375,7 @@ def cuhk03_classic_cmc(distmat, q_pids, g_pids, q_camids, g_camids, num_repeats:
     rank is that of its identity's drawn image among the drawn images (ties broken by identity). As
     torchreid's ``eval_cuhk03`` (which draws from numpy's global state and no longer runs on numpy 2);
     here the draws come from ``numpy.random.default_rng(seed)``. Queries without any such image are skipped.
+    The classic protocol reports the mean of this CMC over its 20 train/test splits (one call per split).
     """
     _check_positive_int(num_repeats, "num_repeats")
     _check_positive_int(max_rank, "max_rank")

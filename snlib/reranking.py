@@ -29,6 +29,8 @@ __all__ = ["re_ranking"]
 
 #: Elements of the largest temporary block (rows x columns); bounds the working memory.
 _BLOCK_ELEMENTS = 1 << 22
+#: (query, gallery) pairs sharing a non-zero column handled at once by the Jaccard step (~6 temporaries each).
+_PAIRS_PER_BLOCK = 1 << 20
 
 
 def to_numpy(array, name: str) -> np.ndarray:
@@ -85,7 +87,8 @@ def rows_per_block(num_columns: int) -> int:
 
 
 class _Joint:
-    """The input distances seen as the transposed, squared joint matrix B = (A^T)^2, one way or another."""
+    """A = [[q_q, q_g], [q_g^T, g_g]] read as B = (A^T)^2 in float32 (the original's matrix before its
+    normalisation), by blocks of rows or by entries, without ever building it."""
 
     def __init__(self, q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray):
         self.q_g, self.q_q, self.g_g = q_g, q_q, g_g
@@ -130,8 +133,15 @@ def _nearest(joint: _Joint, k: int) -> tuple[np.ndarray, np.ndarray]:
         stop = min(start + step, n)
         d = joint.rows(start, stop)
         row_max[start:stop] = d.max(axis=1)
+        if not row_max[start:stop].all():
+            i = start + int(np.argmin(row_max[start:stop]))
+            raise ValueError(f"every distance from image {i} (queries first, then gallery) is 0: re-ranking "
+                             "divides by the largest; check for constant or duplicated features")
         d /= row_max[start:stop, None]
-        top = np.sort(np.argpartition(d, k - 1, axis=1)[:, :k], axis=1) if k < n else np.broadcast_to(np.arange(n), d.shape)
+        if k < n:                       # the k smallest, in index order (ties are then broken by index)
+            top = np.sort(np.argpartition(d, k - 1, axis=1)[:, :k], axis=1)
+        else:
+            top = np.broadcast_to(np.arange(n), d.shape)
         order = np.argsort(np.take_along_axis(d, top, axis=1), axis=1, kind="stable")
         nearest[start:stop] = np.take_along_axis(top, order, axis=1)
     return nearest, row_max
@@ -159,7 +169,8 @@ def _expanded_sets(nearest: np.ndarray, k1: int) -> tuple[np.ndarray, np.ndarray
     step = rows_per_block(a * h * a)
     for start in range(0, n, step):
         f, f_ok = fwd[start:start + step], fwd_ok[start:start + step]
-        cand, cand_ok = half[f], half_ok[f]                                   # (b, a, h): R(j, k1/2), j in N(i, k1)
+        cand, cand_ok = half[f], half_ok[f]          # (b, a, h): R(j, k1/2) for each j in N(i, k1)
+        # shared[., x, y]: member y of candidate x's set lies in R(i, k1)
         shared = ((cand[..., None] == f[:, None, None, :]) & f_ok[:, None, None, :]).any(-1) & cand_ok
         keep[start:start + step] = f_ok & (shared.sum(-1) > 2.0 / 3 * cand_ok.sum(-1))
     members = np.concatenate([fwd, half[fwd].reshape(n, a * h)], axis=1)
@@ -208,7 +219,7 @@ def _jaccard(encoding: sp.csr_matrix, nq: int) -> np.ndarray:
     out = np.empty((nq, ng), dtype=np.float32)
     step, spans, start = rows_per_block(ng), [], 0
     while start < nq:
-        stop = int(np.searchsorted(cumulative, cumulative[start] + _BLOCK_ELEMENTS, side="right")) - 1
+        stop = int(np.searchsorted(cumulative, cumulative[start] + _PAIRS_PER_BLOCK, side="right")) - 1
         stop = min(max(stop, start + 1), start + step, nq)
         spans.append((start, stop))
         start = stop
@@ -255,7 +266,11 @@ def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6, lambda_v
     joint = _Joint(q_g, q_q, g_g)
     nearest, row_max = _nearest(joint, min(max(k1 + 1, k2), joint.n))
     jaccard = _jaccard(_encode(joint, nearest, row_max, k1, k2), nq)
-    original = np.square(q_g).astype(np.float32) / row_max[:nq, None]
-    jaccard *= np.float32(1 - lambda_value)
-    jaccard += original * np.float32(lambda_value)
+    step, query_max = rows_per_block(ng), row_max[:nq, None]
+    for start in range(0, nq, step):                # mix in d itself, one block of queries at a time
+        original = np.square(q_g[start:start + step]).astype(np.float32, copy=False)
+        original /= query_max[start:start + step]
+        original *= np.float32(lambda_value)
+        jaccard[start:start + step] *= np.float32(1 - lambda_value)
+        jaccard[start:start + step] += original
     return jaccard

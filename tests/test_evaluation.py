@@ -420,5 +420,7 @@ def test_other_bad_input():
         evaluate_features(np.ones((2, 8)), np.ones((0, 8)), [1, 2], [], [0, 0], [])
     with pytest.raises(ValueError, match=r"needs q_q_dist \(2, 2\) and g_g_dist \(3, 3\)"):
         re_ranking(np.ones((2, 3)), np.ones((3, 3)), np.ones((3, 3)))
+    with pytest.raises(ValueError, match="every distance from image 0 .* is 0"):
+        re_ranking(np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="pids has 2 entries but there are 3 features"):
         pool_multi_query(np.ones((3, 4)), [1, 2], [0, 0, 0])
