@@ -46,6 +46,7 @@ __all__ = [
 JUNK_PID = -1
 METRICS = ("euclidean", "sqeuclidean", "cosine")
 AP_RULES = ("standard", "market")
+_MIN_QUERY_ROWS = 64
 _NO_VALID_QUERY = (
     "none of the {num_q} queries has a gallery image of its identity from another camera: check that query "
     "and gallery identities overlap and that pids and camids are not swapped"
@@ -96,10 +97,12 @@ def _as_features(array, name: str) -> torch.Tensor:
         raise TypeError(f"{name} must hold floating-point features, got dtype {x.dtype}")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is empty: it needs at least one image")
-    finite = torch.isfinite(x).all(dim=1)
-    if not bool(finite.all()):
-        row = int(torch.nonzero(~finite)[0])
-        raise ValueError(f"{name}[{row}] holds NaN or infinite values: features must be finite")
+    step = rows_per_block(x.shape[1])
+    for start in range(0, len(x), step):            # by blocks: no full-size mask for a 500k gallery
+        finite = torch.isfinite(x[start:start + step]).all(dim=1)
+        if not bool(finite.all()):
+            row = start + int(torch.nonzero(~finite)[0])
+            raise ValueError(f"{name}[{row}] holds NaN or infinite values: features must be finite")
     return x.detach().float() if x.dtype in (torch.float16, torch.bfloat16) else x.detach()
 
 
@@ -120,8 +123,10 @@ def _feature_pair(qf, gf) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _block_rows(chunk_size: int | None, num_gallery: int) -> int:
+    """Query rows per distance block: ~4M distances, but at least _MIN_QUERY_ROWS (each block reads the whole
+    gallery: 8-row blocks against 500k x 2048 features would move 4 GB per 8 queries)."""
     if chunk_size is None:
-        return rows_per_block(num_gallery)
+        return max(_MIN_QUERY_ROWS, rows_per_block(num_gallery))
     _check_positive_int(chunk_size, "chunk_size")
     return chunk_size
 
@@ -157,8 +162,8 @@ def pairwise_distance(qf, gf, metric: str = "euclidean", chunk_size: int | None 
 
     metric: ``"euclidean"`` |q - g| (the paper's, on L2-normalised features), ``"sqeuclidean"`` |q - g|^2, or
     ``"cosine"`` 1 - cos(q, g). Computed with torch on the features' device (CPU or CUDA) in blocks of
-    ``chunk_size`` query rows (default: about 4M distances a block), so the working memory beyond the
-    returned matrix stays bounded; float32 features are computed in float32, as torchreid and fast-reid do.
+    ``chunk_size`` query rows (default: about 4M distances, at least 64 rows), so the working memory beyond
+    the returned matrix stays bounded; float32 features are computed in float32, as torchreid and fast-reid do.
     """
     _check_choice(metric, "metric", METRICS)
     q, g = _feature_pair(qf, gf)
