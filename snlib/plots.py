@@ -1,0 +1,149 @@
+"""The notebooks' figures (matplotlib + seaborn): every function takes a long table (one row per run, epoch or
+step, as ``snlib.experiments`` produces them) and returns a ``matplotlib.figure.Figure``.
+
+Spread across seeds is shown the same way everywhere: the mean as a bar or line, one point per seed, and a
+band or error bar of one standard deviation (ddof=1; absent for a single seed).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .experiments import LOSS_LABELS
+
+#: The loss spec of each method of the paper's Figure 4 (``paper.published("figure4")``).
+FIGURE4_LOSSES = {"SN loss": "sn", "TriNet (batch-hard triplet)": "triplet"}
+
+#: Axis labels of the metric columns (percent).
+METRIC_LABELS = {"rank1": "rank-1 (%)", "rank5": "rank-5 (%)", "rank10": "rank-10 (%)", "mAP": "mAP (%)",
+                 "mINP": "mINP (%)", "train_loss": "training loss", "train_loss_rel": "training loss / epoch 1"}
+
+
+def _panels(count: int, width: float = 4.2, height: float = 3.4, sharex: bool = False):
+    fig, axes = plt.subplots(1, count, figsize=(width * count, height), squeeze=False, sharex=sharex)
+    return fig, list(axes[0])
+
+
+def _labelled(df: pd.DataFrame, column: str) -> pd.Series:
+    """The loss specs of ``column`` as readable names (other values unchanged)."""
+    return df[column].map(lambda v: LOSS_LABELS.get(v, v))
+
+
+def metric_bars(df: pd.DataFrame, x: str = "loss", metrics: Sequence[str] = ("rank1", "mAP"),
+                order: Sequence | None = None, title: str | None = None):
+    """One panel per metric: a bar per ``x`` value (the mean over seeds), its standard deviation as an error
+    bar and one dot per seed. Loss specs on ``x`` are written out (``LOSS_LABELS``)."""
+    data = df.assign(**{x: _labelled(df, x)})
+    order = [LOSS_LABELS.get(v, v) for v in (order if order is not None else df[x].drop_duplicates())]
+    fig, axes = _panels(len(metrics), width=0.9 * len(order) + 1.5, height=3.8)
+    for ax, metric in zip(axes, metrics):
+        sns.barplot(data=data, y=x, x=metric, order=order, errorbar="sd", ax=ax, color="#9ecae1", capsize=0.2,
+                    err_kws={"linewidth": 1.2})
+        sns.stripplot(data=data, y=x, x=metric, order=order, ax=ax, color="black", size=4, jitter=0.15)
+        ax.set_xlabel(METRIC_LABELS.get(metric, metric))
+        ax.set_ylabel("")
+        if ax is not axes[0]:
+            ax.set_yticklabels([])
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_curves(df: pd.DataFrame, param: str, metrics: Sequence[str] = ("rank1", "mAP"),
+                 default: float | None = None, log: bool = False, label: str | None = None,
+                 noise: pd.DataFrame | None = None, axes=None):
+    """Metrics against a swept parameter ``param``: the mean over seeds with a one-standard-deviation band and
+    the seeds as dots; ``default`` (the paper's value) is marked by a dashed line; ``noise`` (one row of
+    ``mean_and_spread``: ``<metric>_mean``, ``<metric>_std``), the spread of the default configuration over
+    seeds, as a grey horizontal band. Draws into ``axes`` (one per metric) when given, else into a new
+    figure; returns the figure."""
+    fig, axes = _panels(len(metrics)) if axes is None else (axes[0].figure, list(axes))
+    for ax, metric in zip(axes, metrics):
+        if noise is not None:
+            mean, std = float(noise[f"{metric}_mean"].iloc[0]), float(noise[f"{metric}_std"].fillna(0).iloc[0])
+            ax.axhspan(mean - std, mean + std, color="grey", alpha=0.15, linewidth=0)
+            ax.axhline(mean, color="grey", linewidth=0.8, label="default, mean ± std over seeds")
+        stats = df.groupby(param)[metric].agg(["mean", "std"]).reset_index()
+        ax.plot(stats[param], stats["mean"], marker="o", color="C0")
+        ax.fill_between(stats[param], stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
+                        color="C0", alpha=0.2, linewidth=0)
+        ax.scatter(df[param], df[metric], s=10, color="black", zorder=3)
+        if default is not None:
+            ax.axvline(default, color="grey", linestyle="--", linewidth=1, label="paper's value")
+            ax.legend(loc="best", fontsize=8)
+        if log:
+            ax.set_xscale("log")
+        ax.set_xlabel(label or param)
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    fig.tight_layout()
+    return fig
+
+
+def _band(ax, data: pd.DataFrame, x: str, y: str, color, label: str, seeds_thin: bool = True) -> None:
+    """Mean over seeds of ``y`` against ``x`` with a one-standard-deviation band (and thin per-seed lines)."""
+    data = data.dropna(subset=[y])
+    stats = data.groupby(x)[y].agg(["mean", "std"]).reset_index()
+    ax.plot(stats[x], stats["mean"], color=color, label=label, marker="o" if len(stats) < 15 else None,
+            markersize=3)
+    spread = stats["std"].fillna(0)
+    ax.fill_between(stats[x], stats["mean"] - spread, stats["mean"] + spread, color=color, alpha=0.2, linewidth=0)
+    if seeds_thin and "seed" in data:
+        for _, run in data.groupby("seed"):
+            ax.plot(run[x], run[y], color=color, alpha=0.35, linewidth=0.7)
+
+
+def training_curves(curves: pd.DataFrame, y: Sequence[str] = ("train_loss_rel", "rank1"), hue: str = "loss",
+                    col: str | None = None, x: str = "epoch"):
+    """Training curves (``Study.curves`` rows): one row of panels per ``y`` column, one panel per ``col``
+    value (e.g. the training fraction), one colour per ``hue`` value (the loss); mean over seeds with a
+    one-standard-deviation band and thin per-seed lines."""
+    columns = list(curves[col].drop_duplicates()) if col else [None]
+    hues = list(curves[hue].drop_duplicates())
+    fig, grid = plt.subplots(len(y), len(columns), figsize=(4.2 * len(columns), 3.2 * len(y)), squeeze=False,
+                             sharey="row")
+    for j, value in enumerate(columns):
+        subset = curves if col is None else curves[curves[col] == value]
+        for i, metric in enumerate(y):
+            ax = grid[i][j]
+            for h, name in enumerate(hues):
+                _band(ax, subset[subset[hue] == name], x, metric, f"C{h}", LOSS_LABELS.get(name, name))
+            ax.set_xlabel(x)
+            ax.set_ylabel(METRIC_LABELS.get(metric, metric) if j == 0 else "")
+            if col is not None and i == 0:
+                ax.set_title(f"{col} = {value}")
+    grid[0][-1].legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def gallery_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("mAP", "rank1"),
+                   published: pd.DataFrame | None = None, hue: str = "loss"):
+    """Metrics against the gallery's growth (gallery size / original gallery size, log axis): the reproduced
+    runs as mean lines with seed bands; ``published`` (``paper.published("figure4")``: ``method``,
+    ``gallery_size``, metrics) as dashed lines between its end points, on the same relative axis, in the
+    colour of the reproduced loss it corresponds to (``FIGURE4_LOSSES``)."""
+    data = curves.assign(growth=curves["gallery_size"] / curves["gallery_size"].min())
+    hues = list(data[hue].drop_duplicates())
+    fig, axes = _panels(len(metrics))
+    for ax, metric in zip(axes, metrics):
+        for h, name in enumerate(hues):
+            _band(ax, data[data[hue] == name], "growth", metric, f"C{h}", f"{LOSS_LABELS.get(name, name)} (reproduced)")
+        if published is not None:
+            for method, points in published.groupby("method", sort=False):
+                loss = FIGURE4_LOSSES.get(method)
+                color = f"C{hues.index(loss)}" if loss in hues else "grey"
+                growth = points["gallery_size"] / points["gallery_size"].min()
+                ax.plot(growth, points[metric], linestyle="--", marker="s", color=color, alpha=0.6,
+                        label=f"{method} (paper, Market-1501)")
+        ax.set_xscale("log")
+        ax.set_xlabel("gallery size / original gallery size")
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    axes[-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+

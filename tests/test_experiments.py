@@ -1,0 +1,279 @@
+"""snlib.experiments: the logic the reproduction notebooks share (tables, summaries, multi-query and gallery-size
+evaluation, train subsets, synthetic distractors), on a tiny synthetic set with features made by hand (no training).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from snlib import engine, experiments, plots
+from snlib.data import load_dataset
+from snlib.evaluation import cuhk03_classic_cmc, evaluate_features, pairwise_distance
+from snlib.experiments import (beside_published, convergence_summary, deviations_from_paper, find_datasets,
+                               format_mean_std, mean_and_spread, open_study, paired_differences, paper_layout,
+                               relative_drop, summary_table, synthetic_distractors, train_subset_root,
+                               training_curve)
+from snlib.paper import published
+from snlib.presets import SMOKE_SYNTHETIC, get_preset
+
+DIM = 16
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """The smoke preset's tiny synthetic set, generated into a temporary folder."""
+    root = tmp_path_factory.mktemp("data") / "synthetic"
+    return open_study("smoke", data_root=root, output_dir=tmp_path_factory.mktemp("out"))
+
+
+def _identity_features(pids: np.ndarray, camids: np.ndarray, noise: float, seed: int) -> torch.Tensor:
+    """A unit vector per identity (distractors and junk get random ones) plus camera-dependent noise."""
+    gen = torch.Generator().manual_seed(seed)
+    base = torch.randn(10_000, DIM, generator=torch.Generator().manual_seed(123))
+    feats = base[torch.from_numpy(pids % 10_000)] + noise * torch.randn(len(pids), DIM, generator=gen)
+    feats[torch.from_numpy(pids <= 0)] = torch.randn(int((pids <= 0).sum()), DIM, generator=gen)
+    return torch.nn.functional.normalize(feats + 0.1 * torch.from_numpy(camids).float()[:, None], dim=1)
+
+
+@pytest.fixture
+def fake_run(study, tmp_path, monkeypatch):
+    """A finished run whose 'model' maps each image to a noisy identity vector; counts the extractions."""
+    calls = []
+
+    def extract(model, loader, device=None, flip=False, normalize=True, desc="features"):
+        samples = loader.dataset.samples
+        pids = np.array([s.pid for s in samples])
+        camids = np.array([s.camid for s in samples])
+        calls.append(desc)
+        return _identity_features(pids, camids, noise=0.9, seed=len(samples)), pids, camids
+
+    monkeypatch.setattr(experiments.engine, "extract_features", extract)
+    monkeypatch.setattr(experiments.Study, "_model", lambda self, run, device: None)
+    run = engine.RunResult(config=study.config("sn", 0), run_dir=tmp_path, history=[], evaluations=[], metrics={},
+                           wall_time_s=0.0)
+    run.calls = calls
+    return run
+
+
+# ------------------------------------------------------------------------------------------- summaries
+def test_mean_and_spread_by_hand():
+    df = pd.DataFrame({"loss": ["a", "a", "a", "b"], "rank1": [1.0, 2.0, 3.0, 5.0], "mAP": [2.0, 2.0, 2.0, 7.0]})
+    out = mean_and_spread(df, "loss").set_index("loss")
+    assert out.loc["a", "rank1_mean"] == 2.0 and out.loc["a", "rank1_std"] == pytest.approx(1.0)  # ddof=1
+    assert out.loc["a", "mAP_std"] == 0.0 and out.loc["a", "rank1_count"] == 3
+    assert math.isnan(out.loc["b", "rank1_std"]) and out.loc["b", "mAP_mean"] == 7.0
+    assert list(out.index) == ["a", "b"]  # first-seen order, not sorted
+
+
+def test_format_and_summary_table():
+    assert format_mean_std(73.4321, 1.25) == "73.4 ± 1.2"  # round-half-even of 1.25 -> 1.2
+    assert format_mean_std(73.4321, float("nan"), digits=2) == "73.43"
+    assert format_mean_std(float("nan"), float("nan")) == "-"
+    df = pd.DataFrame({"loss": ["sn", "sn", "ce"], "rank1": [10.0, 20.0, 30.0], "mAP": [1.0, 3.0, 5.0],
+                       "mINP": [0.0, 0.0, 1.0]})
+    table = summary_table(df).set_index("loss")
+    assert table.loc["sn", "rank1"] == "15.0 ± 7.1" and table.loc["ce", "mAP"] == "5.0"
+    assert table.loc["sn", "method"] == experiments.LOSS_LABELS["sn"] and table.loc["sn", "seeds"] == 2
+
+
+def test_paired_differences_pairs_by_seed():
+    df = pd.DataFrame({"loss": ["sn", "sn", "sn", "tri", "tri", "tri", "ce"],
+                       "seed": [0, 1, 2, 2, 1, 0, 0],               # order must not matter
+                       "rank1": [50.0, 60.0, 70.0, 71.0, 55.0, 40.0, 45.0], "mAP": [1.0] * 7})
+    out = paired_differences(df, reference="sn").set_index("loss")
+    # sn - tri per seed: 10, 5, -1
+    assert out.loc["tri", "rank1_diff_mean"] == pytest.approx(14 / 3)
+    assert out.loc["tri", "rank1_diff_std"] == pytest.approx(np.std([10, 5, -1], ddof=1))
+    assert out.loc["tri", "rank1_ahead"] == "2/3" and out.loc["tri", "mAP_ahead"] == "0/3"
+    assert out.loc["ce", "pairs"] == 1 and out.loc["ce", "rank1_diff_mean"] == 5.0
+
+
+def _long_table():
+    rows = []
+    for loss, level in (("sn", 60.0), ("triplet", 50.0), ("ce", 40.0)):
+        for seed in (0, 1):
+            for query, rerank in experiments.TABLE1_SETTINGS:
+                for ap in experiments.AP_RULES:
+                    shift = 5 * (query == "multi") + 10 * rerank + seed - (ap == "market")
+                    rows.append({"loss": loss, "seed": seed, "query": query, "rerank": rerank, "ap": ap,
+                                 "rank1": level + shift + 20, "mAP": level + shift})
+    return pd.DataFrame(rows)
+
+
+def test_paper_layout_and_beside_published():
+    layout = paper_layout(_long_table(), ap="market")
+    assert list(layout["loss"]) == ["sn", "triplet", "ce", "sn", "triplet", "ce"]
+    assert list(layout["rerank"]) == [False] * 3 + [True] * 3
+    sn_rr = layout[(layout["loss"] == "sn") & layout["rerank"]].iloc[0]
+    assert sn_rr["sq_mAP"] == pytest.approx(60 + 10 - 1 + 0.5) and sn_rr["mq_rank1"] == pytest.approx(94.5)
+    assert sn_rr["sq_mAP_std"] == pytest.approx(np.std([0, 1], ddof=1)) and sn_rr["seeds"] == 2
+    assert sn_rr["method"].endswith("+ re-ranking")
+
+    table = beside_published(layout, "repro")
+    paper = published("table1").set_index("method")
+    # the paper's row stands right above the reproduced row of its family; softmax has none
+    assert list(table["method"][:5]) == ["SN loss", layout["method"][0], "TriNet (batch-hard triplet)",
+                                         layout["method"][1], layout["method"][2]]
+    assert table.iloc[0]["sq_mAP"] == f"{paper.loc['SN loss', 'sq_mAP']:.2f}"
+    assert table.iloc[1]["sq_mAP"] == "59.5 ± 0.7" and table.iloc[1]["source"] == "repro"
+    assert "SN loss + re-ranking" in set(table["method"]) and len(table) == 10
+    alone = beside_published(layout, "repro", with_paper=False)
+    assert len(alone) == 6 and set(alone["source"]) == {"repro"}
+
+
+def test_convergence_summary_by_hand():
+    rows = []
+    for seed, final in ((0, 80.0), (1, 60.0)):  # epoch 1 not evaluated (NaN), epoch 2 at 90 % of the final value
+        for epoch, value in ((1, float("nan")), (2, 0.9 * final), (3, final)):
+            rows.append({"loss": "sn", "train_fraction": 1.0, "seed": seed, "epoch": epoch, "rank1": value})
+    rows += [{**row, "train_fraction": 0.5, "rank1": row["rank1"] / 2 if row["epoch"] == 3 else 1.0} for row in rows]
+    out = convergence_summary(pd.DataFrame(rows)).set_index("train_fraction")
+    full = out.loc[1.0]
+    assert full["final_rank1_mean"] == 70.0 and full["final_rank1_std"] == pytest.approx(np.std([80, 60], ddof=1))
+    assert full["final_rank1"] == "70.0 ± 14.1" and full["seeds"] == 2 and full["epochs_to_90pct"] == 2
+    assert full["rank1_std_over_epochs"] == pytest.approx(np.mean([np.std([72, 54], ddof=1), np.std([80, 60], ddof=1)]))
+    assert out.loc[0.5, "epochs_to_90pct"] == 3 and out.loc[0.5, "final_rank1_mean"] == 35.0
+
+
+def test_relative_drop_of_the_papers_figure4():
+    drops = relative_drop(published("figure4"), by="method").set_index("method")
+    assert drops.loc["SN loss", "mAP_drop_pct"] == pytest.approx(100 * (73.4 - 60.4) / 73.4)
+    assert drops.loc["TriNet (batch-hard triplet)", "rank1_end"] == 74.7
+    assert drops.loc["SN loss", "gallery_start"] == 19732 and drops.loc["SN loss", "gallery_end"] == 519732
+
+
+def test_training_curve_from_history(tmp_path):
+    history = [{"epoch": e, "iteration": i, "loss": float(l)} for i, (e, l) in
+               enumerate([(1, 4.0), (1, 2.0), (2, 1.5), (2, 1.5), (3, 1.0), (3, 0.5)], start=1)]
+    run = engine.RunResult(config=get_preset("smoke", loss="triplet"), run_dir=tmp_path, history=history,
+                           evaluations=[{"epoch": 2, "rank1": 10.0}, {"epoch": 3, "rank1": 20.0}], metrics={},
+                           wall_time_s=0.0)
+    curve = training_curve(run)
+    assert list(curve["train_loss"]) == [3.0, 1.5, 0.75]
+    assert list(curve["train_loss_rel"]) == [1.0, 0.5, 0.25]
+    assert math.isnan(curve["rank1"][0]) and list(curve["rank1"][1:]) == [10.0, 20.0]
+    assert set(curve["loss"]) == {"triplet"}
+
+
+def test_deviations_from_paper():
+    assert deviations_from_paper(get_preset("paper")).empty
+    cpu = deviations_from_paper(get_preset("cpu")).set_index("field")
+    assert cpu.loc["model", "paper"] == "resnet50" and cpu.loc["model", "this study"] == "efficientnet_lite0"
+    assert "data_root" not in cpu.index and "num_workers" not in cpu.index and "lr" not in cpu.index
+
+
+def test_open_study_keeps_options_of_another_dataset(tmp_path):
+    s = open_study("smoke", "cuhk03", tmp_path / "c", tmp_path / "o", dataset_options={"protocol": "classic"})
+    assert s.base.dataset == "cuhk03" and s.base.dataset_options == {"protocol": "classic"}
+    assert open_study("smoke", "cuhk03", tmp_path / "c", tmp_path / "o").base.dataset_options == {}
+    assert open_study("smoke", output_dir=tmp_path / "o").base.dataset_options == SMOKE_SYNTHETIC
+
+
+# ------------------------------------------------------------------------------------------- data views
+def test_find_datasets_splits_present_and_absent(study, tmp_path):
+    present, skipped = find_datasets([("synthetic", study.base.data_root, SMOKE_SYNTHETIC),
+                                      ("dukemtmc", tmp_path / "nothing")])
+    assert present == [("synthetic", study.base.data_root, SMOKE_SYNTHETIC)]
+    assert skipped[0][:2] == ("dukemtmc", str(tmp_path / "nothing")) and "no data set found" in skipped[0][2]
+
+
+def test_train_subsets_are_nested_and_keep_the_test_set(study, monkeypatch, tmp_path):
+    monkeypatch.setattr(experiments, "SUBSET_DIR", tmp_path / "subsets")
+    full = study.data
+    views = [train_subset_root(full, f) for f in (0.25, 0.5)]
+    assert views[0] == train_subset_root(full, 0.25)  # built once
+    subsets = [load_dataset("synthetic", v, **SMOKE_SYNTHETIC) for v in views]
+    original = {v: k for k, v in full.train_pid_map.items()}  # label -> original identity
+    ids = [set(d.train_pid_map) for d in subsets]
+    assert [len(i) for i in ids] == [6, 12] and ids[0] < ids[1] < {original[s.pid] for s in full.train}
+    for d in subsets:
+        assert [Path(s.path).name for s in d.query] == [Path(s.path).name for s in full.query]
+        assert len(d.gallery) == len(full.gallery) and len(d.multi_query) == len(full.multi_query)
+        kept = {Path(s.path).name for s in full.train if original[s.pid] in set(d.train_pid_map)}
+        assert {Path(s.path).name for s in d.train} == kept
+    config = study.config("sn", 0, train_fraction=0.5)
+    assert Path(config.data_root) == views[1] and study.config("sn", 0).data_root == study.base.data_root
+    with pytest.raises(ValueError, match="fraction"):
+        train_subset_root(full, 1.5)
+
+
+def test_synthetic_distractors_are_new_people(study):
+    extra = synthetic_distractors(study.base.data_root, SMOKE_SYNTHETIC, 7)
+    original = {Path(s.path).name for s in study.data.gallery}
+    assert len(extra) == 7 and all(s.pid == 0 for s in extra)
+    assert not original & {Path(s.path).name for s in extra}
+    assert all(Path(s.path).is_file() for s in extra)
+    assert [s.path for s in study.distractors(7)] == [s.path for s in extra]
+
+
+# ------------------------------------------------------------------------------------------- evaluation paths
+def test_multi_query_pools_each_identity_camera(study, fake_run):
+    feats = study.features(fake_run)
+    qf, q_pids, q_camids = feats["query"]
+    mf, m_pids, m_camids = feats["multi_query"]
+    gf, g_pids, g_camids = feats["gallery"]
+    # oracle: a plain loop over the (identity, camera) groups of the multi-query images
+    keys = sorted({(int(p), int(c)) for p, c in zip(m_pids, m_camids)})
+    pooled = torch.stack([mf[(m_pids == p) & (m_camids == c)].mean(0) for p, c in keys])
+    pids, camids = np.array([k[0] for k in keys]), np.array([k[1] for k in keys])
+    expected = evaluate_features(pooled, gf, pids, g_pids, camids, g_camids, ap="market")
+    got = study.evaluate(fake_run, multi_query=True, ap="market")
+    assert got.num_valid_q == len(keys) == len({(p, c) for p, c in zip(q_pids, q_camids)})
+    np.testing.assert_allclose(got.cmc, expected.cmc)
+    assert got.mAP == pytest.approx(expected.mAP)
+    assert study.evaluate(fake_run).num_valid_q == len(qf)
+
+
+def test_evaluation_table_settings_and_feature_cache(study, fake_run):
+    table = study.evaluation_table([fake_run])
+    assert len(table) == 8 and set(table["ap"]) == {"standard", "market"}
+    for _, pair in table.groupby(["query", "rerank"]):
+        std, market = pair.set_index("ap").loc["standard"], pair.set_index("ap").loc["market"]
+        assert std["rank1"] == market["rank1"] and market["mAP"] <= std["mAP"] + 1e-9  # trapezoid <= standard
+    assert sorted(fake_run.calls) == ["gallery", "multi_query", "query"]  # extracted once, then read back
+    assert (fake_run.run_dir / "features_query.pt").is_file()
+
+
+def test_classic_cmc_matches_the_evaluator(study, fake_run):
+    feats = study.features(fake_run)
+    (qf, q_pids, q_camids), (gf, g_pids, g_camids) = feats["query"], feats["gallery"]
+    expected = cuhk03_classic_cmc(pairwise_distance(qf, gf), q_pids, g_pids, q_camids, g_camids, num_repeats=5,
+                                  max_rank=10, seed=0)
+    row = study.classic_cmc([fake_run], num_repeats=5, ranks=(1, 5, 10)).iloc[0]
+    assert row["rank1"] == pytest.approx(100 * expected[0]) and row["rank10"] == pytest.approx(100 * expected[9])
+
+
+def test_gallery_size_curve_only_falls(study, fake_run):
+    distractors = study.distractors(7)
+    curve = study.gallery_size_curve(fake_run, distractors, steps=[0, 3, 7], ap_rules=("standard",))
+    assert list(curve["distractors"]) == [0, 3, 7]
+    assert list(curve["gallery_size"]) == [len(study.data.gallery) + n for n in (0, 3, 7)]
+    assert curve.iloc[0]["mAP"] == pytest.approx(study.evaluate(fake_run).as_dict()["mAP"])
+    assert (np.diff(curve["mAP"]) <= 1e-9).all() and (np.diff(curve["rank1"]) <= 1e-9).all()
+    with pytest.raises(ValueError, match="only 7"):
+        study.gallery_size_curve(fake_run, distractors, steps=[8])
+
+
+# ------------------------------------------------------------------------------------------- plots
+def test_plots_draw_the_long_tables():
+    long = _long_table()
+    single = long[(long["query"] == "single") & ~long["rerank"] & (long["ap"] == "standard")]
+    fig = plots.metric_bars(single, order=["sn", "triplet", "ce"])
+    assert len(fig.axes) == 2
+    sweep = pd.DataFrame({"sn_k": [2, 5, 10, 2], "seed": [0, 0, 0, 1], "rank1": [1.0, 2, 3, 4], "mAP": [1.0, 2, 3, 4]})
+    noise = mean_and_spread(single[single["loss"] == "sn"], "loss")
+    assert len(plots.sweep_curves(sweep, "sn_k", default=10, noise=noise).axes) == 2
+    curves = pd.DataFrame({"loss": ["sn"] * 4, "seed": [0, 0, 1, 1], "epoch": [1, 2, 1, 2], "train_fraction": 1.0,
+                           "train_loss_rel": [1.0, 0.5, 1.0, 0.6], "rank1": [10.0, 20, 12, 18]})
+    assert len(plots.training_curves(curves, col="train_fraction").axes) == 2
+    gallery = pd.DataFrame({"loss": ["sn", "sn"], "seed": 0, "gallery_size": [100, 400], "mAP": [50.0, 40],
+                            "rank1": [70.0, 60]})
+    assert len(plots.gallery_curves(gallery, published=published("figure4")).axes) == 2
+    import matplotlib.pyplot as plt
+    plt.close("all")
