@@ -1,0 +1,477 @@
+"""The training loop: one loop for every loss of ``snlib.losses``, on the CPU, one GPU or many (torchrun).
+
+``train(config)`` runs a :class:`~snlib.presets.TrainConfig` to the end and returns a :class:`RunResult`. Runs
+are cached: ``<cache root>/<config hash>/`` holds ``config.json``, the checkpoint of an unfinished run and, once
+finished, ``model.pt`` (weights + architecture), ``history.csv`` (one row per iteration), ``evaluations.json`` and
+``metrics.json``. Calling ``train`` again with the same configuration returns the stored run; calling it after an
+interruption resumes from the last checkpoint and ends with the same weights and history as an uninterrupted run
+(RNG states are checkpointed with the weights; timings excepted).
+
+Learning rate (the released code; ``ep`` 1-based, ``s`` = decay start, ``T`` = epochs)::
+
+    lr(ep) = base                                          ep < s
+    lr(ep) = base * final_factor ** ((ep + 1 - s) / (T + 1 - s))   ep >= s
+
+times an optional linear warm-up over the first ``warmup_epochs`` (per iteration).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import socket
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import distributed
+from .data import ImageDataset, PKSampler, Sample, build_transforms, load_dataset
+from .evaluation import RankResult, evaluate_features
+from .losses import CrossEntropyLoss, SupportNeighborLoss, TripletLoss, build_loss
+from .models import ReIDModel, build_model, extract_features, load_model, load_model_weights, model_checkpoint, unwrap
+from .presets import TrainConfig, config_hash
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"
+RESULT = "result.json"
+#: History columns that measure the machine, not the computation (they differ between identical runs).
+TIMING_KEYS = ("images_per_s", "time_s")
+
+
+def default_cache_root() -> Path:
+    """``$SNLIB_CACHE``, else ``results/cache`` of the repository (editable install), else of the working folder."""
+    if os.environ.get("SNLIB_CACHE"):
+        return Path(os.environ["SNLIB_CACHE"]).expanduser()
+    repo = Path(__file__).resolve().parents[1]
+    base = repo if (repo / "pyproject.toml").is_file() else Path.cwd()
+    return base / "results" / "cache"
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class RunResult:
+    """A finished run: configuration, per-iteration history, evaluations, final test metrics, model file."""
+
+    config: TrainConfig
+    run_dir: Path
+    history: list[dict]
+    evaluations: list[dict]
+    metrics: dict
+    wall_time_s: float
+    from_cache: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def model_path(self) -> Path:
+        return self.run_dir / MODEL
+
+    def load_model(self, device: str | torch.device = "cpu") -> ReIDModel:
+        return load_model(self.model_path, map_location=device).to(device)
+
+    def history_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.history)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "RunResult":
+        """Read a finished run folder (``result.json`` + ``history.csv``)."""
+        run_dir = Path(run_dir)
+        summary = json.loads((run_dir / RESULT).read_text())
+        history = pd.read_csv(run_dir / "history.csv").to_dict("records") if (run_dir / "history.csv").is_file() else []
+        return cls(config=TrainConfig.from_dict(summary["config"]), run_dir=run_dir, history=history,
+                   evaluations=summary["evaluations"], metrics=summary["metrics"],
+                   wall_time_s=summary["wall_time_s"], from_cache=True, extra=summary.get("extra", {}))
+
+
+# ------------------------------------------------------------------------------------- small utilities
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file of the same folder, then ``os.replace``: a crash never leaves a
+    half-written file under ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch (all devices); with ``deterministic``, deterministic cuDNN kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.deterministic = deterministic
+        torch.backends.cudnn.benchmark = not deterministic
+
+
+def rng_state() -> dict:
+    """The state of every random generator a training step may draw from (``weights_only``-loadable)."""
+    np_state = np.random.get_state()
+    return {
+        "python": list(random.getstate()[1]) + [random.getstate()[2]],
+        "python_version": random.getstate()[0],
+        "numpy": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": int(np_state[2]),
+        "numpy_gauss": [int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    python = state["python"]
+    random.setstate((state["python_version"], tuple(python[:-1]), python[-1]))
+    has_gauss, gauss = state["numpy_gauss"]
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], has_gauss, gauss))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def lr_factor(config: TrainConfig, epoch: int, iteration: int = 0, iters_per_epoch: int = 1) -> float:
+    """Learning-rate multiplier at 0-based ``epoch`` and 0-based ``iteration`` inside it (module docstring)."""
+    ep, start, total = epoch + 1, config.decay_start, config.epochs
+    factor = 1.0
+    if ep >= start:
+        factor = config.final_lr_factor ** ((ep + 1 - start) / (total + 1 - start))
+    if config.warmup_epochs:
+        progress = (epoch * iters_per_epoch + iteration + 1) / (config.warmup_epochs * iters_per_epoch)
+        if progress < 1:
+            factor *= config.warmup_factor + (1 - config.warmup_factor) * progress
+    return factor
+
+
+@contextmanager
+def _run_lock(run_dir: Path):
+    """One process trains a run folder at a time; a lock left by a dead process is taken over."""
+    lock = run_dir / ".lock"
+    me = f"{socket.gethostname()}:{os.getpid()}"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        owner = lock.read_text().strip() if lock.exists() else ""
+        host, _, pid = owner.partition(":")
+        if host == socket.gethostname() and pid.isdigit() and _pid_alive(int(pid)):
+            raise RuntimeError(f"{run_dir} is being trained by process {pid}; wait for it, or remove {lock} if "
+                               "that process is not training this run") from None
+        fd = os.open(lock, os.O_CREAT | os.O_TRUNC | os.O_WRONLY)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(me)
+    try:
+        yield
+    finally:
+        if lock.exists() and lock.read_text().strip() == me:
+            lock.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def resolve_device(config: TrainConfig, info: distributed.DistInfo) -> torch.device:
+    if config.device:
+        return torch.device(config.device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", info.local_rank)
+    return torch.device("cpu")
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    """Mixed precision on CUDA (``amp``: bf16 / fp16 / auto = bf16 where supported); full precision elsewhere."""
+    if device.type != "cuda" or config.amp == "off":
+        return nullcontext(), None
+    dtype = torch.float16 if config.amp == "fp16" else torch.bfloat16
+    if config.amp == "auto" and not torch.cuda.is_bf16_supported():
+        dtype = torch.float16
+    return torch.autocast("cuda", dtype=dtype), dtype
+
+
+# --------------------------------------------------------------------------------------- data and eval
+
+
+def build_loss_for(config: TrainConfig, num_classes: int, feat_dim: int):
+    """``build_loss(config.loss, ...)`` with the config's loss options given to the terms that take them."""
+    probe = build_loss(config.loss, num_classes=num_classes, feat_dim=feat_dim)
+    options = dict(config.loss_options)
+    for term in probe.terms.values():
+        if isinstance(term, SupportNeighborLoss):
+            options.update(k=config.sn_k, alpha=config.sn_alpha, lam=config.sn_lambda)
+        elif isinstance(term, TripletLoss):
+            options.update(margin=config.triplet_margin)
+        elif isinstance(term, CrossEntropyLoss):
+            options.update(label_smoothing=config.label_smoothing)
+    return build_loss(config.loss, num_classes=num_classes, feat_dim=feat_dim, **options)
+
+
+def test_transform(config: TrainConfig):
+    return build_transforms(config.height, config.width, train=False, mean=config.mean, std=config.std)
+
+
+def eval_loader(samples: list[Sample], config: TrainConfig, device: torch.device) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(ImageDataset(samples, test_transform(config)), batch_size=config.eval_batch_size,
+                                       shuffle=False, num_workers=config.num_workers,
+                                       pin_memory=device.type == "cuda")
+
+
+def evaluate_model(model: nn.Module, query: list[Sample], gallery: list[Sample], config: TrainConfig,
+                   device: str | torch.device | None = None) -> RankResult:
+    """Query-vs-gallery evaluation as the paper: L2-normalised features, ``config.eval_metric`` distance,
+    optional flip averaging and re-ranking (Market-1501 protocol, ``snlib.evaluation.evaluate_features``)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    qf, q_pids, q_camids = extract_features(model, eval_loader(query, config, device), device, flip=config.eval_flip,
+                                            desc="query features")
+    gf, g_pids, g_camids = extract_features(model, eval_loader(gallery, config, device), device,
+                                            flip=config.eval_flip, desc="gallery features")
+    return evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=config.eval_metric, normalize=True,
+                             rerank=config.eval_rerank)
+
+
+def split_by_camera(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
+    """Query / gallery split of one sample list (e.g. the training set): the first image of every
+    (identity, camera) pair is a query, the rest is the gallery. Under the Market-1501 protocol a query is
+    then matched against its identity's images of the other cameras."""
+    seen, query, gallery = set(), [], []
+    for sample in samples:
+        key = (sample.pid, sample.camid)
+        (gallery if key in seen else query).append(sample)
+        seen.add(key)
+    return query, gallery
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def run_dir_for(config: TrainConfig, cache_root: str | Path | None = None) -> Path:
+    return Path(cache_root or default_cache_root()) / config_hash(config)
+
+
+def train(config: TrainConfig, cache_root: str | Path | None = None, run_dir: str | Path | None = None,
+          fresh: bool = False, progress: bool = True,
+          on_epoch_end: Callable[[int, dict], None] | None = None) -> RunResult:
+    """Train ``config`` to the end (or return it from the cache); see the module docstring.
+
+    ``run_dir`` overrides ``<cache_root>/<config hash>``; ``fresh`` discards a stored run or checkpoint first.
+    ``on_epoch_end(epoch, state)`` is called after each epoch's checkpoint (1-based epoch; ``state`` holds
+    ``history`` and ``evaluations``). Under torchrun every process calls ``train`` (DDP).
+    """
+    info = distributed.init_distributed()
+    run_dir = Path(run_dir) if run_dir else run_dir_for(config, cache_root)
+    if info.is_main:
+        if fresh:
+            for name in (RESULT, CHECKPOINT, MODEL):
+                (run_dir / name).unlink(missing_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    distributed.barrier()
+    if (run_dir / RESULT).is_file():
+        return RunResult.load(run_dir)
+    with _run_lock(run_dir) if info.is_main else nullcontext():
+        if info.is_main:
+            _atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2, default=str))
+        result = _Trainer(config, run_dir, info, progress).fit(on_epoch_end)
+    distributed.barrier()
+    return result if info.is_main else RunResult.load(run_dir)
+
+
+class _Trainer:
+    """State of one training run (model, loss, optimiser, loaders) and the loop over epochs."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, info: distributed.DistInfo, progress: bool):
+        self.config, self.run_dir, self.info, self.progress = config, run_dir, info, progress
+        self.device = resolve_device(config, info)
+        if info.enabled and config.p % info.world_size:
+            raise ValueError(f"p={config.p} identities per batch cannot be split over {info.world_size} processes")
+        seed_everything(config.seed + info.rank, config.deterministic)
+        self.dataset = load_dataset(config.dataset, config.data_root, **config.dataset_options)
+        num_classes = self.dataset.num_train_pids
+        model = build_model(config.model, pretrained=config.pretrained, last_stride=config.last_stride,
+                            bnneck=config.bnneck, weights_path=config.weights_path)
+        self.loss = build_loss_for(config, num_classes, model.feat_dim).to(self.device)
+        if self.loss.needs_logits:
+            model.add_classifier(num_classes)
+        if info.enabled and config.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        self.model = model.to(self.device)
+        if self.device.type == "cuda" and config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        params = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
+        if list(self.loss.parameters()):
+            params.append({"params": list(self.loss.parameters())})
+        self.optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        self.autocast, amp_dtype = _autocast(config, self.device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        self.criterion = self.loss
+        self.net = self.model
+        if info.enabled:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if config.sn_global:
+                self.criterion = distributed.GlobalBatchLoss(self.loss)
+        self.sampler = PKSampler([s.pid for s in self.dataset.train], p=config.p, k=config.k, seed=config.seed,
+                                 rank=info.rank, world_size=info.world_size)
+        transform = build_transforms(config.height, config.width, train=True, flip=config.flip,
+                                     pad_crop=config.pad_crop, random_erasing=config.random_erasing,
+                                     mean=config.mean, std=config.std)
+        self.batch_size = config.p * config.k // info.world_size
+        self.train_set = ImageDataset(self.dataset.train, transform)
+        self.iters_per_epoch = len(self.sampler) // self.batch_size
+        if self.iters_per_epoch < 1:
+            raise ValueError(f"the training set has too few identities ({num_classes}) for p={config.p}")
+        self.epoch, self.history, self.evaluations, self.wall_time = 0, [], [], 0.0
+
+    # ----------------------------------------------------------------------------------- checkpoints
+
+    def _state(self) -> dict:
+        return {"format": "snlib-train", "config_hash": config_hash(self.config),
+                "model_config": dict(self.model.config), "state_dict": self.model.state_dict(),
+                "loss_state": self.loss.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(), "epoch": self.epoch, "history": self.history,
+                "evaluations": self.evaluations, "wall_time_s": self.wall_time,
+                "rng": distributed.gather_objects(rng_state()), "world_size": self.info.world_size}
+
+    def save_checkpoint(self) -> None:
+        state = self._state()  # every rank takes part in gathering the RNG states
+        if self.info.is_main:
+            atomic_save(state, self.run_dir / CHECKPOINT)
+
+    def resume(self) -> bool:
+        path = self.run_dir / CHECKPOINT
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("config_hash") != config_hash(self.config):
+            raise ValueError(f"{path} belongs to another configuration (hash {state.get('config_hash')} vs "
+                             f"{config_hash(self.config)}); use a fresh run folder or fresh=True")
+        load_model_weights(self.model, state, source=str(path))
+        self.loss.load_state_dict(state["loss_state"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.history = state["epoch"], state["history"]
+        self.evaluations, self.wall_time = state["evaluations"], state["wall_time_s"]
+        if state["world_size"] == self.info.world_size:
+            set_rng_state(state["rng"][self.info.rank])
+        else:  # the run continues correctly, only not bit-identical to an uninterrupted one
+            seed_everything(self.config.seed + 1000 * self.epoch + self.info.rank, self.config.deterministic)
+        return True
+
+    # ----------------------------------------------------------------------------------------- loop
+
+    def fit(self, on_epoch_end) -> RunResult:
+        config = self.config
+        resumed = self.resume()
+        total = config.epochs * self.iters_per_epoch
+        bar = tqdm(total=total, initial=self.epoch * self.iters_per_epoch, disable=not (self.progress and self.info.is_main),
+                   desc=f"train {config.loss}", mininterval=2.0, dynamic_ncols=True)
+        while self.epoch < config.epochs:
+            start = time.perf_counter()
+            self._train_epoch(bar)
+            self.epoch += 1
+            if config.eval_every and self.epoch % config.eval_every == 0 and self.epoch < config.epochs:
+                self._evaluate_test()
+            self.wall_time += time.perf_counter() - start
+            if self.epoch % config.checkpoint_every == 0 or self.epoch == config.epochs:
+                self.save_checkpoint()
+            if on_epoch_end is not None:
+                on_epoch_end(self.epoch, {"history": self.history, "evaluations": self.evaluations})
+        bar.close()
+        return self._finish(resumed)
+
+    def _train_epoch(self, bar) -> None:
+        config = self.config
+        self.sampler.set_epoch(self.epoch)
+        loader = torch.utils.data.DataLoader(
+            self.train_set, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
+            num_workers=config.num_workers, pin_memory=self.device.type == "cuda",
+            generator=torch.Generator().manual_seed(config.seed * 100_003 + self.epoch * 101 + self.info.rank))
+        self.net.train()
+        tick = time.perf_counter()
+        for it, (images, pids, *_) in enumerate(loader):
+            lr = config.lr * lr_factor(config, self.epoch, it, self.iters_per_epoch)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self._step(images, pids, it)
+            now = time.perf_counter()
+            self.history.append({"epoch": self.epoch + 1, "iteration": len(self.history) + 1, "lr": lr,
+                                 **{k: float(v) for k, v in self.loss.last.items()},
+                                 "images_per_s": config.p * config.k / (now - tick), "time_s": now - tick})
+            tick = now
+            bar.update(1)
+            bar.set_postfix(epoch=self.epoch + 1, loss=f"{self.loss.last['loss']:.4f}", lr=f"{lr:.2e}", refresh=False)
+
+    def _step(self, images: torch.Tensor, pids: torch.Tensor, it: int) -> None:
+        """One optimisation step on a batch (forward under autocast, loss in float32, backward, Adam)."""
+        images = images.to(self.device, non_blocking=True)
+        if self.device.type == "cuda" and self.config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        pids = pids.to(self.device, non_blocking=True)
+        with self.autocast:
+            out = self.net(images)
+        features = out["features"].float()
+        logits = out["logits"].float() if out["logits"] is not None else None
+        loss = self.criterion(features, pids, logits=logits) if torch.isfinite(features).all() else None
+        if loss is None or not torch.isfinite(loss):
+            what = "features are NaN/inf" if loss is None else f"loss is {loss.item()} ({self.loss.last})"
+            raise FloatingPointError(
+                f"{what} at epoch {self.epoch + 1}, iteration {it + 1}: training diverged; the last checkpoint "
+                f"({self.run_dir / CHECKPOINT}) is intact: lower lr, or use amp='off'")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.info.enabled and not isinstance(self.criterion, distributed.GlobalBatchLoss):
+            distributed.average_gradients(self.loss.parameters())
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+    def _evaluate_test(self) -> dict:
+        """Query-vs-gallery metrics of the current model (main process), logged in ``evaluations``."""
+        metrics = {}
+        if self.info.is_main:
+            metrics = evaluate_model(self.model, self.dataset.query, self.dataset.gallery, self.config,
+                                     self.device).as_dict()
+            self.evaluations.append({"epoch": self.epoch, **metrics})
+        distributed.barrier()
+        return metrics
+
+    def _finish(self, resumed: bool) -> RunResult:
+        metrics = self._evaluate_test()
+        result = RunResult(config=self.config, run_dir=self.run_dir, history=self.history,
+                           evaluations=self.evaluations, metrics=metrics, wall_time_s=self.wall_time,
+                           extra={"resumed": resumed, "device": str(self.device),
+                                  "world_size": self.info.world_size, "iters_per_epoch": self.iters_per_epoch})
+        if self.info.is_main:
+            atomic_save(model_checkpoint(self.model), self.run_dir / MODEL)
+            _atomic_write_text(self.run_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
+            summary = {"config": self.config.to_dict(), "config_hash": config_hash(self.config),
+                       "metrics": metrics, "evaluations": self.evaluations, "wall_time_s": self.wall_time,
+                       "extra": result.extra}
+            _atomic_write_text(self.run_dir / RESULT, json.dumps(summary, indent=2, default=str))
+            (self.run_dir / CHECKPOINT).unlink(missing_ok=True)
+        return result
