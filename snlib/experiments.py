@@ -121,6 +121,7 @@ class Study:
     def each_run(self, variants: Sequence[dict], seeds: Iterable[int] = (0,),
                  progress: bool = True) -> Iterator[tuple[dict, int, engine.RunResult]]:
         """``(variant, seed, run)`` for every variant (dicts of ``config`` keyword arguments) and seed."""
+        seeds = list(seeds)
         for variant in variants:
             for seed in seeds:
                 yield variant, seed, self.run(seed=seed, progress=progress, **variant)
@@ -327,7 +328,8 @@ def train_subset_root(dataset: ReIDDataset, fraction: float, subset_seed: int = 
 
     The identities are the first ``round(fraction * C)`` of one fixed permutation (``subset_seed``), so the
     subsets of growing fractions are nested; query, gallery and the other folders are the originals (linked).
-    The view is built once under ``data/subsets/`` and loads with the same loader and options as the original.
+    The view is built once under ``data/subsets/`` (and again if the original's training images changed) and
+    loads with the same loader and options as the original.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"train fraction {fraction} must lie in (0, 1]")
@@ -341,7 +343,10 @@ def train_subset_root(dataset: ReIDDataset, fraction: float, subset_seed: int = 
     tag = hashlib.sha256(str(source).encode()).hexdigest()[:8]
     view = SUBSET_DIR / f"{dataset.name}-{tag}-{len(keep)}of{len(labels)}ids-seed{subset_seed}"
     if view.is_dir():
-        return view
+        linked = list((view / "bounding_box_train").iterdir())
+        if {p.name for p in linked} == {p.name for p in chosen} and all(p.exists() for p in linked):
+            return view
+        shutil.rmtree(view)  # the original was regenerated or moved since: build the view again
     SUBSET_DIR.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=SUBSET_DIR, prefix=f".{view.name}."))
     try:
@@ -374,6 +379,15 @@ def synthetic_distractors(data_root: str | Path, options: dict, count: int) -> l
         raise RuntimeError(f"{root} holds {len(extra)} new distractors instead of {count}: the synthetic generator "
                            "no longer appends distractors after the original ones; delete the folder and report it")
     return extra
+
+
+def gallery_steps(gallery_size: int, num_distractors: int, num_steps: int = 6) -> list[int]:
+    """Distractor counts ``0 = n_0 < ... < n_last = num_distractors`` whose galleries grow geometrically
+    (``gallery_size + n_i`` evenly spaced on a log axis, as the paper's 19.7k -> 519.7k figure)."""
+    if num_distractors <= 0:
+        return [0]
+    sizes = np.geomspace(gallery_size, gallery_size + num_distractors, max(num_steps, 2))
+    return sorted({0, num_distractors, *np.round(sizes - gallery_size).astype(int).tolist()})
 
 
 # --------------------------------------------------------------------------------------------- summaries
@@ -453,10 +467,9 @@ def paper_layout(long: pd.DataFrame, ap: str = "market") -> pd.DataFrame:
 
 
 def beside_published(layout: pd.DataFrame, source: str, digits: int = 1, with_paper: bool = True) -> pd.DataFrame:
-    """``paper_layout`` rows as text cells ``mean ± std``, ``source`` naming the reproduction (preset, data
-    set, seeds, AP rule), each after the paper's published Table 1 rows (Market-1501) of the same loss family
-    (SN, TriNet; with and without re-ranking) when ``with_paper``. Losses the paper did not report (e.g.
-    softmax) stand alone."""
+    """``paper_layout`` rows as text cells ``mean ± std`` with ``source`` (a short label of the reproduction),
+    each after the paper's published Table 1 rows (Market-1501) of the same loss family (SN, TriNet; with and
+    without re-ranking) when ``with_paper``. Losses the paper did not report (e.g. softmax) stand alone."""
     paper = published("table1") if with_paper else None
     columns = ("sq_mAP", "sq_rank1", "mq_mAP", "mq_rank1")
     rows = []
@@ -467,7 +480,7 @@ def beside_published(layout: pd.DataFrame, source: str, digits: int = 1, with_pa
         else:
             match = pd.DataFrame()
         for _, ref in match.iterrows():
-            rows.append({"method": ref["method"], "source": "paper: Market-1501, ResNet-50, AP official trapezoid",
+            rows.append({"method": ref["method"], "source": "paper (Market-1501, ResNet-50)",
                          **{c: "-" if pd.isna(ref[c]) else f"{ref[c]:.2f}" for c in columns}})
         rows.append({"method": row["method"], "source": source,
                      **{c: format_mean_std(row[c], row[f"{c}_std"], digits) for c in columns}})

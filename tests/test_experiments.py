@@ -197,6 +197,9 @@ def test_train_subsets_are_nested_and_keep_the_test_set(study, monkeypatch, tmp_
         assert len(d.gallery) == len(full.gallery) and len(d.multi_query) == len(full.multi_query)
         kept = {Path(s.path).name for s in full.train if original[s.pid] in set(d.train_pid_map)}
         assert {Path(s.path).name for s in d.train} == kept
+    next((views[0] / "bounding_box_train").iterdir()).unlink()  # a damaged view is built again
+    assert train_subset_root(full, 0.25) == views[0]
+    assert len(load_dataset("synthetic", views[0], **SMOKE_SYNTHETIC).train) == len(subsets[0].train)
     config = study.config("sn", 0, train_fraction=0.5)
     assert Path(config.data_root) == views[1] and study.config("sn", 0).data_root == study.base.data_root
     with pytest.raises(ValueError, match="fraction"):
@@ -258,6 +261,13 @@ def test_gallery_size_curve_only_falls(study, fake_run):
     assert (np.diff(curve["mAP"]) <= 1e-9).all() and (np.diff(curve["rank1"]) <= 1e-9).all()
     with pytest.raises(ValueError, match="only 7"):
         study.gallery_size_curve(fake_run, distractors, steps=[8])
+
+
+def test_gallery_steps_grow_geometrically():
+    steps = experiments.gallery_steps(1000, 7000, num_steps=4)  # galleries 1000, 2000, 4000, 8000
+    assert steps == [0, 1000, 3000, 7000]
+    assert experiments.gallery_steps(1000, 0) == [0]
+    assert experiments.gallery_steps(10, 3, num_steps=10) == [0, 1, 2, 3]  # rounding never repeats a step
 
 
 # ------------------------------------------------------------------------------------------- plots
