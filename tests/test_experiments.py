@@ -19,9 +19,10 @@ from snlib.experiments import (beside_published, convergence_summary, deviations
                                relative_drop, summary_table, synthetic_distractors, train_subset_root,
                                training_curve)
 from snlib.paper import published
-from snlib.presets import SMOKE_SYNTHETIC, get_preset
+from snlib.presets import get_preset
 
 DIM = 16
+SMOKE_OPTIONS = get_preset("smoke").dataset_options  # the smoke synthetic set
 
 
 # ------------------------------------------------------------------------------------------- fixtures
@@ -172,14 +173,14 @@ def test_open_study_keeps_options_of_another_dataset(tmp_path):
     s = open_study("smoke", "cuhk03", tmp_path / "c", tmp_path / "o", dataset_options={"protocol": "classic"})
     assert s.base.dataset == "cuhk03" and s.base.dataset_options == {"protocol": "classic"}
     assert open_study("smoke", "cuhk03", tmp_path / "c", tmp_path / "o").base.dataset_options == {}
-    assert open_study("smoke", output_dir=tmp_path / "o").base.dataset_options == SMOKE_SYNTHETIC
+    assert open_study("smoke", output_dir=tmp_path / "o").base.dataset_options == SMOKE_OPTIONS
 
 
 # ------------------------------------------------------------------------------------------- data views
 def test_find_datasets_splits_present_and_absent(study, tmp_path):
-    present, skipped = find_datasets([("synthetic", study.base.data_root, SMOKE_SYNTHETIC),
+    present, skipped = find_datasets([("synthetic", study.base.data_root, SMOKE_OPTIONS),
                                       ("dukemtmc", tmp_path / "nothing")])
-    assert present == [("synthetic", study.base.data_root, SMOKE_SYNTHETIC)]
+    assert present == [("synthetic", study.base.data_root, SMOKE_OPTIONS)]
     assert skipped[0][:2] == ("dukemtmc", str(tmp_path / "nothing")) and "no data set found" in skipped[0][2]
 
 
@@ -188,7 +189,7 @@ def test_train_subsets_are_nested_and_keep_the_test_set(study, monkeypatch, tmp_
     full = study.data
     views = [train_subset_root(full, f) for f in (0.25, 0.5)]
     assert views[0] == train_subset_root(full, 0.25)  # built once
-    subsets = [load_dataset("synthetic", v, **SMOKE_SYNTHETIC) for v in views]
+    subsets = [load_dataset("synthetic", v, **SMOKE_OPTIONS) for v in views]
     original = {v: k for k, v in full.train_pid_map.items()}  # label -> original identity
     ids = [set(d.train_pid_map) for d in subsets]
     assert [len(i) for i in ids] == [6, 12] and ids[0] < ids[1] < {original[s.pid] for s in full.train}
@@ -199,7 +200,7 @@ def test_train_subsets_are_nested_and_keep_the_test_set(study, monkeypatch, tmp_
         assert {Path(s.path).name for s in d.train} == kept
     next((views[0] / "bounding_box_train").iterdir()).unlink()  # a damaged view is built again
     assert train_subset_root(full, 0.25) == views[0]
-    assert len(load_dataset("synthetic", views[0], **SMOKE_SYNTHETIC).train) == len(subsets[0].train)
+    assert len(load_dataset("synthetic", views[0], **SMOKE_OPTIONS).train) == len(subsets[0].train)
     config = study.config("sn", 0, train_fraction=0.5)
     assert Path(config.data_root) == views[1] and study.config("sn", 0).data_root == study.base.data_root
     with pytest.raises(ValueError, match="fraction"):
@@ -207,7 +208,7 @@ def test_train_subsets_are_nested_and_keep_the_test_set(study, monkeypatch, tmp_
 
 
 def test_synthetic_distractors_are_new_people(study):
-    extra = synthetic_distractors(study.base.data_root, SMOKE_SYNTHETIC, 7)
+    extra = synthetic_distractors(study.base.data_root, SMOKE_OPTIONS, 7)
     original = {Path(s.path).name for s in study.data.gallery}
     assert len(extra) == 7 and all(s.pid == 0 for s in extra)
     assert not original & {Path(s.path).name for s in extra}
