@@ -51,7 +51,9 @@ def _evaluate(args) -> None:
     if args.device:
         overrides["device"] = args.device
     config = config.replace(**overrides)
-    dataset = load_dataset(args.dataset or config.dataset, args.data_root or config.data_root)
+    name = args.dataset or config.dataset
+    options = config.dataset_options if name == config.dataset else {}  # e.g. the synthetic set's size
+    dataset = load_dataset(name, args.data_root or config.data_root, **options)
     device = resolve_device(config, DistInfo())
     model = load_model(model_file, map_location=device).to(device)
     result = evaluate_model(model, dataset.query, dataset.gallery, config, device)

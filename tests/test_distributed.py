@@ -126,3 +126,39 @@ def test_gather_rows_order_and_unequal_batches(ranks):
     for rank in ranks:
         assert rank["gathered"].tolist() == [0.0, 0.0, 1.0, 1.0]
         assert "different batch sizes [1, 2]" in rank["unequal"]
+
+
+# ------------------------------------------------------------------------------ the engine under two ranks
+
+
+def _train_worker(rank, port, data_root, run_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(WORLD))
+    from snlib.engine import train
+    from snlib.presets import get_preset
+
+    torch.set_num_threads(1)
+    try:
+        config = get_preset("smoke", data_root=data_root, epochs=2, height=32, width=16, sn_global=True)
+        result = train(config, run_dir=run_dir, progress=False)
+        torch.save({"history": result.history, "metrics": result.metrics}, os.path.join(run_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_engine_trains_under_ddp_with_global_support_neighbours(tmp_path):
+    from snlib.data import load_dataset
+    from snlib.presets import get_preset
+
+    smoke = get_preset("smoke")
+    data_root = str(tmp_path / "data")
+    load_dataset("synthetic", data_root, **smoke.dataset_options)  # generated once, before the ranks start
+    run_dir = tmp_path / "run"
+    mp.spawn(_train_worker, args=(_free_port(), data_root, str(run_dir)), nprocs=WORLD, join=True)
+    ranks = [torch.load(run_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    history = ranks[0]["history"]
+    assert len(history) == 2 * (smoke.dataset_options["num_train_ids"] // smoke.p)
+    # the SN loss saw the anchors of the joint batch (each rank holds half of them)
+    assert all(row["sn/anchors"] == smoke.p * smoke.k for row in history)
+    assert ranks[0]["metrics"] == ranks[1]["metrics"] and (run_dir / "model.pt").is_file()
