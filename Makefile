@@ -7,6 +7,7 @@ PY       := $(VENV)/bin/python
 PRESET   ?= cpu
 DATASET  ?= synthetic
 DATA_ROOT ?= data/synthetic
+NAME     ?= $(DATASET)
 STAMP    := $(VENV)/.snlib-installed
 
 .PHONY: reproduce test env bench clean-env
@@ -20,7 +21,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 reproduce: $(STAMP)
-	$(PY) -m snlib reproduce --preset $(PRESET) --dataset $(DATASET) --data-root $(DATA_ROOT)
+	$(PY) -m snlib reproduce --preset $(PRESET) --dataset $(DATASET) --data-root $(DATA_ROOT) --name $(NAME)
 
 test: $(STAMP)
 	$(PY) -m pytest

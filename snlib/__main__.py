@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -72,13 +71,10 @@ def _synth(args) -> None:
 
 
 def _reproduce(args) -> None:
-    try:
-        from .reproduce import run_reproduction
-    except ImportError as exc:
-        print(f"snlib.reproduce is not available ({exc}); running the loss demo instead", file=sys.stderr)
-        _demo(args)
-        return
-    run_reproduction(args.preset, args.dataset, args.data_root, notebooks=args.notebooks or None, out=args.out)
+    from .reproduce import run_reproduction
+
+    run_reproduction(args.preset, args.dataset, args.data_root, notebooks=args.notebooks or None, out=args.out,
+                     name=args.name, update_notebooks=args.update_notebooks)
 
 
 def _demo(args) -> None:
@@ -134,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dataset", default="synthetic")
     r.add_argument("--data-root", dest="data_root", default="data/synthetic")
     r.add_argument("--notebooks", nargs="*", help="name fragments selecting notebooks")
-    r.add_argument("--out", help="output folder (default results/<preset>/<dataset>)")
+    r.add_argument("--name", help="results sub-folder (default: the data set's name), e.g. cuhk03p1")
+    r.add_argument("--out", help="output folder (default results/<preset>/<name>)")
+    r.add_argument("--update-notebooks", action="store_true",
+                   help="write the executed notebooks back into notebooks/ (how the committed outputs are made)")
     r.set_defaults(func=_reproduce)
 
     d = sub.add_parser("demo", help="the SN loss on a toy batch, explained")
