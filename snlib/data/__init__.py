@@ -9,7 +9,7 @@
 from .base import (CorruptImageError, DataNotFoundError, FileNameError, ReIDDataset, Sample, read_image, relabel,
                    verify_images)
 from .baseline import color_histogram_baseline, color_histogram_features
-from .download import SOURCES, download
+from .sources import SOURCES, download
 from .loaders import ImageDataset, Loaders, build_loaders
 from .registry import LOADERS, load_dataset
 from .sampler import PKSampler

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import ReIDDataset, scan_folder
-from .download import SOURCES, find_or_unpack
+from .sources import SOURCES, find_or_unpack
 
 IMAGE_NAME = re.compile(r"^(\d{4})(\d{3})\.png$")
 NUM_SPLITS = 10

@@ -35,7 +35,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .base import DataNotFoundError, ReIDDataset, Sample, listing, scan_folder
-from .download import SOURCES, find_or_unpack
+from .sources import SOURCES, find_or_unpack
 
 MAT_NAME = "cuhk-03.mat"
 BOXES = ("labeled", "detected")
@@ -140,24 +140,25 @@ def load_cuhk03(root: str | Path, boxes: str = "labeled", protocol: str = "class
                              (MAT_NAME,))
     mat_path = mat_dir / MAT_NAME
     data_dir = mat_dir.parent if mat_dir.name == "cuhk03_release" else mat_dir
+    split_path = None
+    if protocol == "new":
+        split_name = f"cuhk03_new_protocol_config_{boxes}.mat"
+        split_path = next((d / split_name for d in (data_dir, mat_dir) if (d / split_name).is_file()), None)
+        if split_path is None:
+            raise DataNotFoundError(f"protocol='new' needs {split_name} in {data_dir}.\n{source.help()}")
     image_dir = data_dir / f"images_{boxes}"
     extract_images(mat_path, boxes, image_dir)
     samples = scan_folder(image_dir, parse_image_name, "<pair>_<person:03d>_<view>_<index:02d>.png")
     info = {"boxes": boxes, "protocol": protocol}
+    if split_path is not None:
+        lists = _new_protocol_lists(split_path, {Path(s.path).name: s for s in samples})
+        return ReIDDataset("cuhk03", str(data_dir), lists["train"], lists["query"], lists["gallery"], info=info)
 
-    if protocol == "classic":
-        test_pids = classic_test_pids(mat_path, split_id)
-        absent = sorted(test_pids - {s.pid for s in samples})
-        if absent:
-            raise ValueError(f"split {split_id} names identities without images: {listing(absent)}")
-        test = [s for s in samples if s.pid in test_pids]
-        train = [s for s in samples if s.pid not in test_pids]
-        info["split_id"] = split_id
-        return ReIDDataset("cuhk03", str(data_dir), train, query=test, gallery=list(test), info=info)
-
-    split_name = f"cuhk03_new_protocol_config_{boxes}.mat"
-    split_path = next((d / split_name for d in (data_dir, mat_dir) if (d / split_name).is_file()), None)
-    if split_path is None:
-        raise DataNotFoundError(f"protocol='new' needs {split_name} in {data_dir}.\n{source.help()}")
-    lists = _new_protocol_lists(split_path, {Path(s.path).name: s for s in samples})
-    return ReIDDataset("cuhk03", str(data_dir), lists["train"], lists["query"], lists["gallery"], info=info)
+    test_pids = classic_test_pids(mat_path, split_id)
+    absent = sorted(test_pids - {s.pid for s in samples})
+    if absent:
+        raise ValueError(f"split {split_id} names identities without images: {listing(absent)}")
+    test = [s for s in samples if s.pid in test_pids]
+    train = [s for s in samples if s.pid not in test_pids]
+    info["split_id"] = split_id
+    return ReIDDataset("cuhk03", str(data_dir), train, query=test, gallery=list(test), info=info)

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from .base import ReIDDataset
-from .download import SOURCES
+from .sources import SOURCES
 from .market1501 import MarketLayout, load_market_layout
 
 DUKEMTMC = MarketLayout(

@@ -43,7 +43,9 @@ def build_loaders(dataset: ReIDDataset, height: int = 256, width: int = 128, p: 
 
     ``transform_options`` go to :func:`build_transforms` (``flip``, ``pad_crop``, ``random_erasing``,
     ``mean``, ``std``); the test loaders use the same size and normalisation without augmentation.
-    Augmentation is reproducible: the loader's generator is seeded with ``seed``.
+    Sampling is seeded by ``seed`` (and the epoch); augmentation too when ``workers > 0`` (each worker's
+    torch seed comes from the loader's generator, seeded with ``seed``); with ``workers=0`` it follows
+    torch's global generator (``torch.manual_seed``).
     """
     sampler = PKSampler([s.pid for s in dataset.train], p=p, k=k, seed=seed, rank=rank, world_size=world_size)
     train_tf = build_transforms(height, width, train=True, **transform_options)

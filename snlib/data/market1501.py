@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .base import DataNotFoundError, FileNameError, ReIDDataset, Sample, find_data_dir, listing, scan_folder
-from .download import SOURCES
+from .sources import SOURCES
 
 SPLIT_FOLDERS = {"train": "bounding_box_train", "gallery": "bounding_box_test", "query": "query"}
 MULTI_QUERY_FOLDER = "gt_bbox"

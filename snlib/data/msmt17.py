@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import DataNotFoundError, FileNameError, ReIDDataset, Sample, listing
-from .download import SOURCES
+from .sources import SOURCES
 
 #: Release folder -> (train image folder, test image folder).
 VERSIONS = {"MSMT17_V1": ("train", "test"), "MSMT17_V2": ("mask_train_v2", "mask_test_v2"),

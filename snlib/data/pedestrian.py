@@ -160,9 +160,9 @@ class Camera:
 
 def draw_camera(rng: np.random.Generator, index: int, difficulty: float) -> Camera:
     d = float(difficulty)
-    gains = np.exp(rng.normal(0.0, 0.09 * d, 3))
+    gains = np.exp(rng.normal(0.0, 0.035 * d, 3))
     preferred = (index + int(rng.integers(4))) % 4
-    views = np.full(4, 0.25) * (1 - min(0.75, 0.55 * d))
+    views = np.full(4, 0.25) * (1 - min(0.75, 0.5 * d))
     views[preferred] += 1 - views.sum()
     low_res = rng.random() < 0.35
     colours = [SCENE_COLOURS[i] for i in rng.choice(len(SCENE_COLOURS), size=3, replace=False)]
@@ -170,15 +170,15 @@ def draw_camera(rng: np.random.Generator, index: int, difficulty: float) -> Came
     walls = rng.choice(len(WALLS), size=2, replace=False)
     return Camera(
         gains=tuple(float(g) for g in gains / np.exp(np.log(gains).mean())),
-        exposure=float(np.exp(rng.normal(0.0, 0.12 * d))),
-        contrast=float(np.exp(rng.normal(0.0, 0.1 * d))),
-        saturation=float(np.exp(rng.normal(0.0, 0.15 * d))),
-        gamma=float(np.exp(rng.normal(0.0, 0.12 * d))),
-        light=float(rng.normal(0.0, 0.25 * d)),
-        blur=float(rng.uniform(0.0, 0.9 * d)),
-        noise=float(rng.uniform(1.0, 1.0 + 5.0 * d)),
+        exposure=float(np.exp(rng.normal(0.0, 0.06 * d))),
+        contrast=float(np.exp(rng.normal(0.0, 0.05 * d))),
+        saturation=float(np.exp(rng.normal(0.0, 0.08 * d))),
+        gamma=float(np.exp(rng.normal(0.0, 0.05 * d))),
+        light=float(rng.normal(0.0, 0.12 * d)),
+        blur=float(rng.uniform(0.0, 0.8 * d)),
+        noise=float(rng.uniform(1.0, 1.0 + 3.0 * d)),
         resolution=float(1.0 - rng.uniform(0.3, 0.45) * min(d, 1.0)) if low_res else 1.0,
-        occlusion=float(min(0.6, rng.uniform(0.08, 0.3) * d)),
+        occlusion=float(min(0.6, rng.uniform(0.05, 0.25) * d)),
         views=tuple(float(v) for v in views),
         scale=float(rng.uniform(0.84, 0.95)),
         horizon=float(rng.uniform(0.35, 0.75)),

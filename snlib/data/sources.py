@@ -10,9 +10,13 @@ MD5 sums are those open-reid (Cysu/open-reid) checks for the same archives.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
+import socket
 import tempfile
+import threading
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -22,7 +26,7 @@ from tqdm.auto import tqdm
 
 from .base import DataNotFoundError, find_data_dir
 
-#: Seconds a connection (or a stalled read) may take before a download gives up.
+#: Seconds a host lookup, a connection or a stalled read may take before a download gives up.
 DEFAULT_TIMEOUT = 10.0
 CHUNK = 1 << 20
 
@@ -140,8 +144,25 @@ def md5sum(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _resolve(url: str, timeout: float) -> None:
+    """Look the host up within ``timeout`` (``urlopen``'s timeout does not bound a stalled DNS lookup)."""
+    parsed = urllib.parse.urlsplit(url)
+    if not parsed.hostname:
+        return
+    def look_up():
+        with contextlib.suppress(OSError):  # a failed lookup is reported by urlopen itself
+            socket.getaddrinfo(parsed.hostname, parsed.port or 80)
+
+    lookup = threading.Thread(target=look_up, daemon=True)
+    lookup.start()
+    lookup.join(timeout)
+    if lookup.is_alive():  # a daemon thread: a resolver that never answers cannot keep the process alive
+        raise TimeoutError(f"looking up {parsed.hostname} took more than {timeout:g} s")
+
+
 def _fetch(url: str, target: Path, timeout: float) -> None:
     """Stream ``url`` into ``target`` (via a temporary file, so a broken transfer leaves nothing)."""
+    _resolve(url, timeout)
     with urllib.request.urlopen(url, timeout=timeout) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as tmp, \
