@@ -411,7 +411,7 @@ def draw_figure(canvas: Image.Image, person: Person, pose: Pose) -> None:
         draw.pieslice(head, 90 if facing > 0 else -90, 270 if facing > 0 else 90, fill=person.hair)
         draw.pieslice(head, 180, 360, fill=person.hair)
     if person.long_hair and view != "front":
-        x_from = cx - head_r if view == "back" else (cx - facing * head_r * 1.0)
+        x_from = cx - head_r if view == "back" else cx - facing * head_r
         x_to = cx + head_r if view == "back" else cx
         draw.rectangle([min(x_from, x_to), top + head_r, max(x_from, x_to), y_sh + 0.08 * ph], fill=person.hair)
     if person.hat is not None:

@@ -1,7 +1,6 @@
 """P x K identity sampling (Hermans et al. 2017), the batches the SN loss and the triplet loss need."""
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -30,13 +29,11 @@ class PKSampler(torch.utils.data.Sampler[int]):
             raise ValueError(f"rank {rank} outside 0..world_size-1 (world_size={world_size})")
         if p % world_size:
             raise ValueError(f"p={p} identities per batch cannot be split over world_size={world_size} ranks")
-        members = defaultdict(list)
-        for index, pid in enumerate(pids):
-            members[int(pid)].append(index)
-        if len(members) < p:
-            raise ValueError(f"{len(members)} identities cannot fill a batch of p={p} identities")
-        self.identities = sorted(members)
-        self.members = [np.asarray(members[pid]) for pid in self.identities]
+        self.identities, self.labels = np.unique(np.asarray(pids, dtype=np.int64), return_inverse=True)
+        if len(self.identities) < p:
+            raise ValueError(f"{len(self.identities)} identities cannot fill a batch of p={p} identities")
+        self.counts = np.bincount(self.labels)
+        self.starts = np.cumsum(self.counts) - self.counts
         self.p, self.k, self.seed, self.rank, self.world_size = p, k, seed, rank, world_size
         self.epoch = 0
 
@@ -51,11 +48,11 @@ class PKSampler(torch.utils.data.Sampler[int]):
         """``(num_batches, p, k)`` dataset indices of this epoch, identical on every rank."""
         rng = np.random.default_rng([self.seed, self.epoch])
         order = rng.permutation(len(self.identities))[: self.num_batches * self.p]
-        plan = np.empty((len(order), self.k), dtype=np.int64)
-        for row, identity in enumerate(order):
-            images = self.members[identity]
-            plan[row] = rng.choice(images, size=self.k, replace=len(images) < self.k)
-        return plan.reshape(self.num_batches, self.p, self.k)
+        # dataset indices grouped by identity, in a random order within each identity
+        grouped = np.lexsort((rng.random(len(self.labels)), self.labels))
+        counts = self.counts[order, None]
+        offsets = np.where(counts >= self.k, np.arange(self.k), rng.integers(0, counts, (len(order), self.k)))
+        return grouped[self.starts[order, None] + offsets].reshape(self.num_batches, self.p, self.k)
 
     def __iter__(self) -> Iterator[int]:
         share = self.p // self.world_size
