@@ -141,10 +141,15 @@ class Study:
         return pd.concat(frames, ignore_index=True)
 
     # ------------------------------------------------------------------------------------------- features
-    def extract(self, run: engine.RunResult, samples: Sequence[Sample],
-                name: str) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    def extract(self, run: engine.RunResult, samples: Sequence[Sample], name: str,
+                reuse: Sequence[tuple[Sequence[Sample], torch.Tensor]] = ()) -> tuple[torch.Tensor, np.ndarray,
+                                                                                     np.ndarray]:
         """L2-normalised features of ``samples`` under ``run``'s model, kept in the run's folder as
-        ``features_<name>.pt`` together with the image paths (a changed list is extracted again)."""
+        ``features_<name>.pt`` together with the image paths (a changed list is extracted again).
+
+        ``reuse``: ``(samples, features)`` already extracted; an image whose file is byte-identical to one of
+        theirs takes its feature (the test transform is deterministic) instead of another forward pass.
+        """
         path = run.run_dir / f"features_{name}.pt"
         paths = [s.path for s in samples]
         digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()
@@ -152,10 +157,18 @@ class Study:
             stored = torch.load(path, weights_only=True)
             if stored["paths_sha256"] == digest:
                 return stored["features"], stored["pids"].numpy(), stored["camids"].numpy()
-        device = engine.resolve_device(run.config, distributed.DistInfo())
-        loader = engine.eval_loader(list(samples), run.config, device)
-        feats, pids, camids = engine.extract_features(self._model(run, device), loader, device,
-                                                      flip=run.config.eval_flip, desc=name)
+        known = {key: f for done, feats in reuse for key, f in zip(_file_digests(done), feats)}
+        keys = _file_digests(samples) if reuse else list(range(len(samples)))
+        missing = [i for i, key in enumerate(keys) if key not in known]
+        if missing:
+            device = engine.resolve_device(run.config, distributed.DistInfo())
+            loader = engine.eval_loader([samples[i] for i in missing], run.config, device)
+            new, _, _ = engine.extract_features(self._model(run, device), loader, device, flip=run.config.eval_flip,
+                                                desc=name)
+            known.update(zip((keys[i] for i in missing), new))
+        feats = torch.stack([known[key] for key in keys])
+        pids = np.array([s.pid for s in samples], dtype=np.int64)
+        camids = np.array([s.camid for s in samples], dtype=np.int64)
         engine.atomic_save({"features": feats, "pids": torch.from_numpy(pids), "camids": torch.from_numpy(camids),
                             "paths_sha256": digest}, path)
         return feats, pids, camids
@@ -171,9 +184,11 @@ class Study:
         """Test features of ``run``'s model for ``query``, ``gallery`` (and ``multi_query`` where the data set
         has it), each ``(features, pids, camids)``; extracted once and kept in the run's folder."""
         splits = {"query": self.data.query, "gallery": self.data.gallery}
-        if self.data.multi_query:
-            splits["multi_query"] = self.data.multi_query
-        return {name: self.extract(run, samples, name) for name, samples in splits.items()}
+        out = {name: self.extract(run, samples, name) for name, samples in splits.items()}
+        if self.data.multi_query:  # often copies of query / gallery images (Market-1501's gt_bbox holds the queries)
+            reuse = [(samples, out[name][0]) for name, samples in splits.items()]
+            out["multi_query"] = self.extract(run, self.data.multi_query, "multi_query", reuse)
+        return out
 
     # ------------------------------------------------------------------------------------------- evaluation
     def _queries(self, feats: dict, multi_query: bool, pool: str):
@@ -258,7 +273,8 @@ class Study:
         feats = self.features(run)
         qf, q_pids, q_camids = feats["query"]
         gf, g_pids, g_camids = feats["gallery"]
-        xf, x_pids, x_camids = self.extract(run, distractors, "distractors")
+        xf, x_pids, x_camids = self.extract(run, distractors, "distractors") if distractors else \
+            (gf[:0], g_pids[:0], g_camids[:0])
         order = torch.from_numpy(np.random.default_rng(seed).permutation(len(distractors)))
         xf, x_pids, x_camids = xf[order], x_pids[order.numpy()], x_camids[order.numpy()]
         rows = []
@@ -316,6 +332,11 @@ def find_datasets(entries: Iterable[Sequence]) -> tuple[list[tuple], list[tuple[
 
 
 # --------------------------------------------------------------------------------------------- data views
+def _file_digests(samples: Sequence[Sample]) -> list[str]:
+    """sha1 of each sample's file (identical bytes, identical image)."""
+    return [hashlib.sha1(Path(s.path).read_bytes()).hexdigest() for s in samples]
+
+
 def _link(source: Path, target: Path) -> None:
     try:
         os.symlink(source, target, target_is_directory=source.is_dir())

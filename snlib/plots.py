@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 import pandas as pd
 import seaborn as sns
 
@@ -113,6 +114,7 @@ def training_curves(curves: pd.DataFrame, y: Sequence[str] = ("train_loss_rel", 
             for h, name in enumerate(hues):
                 _band(ax, subset[subset[hue] == name], x, metric, f"C{h}", LOSS_LABELS.get(name, name))
             ax.set_xlabel(x)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(METRIC_LABELS.get(metric, metric) if j == 0 else "")
             if col is not None and i == 0:
                 ax.set_title(f"{col} = {value}")
@@ -121,12 +123,23 @@ def training_curves(curves: pd.DataFrame, y: Sequence[str] = ("train_loss_rel", 
     return fig
 
 
+def _relative_to_start(df: pd.DataFrame, by: list[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Each metric in percent of its value on the smallest gallery of its group ``by``."""
+    df = df.sort_values("gallery_size")
+    start = df.groupby(by)[list(metrics)].transform("first")
+    return df.assign(**{m: (100 * df[m] / start[m]).replace([np.inf, -np.inf], np.nan) for m in metrics})
+
+
 def gallery_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("mAP", "rank1"),
-                   published: pd.DataFrame | None = None, hue: str = "loss"):
+                   published: pd.DataFrame | None = None, hue: str = "loss", relative: bool = False):
     """Metrics against the gallery's growth (gallery size / original gallery size, log axis): the reproduced
     runs as mean lines with seed bands; ``published`` (``paper.published("figure4")``: ``method``,
     ``gallery_size``, metrics) as dashed lines between its end points, on the same relative axis, in the
-    colour of the reproduced loss it corresponds to (``FIGURE4_LOSSES``)."""
+    colour of the reproduced loss it corresponds to (``FIGURE4_LOSSES``). ``relative``: every curve in percent
+    of its own value on the original gallery, so that slopes compare across data sets and backbones."""
+    if relative:
+        curves = _relative_to_start(curves, [hue, "seed"], metrics)
+        published = _relative_to_start(published, ["method"], metrics) if published is not None else None
     data = curves.assign(growth=curves["gallery_size"] / curves["gallery_size"].min())
     hues = list(data[hue].drop_duplicates())
     fig, axes = _panels(len(metrics))
@@ -142,7 +155,8 @@ def gallery_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("mAP", "rank1
                         label=f"{method} (paper, Market-1501)")
         ax.set_xscale("log")
         ax.set_xlabel("gallery size / original gallery size")
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        label = METRIC_LABELS.get(metric, metric)
+        ax.set_ylabel(f"{label.split(' (')[0]}, % of the original gallery's" if relative else label)
     axes[-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
