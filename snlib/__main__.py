@@ -80,7 +80,7 @@ def _reproduce(args) -> None:
 def _demo(args) -> None:
     from .demo import main as demo_main
 
-    demo_main()
+    demo_main(getattr(args, "demo_args", None) or [])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,13 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the executed notebooks back into notebooks/ (how the committed outputs are made)")
     r.set_defaults(func=_reproduce)
 
-    d = sub.add_parser("demo", help="the SN loss on a toy batch, explained")
+    d = sub.add_parser("demo", help="the SN loss on a toy batch, explained (its options: snlib demo -h)",
+                       add_help=False)
     d.set_defaults(func=_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "demo":
+        args.demo_args = extra  # snlib.demo parses its own options
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.func(args)
 
 

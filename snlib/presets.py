@@ -154,8 +154,9 @@ def config_hash(config: TrainConfig, length: int = 16) -> str:
 # ------------------------------------------------------------------------------------------------- presets
 
 #: The synthetic set of the ``smoke`` preset (snlib.data.synthetic.SyntheticConfig options).
-SMOKE_SYNTHETIC = {"num_train_ids": 24, "num_test_ids": 16, "num_cameras": 2, "images_per_camera": (2, 3),
-                   "height": 64, "width": 32, "num_distractors": 5, "num_junk": 2}
+#: 16 training identities, all in every batch (p=16), so that a few dozen iterations separate them.
+SMOKE_SYNTHETIC = {"num_train_ids": 16, "num_test_ids": 16, "num_cameras": 2, "images_per_camera": (2, 3),
+                   "height": 64, "width": 32, "difficulty": 0.5, "num_distractors": 5, "num_junk": 2}
 
 
 def _paper() -> TrainConfig:
@@ -169,8 +170,8 @@ def _cpu() -> TrainConfig:
 
 def _smoke() -> TrainConfig:
     return TrainConfig(preset="smoke", dataset="synthetic", data_root="data/synthetic-smoke",
-                       dataset_options=dict(SMOKE_SYNTHETIC), model="efficientnet_lite0", pretrained=False,
-                       height=64, width=32, p=8, k=4, epochs=3, lr=1e-3, num_workers=0, eval_batch_size=256)
+                       dataset_options=dict(SMOKE_SYNTHETIC), model="efficientnet_lite0",
+                       height=64, width=32, p=16, k=4, epochs=40, lr=1e-3, num_workers=0, eval_batch_size=256)
 
 
 PRESETS = {"smoke": _smoke, "cpu": _cpu, "paper": _paper}

@@ -139,7 +139,7 @@ def _train_worker(rank, port, data_root, run_dir):
 
     torch.set_num_threads(1)
     try:
-        config = get_preset("smoke", data_root=data_root, epochs=2, height=32, width=16, sn_global=True)
+        config = get_preset("smoke", data_root=data_root, epochs=2, height=32, width=16, p=8, sn_global=True)
         result = train(config, run_dir=run_dir, progress=False)
         torch.save({"history": result.history, "metrics": result.metrics}, os.path.join(run_dir, f"rank{rank}.pt"))
     finally:
@@ -158,7 +158,7 @@ def test_engine_trains_under_ddp_with_global_support_neighbours(tmp_path):
     mp.spawn(_train_worker, args=(_free_port(), data_root, str(run_dir)), nprocs=WORLD, join=True)
     ranks = [torch.load(run_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
     history = ranks[0]["history"]
-    assert len(history) == 2 * (smoke.dataset_options["num_train_ids"] // smoke.p)
-    # the SN loss saw the anchors of the joint batch (each rank holds half of them)
-    assert all(row["sn/anchors"] == smoke.p * smoke.k for row in history)
+    assert len(history) == 2 * (smoke.dataset_options["num_train_ids"] // 8)
+    # the SN loss saw the anchors of the joint batch of 8 x 4 images (each rank holds half of them)
+    assert all(row["sn/anchors"] == 8 * smoke.k for row in history)
     assert ranks[0]["metrics"] == ranks[1]["metrics"] and (run_dir / "model.pt").is_file()
