@@ -101,6 +101,13 @@ class AnchorView:
     def total(self) -> float:
         return self.separation + self.lam * self.squeeze
 
+    @property
+    def zoom_offset(self) -> float:
+        """0.9 x the distance of the nearest neighbour: subtracted from every radius by :func:`anchor_layout`
+        (and from the threshold circle by :func:`draw_anchor`), it magnifies the differences between
+        distances that concentrate in high dimension (unit features of a trained net are all ~1.2-1.4 apart)."""
+        return 0.9 * float(self.distances[self.neighbors[0]]) if len(self.neighbors) else 0.0
+
     def terms(self) -> dict[str, float]:
         """The anchor's loss terms and set sizes (what the notebooks tabulate)."""
         return {"|S+|": len(self.positive), "|S-|": len(self.negative), "threshold t_i": self.threshold,
@@ -238,17 +245,19 @@ def project_2d(features, dims: int = 2) -> tuple[np.ndarray, np.ndarray]:
     return centred @ components.T, components
 
 
-def anchor_layout(features, view: AnchorView, normalize: bool = True) -> np.ndarray:
-    """2-D positions that keep the anchor's true distances: point j at distance D_{anchor,j} (full space) from
-    the anchor at the origin, in the direction j takes in the batch's PCA plane. The threshold circle and the
-    k-NN are then exact; the distances between two other points are not."""
+def anchor_layout(features, view: AnchorView, normalize: bool = True, offset: float = 0.0) -> np.ndarray:
+    """2-D positions that keep the anchor's true distances: point j at radius D_{anchor,j} - ``offset`` (full
+    space) from the anchor at the origin, in the direction j takes in the batch's PCA plane. The order of the
+    distances, the threshold circle (radius t_i - offset) and the k-NN are then exact; the distances between two
+    other points are not. ``offset`` below the nearest distance (e.g. ``view.zoom_offset``) magnifies."""
     x = torch.as_tensor(features).double()
     x = F.normalize(x, dim=1) if normalize else x
     xy, _ = project_2d(x)
-    offset = xy - xy[view.anchor]
-    length = np.linalg.norm(offset, axis=1, keepdims=True)
-    direction = np.where(length > 0, offset / np.where(length > 0, length, 1), np.array([1.0, 0.0]))
-    return direction * view.distances[:, None]
+    delta = xy - xy[view.anchor]
+    length = np.linalg.norm(delta, axis=1, keepdims=True)
+    direction = np.where(length > 0, delta / np.where(length > 0, length, 1), np.array([1.0, 0.0]))
+    radius = np.where(np.arange(len(xy)) == view.anchor, 0.0, view.distances - offset)
+    return direction * radius[:, None]
 
 
 # ------------------------------------------------------------------------------------------- test-set data
@@ -483,16 +492,17 @@ def _squeeze_lines(ax, xy, view: AnchorView) -> None:
 
 
 def draw_anchor(ax, xy, labels, view: AnchorView, grads=None, circle: bool = True, title: str | None = None,
-                legend: bool = False, arrow_length: float = 0.25) -> None:
+                legend: bool = False, arrow_length: float = 0.25, offset: float = 0.0) -> None:
     """One anchor in 2-D: the sets (markers as :func:`_legend`), lines to the support neighbours, the threshold
-    circle (``circle``: only where ``xy`` keeps the anchor's distances), the squeeze term's pairs, and
-    ``-grads`` as arrows (the descent direction; the longest arrow is ``arrow_length`` of the plot's span)."""
+    circle (``circle``: only where ``xy`` keeps the anchor's distances; radius t_i - ``offset``, the offset of
+    :func:`anchor_layout`), the squeeze term's pairs, and ``-grads`` as arrows (the descent direction; the
+    longest arrow is ``arrow_length`` of the plot's span)."""
     xy = np.asarray(xy, dtype=float)
     for j in np.concatenate([view.positive, view.negative]).astype(int):
         ax.plot(*zip(xy[view.anchor], xy[j]), lw=0.8, color="grey", alpha=0.6, zorder=1)
     if circle and math.isfinite(view.threshold):
         from matplotlib.patches import Circle
-        ax.add_patch(Circle(xy[view.anchor], view.threshold, fill=False, ls="--", color="grey", zorder=1))
+        ax.add_patch(Circle(xy[view.anchor], view.threshold - offset, fill=False, ls="--", color="grey", zorder=1))
     _squeeze_lines(ax, xy, view)
     _set_markers(ax, xy, view, labels)
     if grads is not None:
@@ -688,8 +698,9 @@ class SupportNeighborExplorer:
         query = self.batch[anchor]
         ranked = ranked_lists(pool.features[[query]], pool.features, pool.pids[[query]], pool.pids,
                               pool.camids[[query]], pool.camids, topk=self.topk)
-        return {"view": view, "layout": anchor_layout(features, view), "labels": labels.numpy(),
-                "velocity": radial_velocity(features, grads, anchor), "ranked": ranked, "query": int(query)}
+        return {"view": view, "layout": anchor_layout(features, view, offset=view.zoom_offset),
+                "labels": labels.numpy(), "velocity": radial_velocity(features, grads, anchor), "ranked": ranked,
+                "query": int(query)}
 
     def render(self, model: str, anchor: int, k: int, alpha: float, lam: float, squeeze: str):
         """Draw :meth:`state` (2-D sets, radial pull / push, terms; images only when ``images`` is given)."""
@@ -700,8 +711,9 @@ class SupportNeighborExplorer:
         fig = plt.figure(figsize=(14, 10 if with_images else 4.6))
         grid = fig.add_gridspec(3 if with_images else 1, 3, height_ratios=[2.6, 1, 1] if with_images else None,
                                 hspace=0.55, wspace=0.3)
-        draw_anchor(fig.add_subplot(grid[0, 0]), s["layout"], s["labels"], view,
-                    title=f"{model}\nanchor {anchor} (identity {view.label}), true distances to it")
+        draw_anchor(fig.add_subplot(grid[0, 0]), s["layout"], s["labels"], view, offset=view.zoom_offset,
+                    title=f"{model}: anchor {anchor} (identity {view.label})\n"
+                          f"radius = distance to the anchor - {view.zoom_offset:.2f}")
         draw_radial(fig.add_subplot(grid[0, 1]), s["velocity"], view, s["labels"], top=2 * k)
         text = fig.add_subplot(grid[0, 2])
         text.axis("off")

@@ -187,6 +187,10 @@ def test_anchor_layout_keeps_the_anchor_distances(normalize):
     view = viz.anchor_view(features, labels, 5, k=6, normalize=normalize)
     xy = viz.anchor_layout(features, view, normalize=normalize)
     np.testing.assert_allclose(np.linalg.norm(xy - xy[5], axis=1), view.distances, atol=1e-9)
+    zoomed = viz.anchor_layout(features, view, normalize=normalize, offset=view.zoom_offset)
+    radius = np.linalg.norm(zoomed, axis=1)
+    assert radius[5] == 0 and (np.delete(radius, 5) > 0).all()
+    np.testing.assert_allclose(np.delete(radius, 5), np.delete(view.distances, 5) - view.zoom_offset, atol=1e-9)
 
 
 # -------------------------------------------------------------------------------------------- test pools
@@ -339,11 +343,13 @@ def test_initial_run_is_the_seeded_untrained_model(tmp_path, monkeypatch):
     from snlib.experiments import open_study
     from snlib.models import build_model
     monkeypatch.setenv("SNLIB_CACHE", str(tmp_path / "cache"))
-    study = open_study("smoke", output_dir=tmp_path / "out")
+    study = open_study("smoke", output_dir=tmp_path / "out", pretrained=False)   # a seeded random initialisation
     run = viz.initial_run(study, seed=3)
     assert run.run_dir.parent == tmp_path / "cache" and run.model_path.is_file()
+    config = run.config
     torch.manual_seed(3)
-    expected = build_model(run.config.model, pretrained=False).state_dict()
+    expected = build_model(config.model, pretrained=False, last_stride=config.last_stride,
+                           bnneck=config.bnneck).state_dict()
     loaded = run.load_model().state_dict()
     assert all(torch.equal(loaded[name], value) for name, value in expected.items())
     assert viz.initial_run(study, seed=3).model_path.stat().st_mtime_ns == run.model_path.stat().st_mtime_ns
