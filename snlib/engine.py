@@ -17,7 +17,6 @@ times an optional linear warm-up over the first ``warmup_epochs`` (per iteration
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import socket
@@ -38,8 +37,9 @@ from . import distributed
 from .data import ImageDataset, PKSampler, Sample, build_transforms, load_dataset
 from .evaluation import RankResult, evaluate_features
 from .losses import CrossEntropyLoss, SupportNeighborLoss, TripletLoss, build_loss
-from .models import ReIDModel, build_model, extract_features, load_model, load_model_weights, model_checkpoint, unwrap
+from .models import ReIDModel, build_model, extract_features, load_model, load_model_weights, model_checkpoint
 from .presets import TrainConfig, config_hash
+from .reporting import _atomic_write_text
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -62,7 +62,11 @@ def default_cache_root() -> Path:
 
 @dataclass
 class RunResult:
-    """A finished run: configuration, per-iteration history, evaluations, final test metrics, model file."""
+    """A finished run: configuration, per-iteration history, evaluations, final test metrics, model file.
+
+    ``wall_time_s``: seconds spent in the training epochs (periodic evaluations included), summed over
+    resumptions; ``extra["eval_time_s"]``: the final query-vs-gallery evaluation.
+    """
 
     config: TrainConfig
     run_dir: Path
@@ -109,13 +113,6 @@ def atomic_save(obj, path: Path) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -233,13 +230,18 @@ def build_loss_for(config: TrainConfig, num_classes: int, feat_dim: int):
     return build_loss(config.loss, num_classes=num_classes, feat_dim=feat_dim, **options)
 
 
+def num_workers(config: TrainConfig) -> int:
+    """Data-loading processes: ``config.num_workers``, at most one per CPU core."""
+    return min(config.num_workers, os.cpu_count() or 1)
+
+
 def test_transform(config: TrainConfig):
     return build_transforms(config.height, config.width, train=False, mean=config.mean, std=config.std)
 
 
 def eval_loader(samples: list[Sample], config: TrainConfig, device: torch.device) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(ImageDataset(samples, test_transform(config)), batch_size=config.eval_batch_size,
-                                       shuffle=False, num_workers=config.num_workers,
+                                       shuffle=False, num_workers=num_workers(config),
                                        pin_memory=device.type == "cuda")
 
 
@@ -389,8 +391,8 @@ class _Trainer:
         config = self.config
         resumed = self.resume()
         total = config.epochs * self.iters_per_epoch
-        bar = tqdm(total=total, initial=self.epoch * self.iters_per_epoch, disable=not (self.progress and self.info.is_main),
-                   desc=f"train {config.loss}", mininterval=2.0, dynamic_ncols=True)
+        bar = tqdm(total=total, initial=self.epoch * self.iters_per_epoch, desc=f"train {config.loss}",
+                   disable=not (self.progress and self.info.is_main), mininterval=2.0, dynamic_ncols=True)
         while self.epoch < config.epochs:
             start = time.perf_counter()
             self._train_epoch(bar)
@@ -410,7 +412,7 @@ class _Trainer:
         self.sampler.set_epoch(self.epoch)
         loader = torch.utils.data.DataLoader(
             self.train_set, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
-            num_workers=config.num_workers, pin_memory=self.device.type == "cuda",
+            num_workers=num_workers(config), pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(config.seed * 100_003 + self.epoch * 101 + self.info.rank))
         self.net.train()
         tick = time.perf_counter()
@@ -461,10 +463,12 @@ class _Trainer:
         return metrics
 
     def _finish(self, resumed: bool) -> RunResult:
+        start = time.perf_counter()
         metrics = self._evaluate_test()
+        eval_time = time.perf_counter() - start
         result = RunResult(config=self.config, run_dir=self.run_dir, history=self.history,
                            evaluations=self.evaluations, metrics=metrics, wall_time_s=self.wall_time,
-                           extra={"resumed": resumed, "device": str(self.device),
+                           extra={"resumed": resumed, "device": str(self.device), "eval_time_s": eval_time,
                                   "world_size": self.info.world_size, "iters_per_epoch": self.iters_per_epoch})
         if self.info.is_main:
             atomic_save(model_checkpoint(self.model), self.run_dir / MODEL)

@@ -86,7 +86,7 @@ class TrainConfig:
     eval_rerank: bool = False
     # operational (not hashed)
     preset: str = _operational("")
-    num_workers: int = _operational(2)
+    num_workers: int = _operational(8)                   # data-loading processes (GPU machines)
     eval_batch_size: int = _operational(128)
     checkpoint_every: int = _operational(1)
     device: str | None = _operational(None)
@@ -126,9 +126,10 @@ class TrainConfig:
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with ``changes`` applied; unknown names are an error listing the valid ones."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(names))
         if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {[f.name for f in dataclasses.fields(self)]}")
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {names}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -165,7 +166,8 @@ def _paper() -> TrainConfig:
 
 def _cpu() -> TrainConfig:
     return TrainConfig(preset="cpu", dataset="synthetic", data_root="data/synthetic", model="efficientnet_lite0",
-                       height=128, width=64, p=16, k=4, epochs=8, num_workers=2, eval_batch_size=256)
+                       height=128, width=64, p=16, k=4, epochs=12, lr=1e-3, num_workers=0,
+                       eval_batch_size=256)
 
 
 def _smoke() -> TrainConfig:

@@ -77,7 +77,8 @@ def _worker(rank, port, out_dir):
         for spec in SPECS:
             for wrapped in (True, False):
                 net, loss = _fresh(spec)
-                ddp = nn.parallel.DistributedDataParallel(net, find_unused_parameters=True)  # "sn" leaves the classifier unused
+                # "sn" leaves the classifier unused
+                ddp = nn.parallel.DistributedDataParallel(net, find_unused_parameters=True)
                 results[spec, wrapped] = _step(ddp, loss, x[rows], y[rows], wrapped)
         # gather_rows without gradient, and its refusal of unequal batches
         results["gathered"] = gather_rows(torch.full((2,), float(rank)), with_grad=False)
