@@ -166,7 +166,9 @@ def test_deviations_from_paper():
     assert deviations_from_paper(get_preset("paper")).empty
     cpu = deviations_from_paper(get_preset("cpu")).set_index("field")
     assert cpu.loc["model", "paper"] == "resnet50" and cpu.loc["model", "this study"] == "efficientnet_lite0"
-    assert "data_root" not in cpu.index and "num_workers" not in cpu.index and "lr" not in cpu.index
+    # operational fields and where the data lives are not deviations; a changed learning rate is
+    assert "data_root" not in cpu.index and "num_workers" not in cpu.index
+    assert cpu.loc["lr", "paper"] == 2e-4 and cpu.loc["lr", "this study"] == get_preset("cpu").lr
 
 
 def test_open_study_keeps_options_of_another_dataset(tmp_path):
