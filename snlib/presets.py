@@ -166,7 +166,7 @@ def _paper() -> TrainConfig:
 
 def _cpu() -> TrainConfig:
     return TrainConfig(preset="cpu", dataset="synthetic", data_root="data/synthetic", model="efficientnet_lite0",
-                       height=128, width=64, p=16, k=4, epochs=12, lr=1e-3, num_workers=0,
+                       height=128, width=64, p=16, k=4, epochs=12, lr=1e-3, eval_every=4, num_workers=0,
                        eval_batch_size=256)
 
 

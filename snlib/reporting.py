@@ -24,6 +24,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by others
     os.replace(tmp, path)
 
 
@@ -42,6 +43,7 @@ def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 120) -> Path:
     fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".png")
     os.close(fd)
     fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, out / f"{name}.png")
     return out / f"{name}.png"
 
