@@ -33,17 +33,24 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
+    import torch
+
     from .data import load_dataset
     from .engine import evaluate_model, resolve_device
     from .distributed import DistInfo
-    from .models import load_model
+    from .models import build_model, load_model
     from .presets import TrainConfig, get_preset, parse_overrides
 
-    checkpoint = Path(args.checkpoint)
-    model_file = checkpoint / "model.pt" if checkpoint.is_dir() else checkpoint
-    config_file = model_file.parent / "config.json"
+    if (args.checkpoint is None) == (not args.initial):
+        raise SystemExit("snlib evaluate: give either a run folder / model.pt or --initial (not both)")
+    if args.initial:
+        model_file, config_file = None, None
+    else:
+        checkpoint = Path(args.checkpoint)
+        model_file = checkpoint / "model.pt" if checkpoint.is_dir() else checkpoint
+        config_file = model_file.parent / "config.json"
     # preprocessing (input size, mean/std) from the run that produced the model, else from the preset
-    config = TrainConfig.from_dict(json.loads(config_file.read_text())) if config_file.is_file() \
+    config = TrainConfig.from_dict(json.loads(config_file.read_text())) if config_file and config_file.is_file() \
         else get_preset(args.preset)
     overrides = {"eval_flip": args.flip, "eval_rerank": args.rerank, "eval_metric": args.metric,
                  **parse_overrides(args.set)}
@@ -54,7 +61,13 @@ def _evaluate(args) -> None:
     options = config.dataset_options if name == config.dataset else {}  # e.g. the synthetic set's size
     dataset = load_dataset(name, args.data_root or config.data_root, **options)
     device = resolve_device(config, DistInfo())
-    model = load_model(model_file, map_location=device).to(device)
+    if args.initial:  # the preset's model before any re-ID training (ImageNet weights if it is pretrained)
+        torch.manual_seed(config.seed)
+        model = build_model(config.model, pretrained=config.pretrained, last_stride=config.last_stride,
+                            bnneck=config.bnneck, weights_path=config.weights_path).to(device)
+        model_file = f"{config.model} before re-ID training (pretrained={config.pretrained})"
+    else:
+        model = load_model(model_file, map_location=device).to(device)
     result = evaluate_model(model, dataset.query, dataset.gallery, config, device)
     print(f"{model_file} on {dataset.name} ({len(dataset.query)} queries, {len(dataset.gallery)} gallery images; "
           f"flip={config.eval_flip}, rerank={config.eval_rerank}, metric={config.eval_metric})")
@@ -71,10 +84,11 @@ def _synth(args) -> None:
 
 
 def _reproduce(args) -> None:
-    from .reproduce import run_reproduction
+    from .reproduce import parse_parameters, run_reproduction
 
     run_reproduction(args.preset, args.dataset, args.data_root, notebooks=args.notebooks or None, out=args.out,
-                     name=args.name, update_notebooks=args.update_notebooks)
+                     name=args.name, update_notebooks=args.update_notebooks,
+                     extra_parameters=parse_parameters(args.param))
 
 
 def _demo(args) -> None:
@@ -108,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="evaluate a trained model on a data set's query/gallery")
-    e.add_argument("checkpoint", help="a run folder or its model.pt")
+    e.add_argument("checkpoint", nargs="?", help="a run folder or its model.pt")
+    e.add_argument("--initial", action="store_true",
+                   help="evaluate the preset's model before re-ID training (ImageNet weights where pretrained)")
     e.add_argument("--dataset")
     e.add_argument("--data-root", dest="data_root")
     e.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
@@ -134,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder (default results/<preset>/<name>)")
     r.add_argument("--update-notebooks", action="store_true",
                    help="write the executed notebooks back into notebooks/ (how the committed outputs are made)")
+    r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a notebook parameter for every notebook, value read as YAML, e.g. --param seeds=[0]")
     r.set_defaults(func=_reproduce)
 
     d = sub.add_parser("demo", help="the SN loss on a toy batch, explained (its options: snlib demo -h)",

@@ -40,20 +40,23 @@ def strip_injected_parameters(nb: nbformat.NotebookNode) -> nbformat.NotebookNod
 
 def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root: str | Path = "data/synthetic",
                      notebooks: list[str] | None = None, out: str | Path | None = None, name: str | None = None,
-                     update_notebooks: bool = False) -> Path:
+                     update_notebooks: bool = False, extra_parameters: dict | None = None) -> Path:
     """Execute the notebooks with papermill; return the output folder.
 
     ``out`` defaults to ``results/<preset>/<name>`` with ``name`` defaulting to ``dataset``. With
     ``update_notebooks`` the executed notebooks (injected parameters removed) replace the sources in
     ``notebooks/``: this is how the committed notebooks come to carry the outputs of the published run.
-    A failing notebook is recorded in the manifest and the others still run; the call then raises.
+    ``extra_parameters`` go to every notebook beside the four above (e.g. ``{"seeds": [0]}``; a notebook
+    ignores a name its ``parameters`` cell does not define). A failing notebook is recorded in the manifest
+    and the others still run; the call then raises.
     """
     import papermill as pm
 
     out = Path(out) if out else REPO / "results" / preset / (name or dataset)
     out.mkdir(parents=True, exist_ok=True)
     data_root = Path(data_root).resolve()
-    parameters = {"preset": preset, "dataset": dataset, "data_root": str(data_root), "output_dir": str(out)}
+    parameters = {"preset": preset, "dataset": dataset, "data_root": str(data_root), "output_dir": str(out),
+                  **(extra_parameters or {})}
     records, failed = [], []
     start = time.perf_counter()
     for nb in list_notebooks(notebooks):
@@ -81,4 +84,18 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
     print(f"[reproduce] done in {total / 60:.1f} min -> {out}", flush=True)
     if failed:
         raise RuntimeError(f"{len(failed)} notebook(s) failed: {failed}; see the executed copies in {out}")
+    return out
+
+
+def parse_parameters(items: list[str]) -> dict:
+    """``["seeds=[0]", "num_distractors=500"]`` -> ``{"seeds": [0], "num_distractors": 500}`` (values read as
+    YAML, as papermill's ``-y``: numbers, lists, ``null``; anything else stays a string)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.isidentifier():
+            raise ValueError(f"--param {item!r}: expected NAME=VALUE, e.g. seeds=[0]")
+        out[name] = yaml.safe_load(text)
     return out

@@ -300,6 +300,23 @@ def test_command_line_train_and_evaluate(data_root, tmp_path, capsys):
         cli(["train", "--preset", "nope"])
 
 
+def test_command_line_evaluates_the_model_before_training(data_root, capsys):
+    """``evaluate --initial``: the preset's model as training would start it (seeded), no checkpoint needed."""
+    config = get_preset("smoke", data_root=data_root, height=32, width=16)
+    cli(["evaluate", "--initial", "--preset", "smoke", "--data-root", data_root, "--dataset", "synthetic",
+         "--set", "height=32", "--set", "width=16"])
+    out = capsys.readouterr().out
+    assert "before re-ID training" in out
+    torch.manual_seed(config.seed)
+    model = build_model(config.model, pretrained=config.pretrained, last_stride=config.last_stride)
+    data = load_dataset("synthetic", data_root, **config.dataset_options)
+    expected = evaluate_model(model, data.query, data.gallery, config, "cpu").as_dict()
+    assert json.loads(out[out.index("{"):]) == pytest.approx(expected)
+    for both_or_neither in (["evaluate", "--data-root", data_root], ["evaluate", "x", "--initial"]):
+        with pytest.raises(SystemExit, match="either a run folder"):
+            cli(both_or_neither)
+
+
 # ------------------------------------------------------------------------------------ the loop learns
 
 

@@ -1,0 +1,60 @@
+"""The papermill driver of ``make reproduce`` on throw-away notebooks (a kernel start each: a few seconds)."""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from snlib import reproduce
+
+
+def _notebook(path, body: str) -> None:
+    params = nbformat.v4.new_code_cell('preset = "cpu"\ndataset = None\ndata_root = None\noutput_dir = None\n'
+                                       'seeds = None')
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(body)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+@pytest.fixture
+def notebooks(tmp_path, monkeypatch):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    _notebook(folder / "01_ok.ipynb", "from pathlib import Path\n"
+                                      "Path(output_dir, 'seen.json').write_text(__import__('json').dumps("
+                                      "{'preset': preset, 'dataset': dataset, 'seeds': seeds}))")
+    _notebook(folder / "02_fails.ipynb", "raise ValueError('boom')")
+    monkeypatch.setattr(reproduce, "NOTEBOOK_DIR", folder)
+    return folder
+
+
+def test_list_notebooks_selects_by_fragment(notebooks):
+    assert [nb.name for nb in reproduce.list_notebooks()] == ["01_ok.ipynb", "02_fails.ipynb"]
+    assert [nb.name for nb in reproduce.list_notebooks(["02"])] == ["02_fails.ipynb"]
+    with pytest.raises(ValueError, match="no notebook matches \\['07'\\]"):
+        reproduce.list_notebooks(["07"])
+
+
+def test_parse_parameters_reads_yaml_values():
+    assert reproduce.parse_parameters(["seeds=[0, 1]", "n=500", "name=cuhk03p1", "x=null"]) == \
+        {"seeds": [0, 1], "n": 500, "name": "cuhk03p1", "x": None}
+    with pytest.raises(ValueError, match="expected NAME=VALUE"):
+        reproduce.parse_parameters(["seeds"])
+
+
+def test_reproduction_passes_parameters_records_failures_and_updates_sources(notebooks, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="1 notebook\\(s\\) failed: \\['02_fails.ipynb'\\]"):
+        reproduce.run_reproduction("smoke", "synthetic", tmp_path, out=out, update_notebooks=True,
+                                   extra_parameters={"seeds": [0]})
+    assert json.loads((out / "seen.json").read_text()) == {"preset": "smoke", "dataset": "synthetic", "seeds": [0]}
+    manifest = json.loads((out / "manifest.json").read_text())
+    status = {name: record["status"] for name, record in manifest["notebooks"].items()}
+    assert status["01_ok.ipynb"] == "ok" and status["02_fails.ipynb"].startswith("failed: PapermillExecutionError")
+    # the successful notebook replaced its source, without papermill's injected cell; the failed one did not
+    updated = nbformat.read(notebooks / "01_ok.ipynb", as_version=4)
+    assert len(updated.cells) == 2 and updated.cells[1].execution_count is not None
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in updated.cells)
+    assert nbformat.read(notebooks / "02_fails.ipynb", as_version=4).cells[1].execution_count is None
