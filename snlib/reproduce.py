@@ -9,12 +9,14 @@ save, and ``manifest.json`` (parameters, per-notebook wall time and status, pack
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import nbformat
 
 from .reporting import write_manifest
+from .visualize import BATCH_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -30,6 +32,12 @@ def list_notebooks(selection: list[str] | None = None) -> list[Path]:
             raise ValueError(f"no notebook matches {unknown}; available: {[nb.name for nb in notebooks]}")
         notebooks = chosen
     return notebooks
+
+
+def drop_widget_state(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Remove the saved ipywidgets state (tqdm's progress bars: megabytes of layout models, no information)."""
+    nb.metadata.pop("widgets", None)
+    return nb
 
 
 def strip_injected_parameters(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -59,32 +67,48 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
                   **(extra_parameters or {})}
     records, failed = [], []
     start = time.perf_counter()
-    for nb in list_notebooks(notebooks):
-        print(f"[reproduce] {nb.name} ...", flush=True)
-        t0 = time.perf_counter()
-        status = "ok"
-        try:
-            pm.execute_notebook(str(nb), str(out / nb.name), parameters=parameters, cwd=str(NOTEBOOK_DIR),
-                                kernel_name="python3", progress_bar=True)
-        except Exception as exc:  # papermill raises PapermillExecutionError with the failing cell
-            status = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            failed.append(nb.name)
-        wall = time.perf_counter() - t0
-        records.append({"notebook": nb.name, "status": status, "wall_time_s": round(wall, 1)})
-        print(f"[reproduce] {nb.name}: {status} in {wall / 60:.1f} min", flush=True)
-        if update_notebooks and status == "ok":
-            executed = strip_injected_parameters(nbformat.read(out / nb.name, as_version=4))
-            nbformat.write(executed, nb)
+    previous_batch = os.environ.get(BATCH_ENV)
+    os.environ[BATCH_ENV] = "1"  # inherited by the kernels: no interactive widgets (snlib.visualize)
+    try:
+        for nb in list_notebooks(notebooks):
+            print(f"[reproduce] {nb.name} ...", flush=True)
+            t0 = time.perf_counter()
+            status = "ok"
+            try:
+                pm.execute_notebook(str(nb), str(out / nb.name), parameters=parameters, cwd=str(NOTEBOOK_DIR),
+                                    kernel_name="python3", progress_bar=True)
+            except Exception as exc:  # papermill raises PapermillExecutionError with the failing cell
+                status = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                failed.append(nb.name)
+            wall = time.perf_counter() - t0
+            records.append({"notebook": nb.name, "status": status, "wall_time_s": round(wall, 1)})
+            print(f"[reproduce] {nb.name}: {status} in {wall / 60:.1f} min", flush=True)
+            _update_manifest(out, parameters, records, time.perf_counter() - start)  # after each: a kill loses nothing
+            if (out / nb.name).is_file():
+                executed = drop_widget_state(nbformat.read(out / nb.name, as_version=4))
+                nbformat.write(executed, out / nb.name)
+                if update_notebooks and status == "ok":
+                    nbformat.write(strip_injected_parameters(executed), nb)
+    finally:
+        if previous_batch is None:
+            os.environ.pop(BATCH_ENV, None)
+        else:
+            os.environ[BATCH_ENV] = previous_batch
     total = time.perf_counter() - start
-    previous = out / "manifest.json"
-    history = json.loads(previous.read_text()).get("notebooks", {}) if previous.is_file() else {}
-    history.update({r["notebook"]: r for r in records})
-    write_manifest(out, {"parameters": parameters, "notebooks": history,
-                         "this_call": {"notebooks": [r["notebook"] for r in records], "wall_time_s": round(total, 1)}})
     print(f"[reproduce] done in {total / 60:.1f} min -> {out}", flush=True)
     if failed:
         raise RuntimeError(f"{len(failed)} notebook(s) failed: {failed}; see the executed copies in {out}")
     return out
+
+
+def _update_manifest(out: Path, parameters: dict, records: list[dict], wall_time_s: float) -> None:
+    """Merge this call's notebook records into ``out/manifest.json`` (records of earlier calls are kept)."""
+    previous = out / "manifest.json"
+    history = json.loads(previous.read_text()).get("notebooks", {}) if previous.is_file() else {}
+    history.update({r["notebook"]: r for r in records})
+    write_manifest(out, {"parameters": parameters, "notebooks": history,
+                         "this_call": {"notebooks": [r["notebook"] for r in records],
+                                       "wall_time_s": round(wall_time_s, 1)}})
 
 
 def parse_parameters(items: list[str]) -> dict:

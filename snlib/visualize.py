@@ -25,6 +25,7 @@ for research use and their images must not appear in published figures.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +48,9 @@ __all__ = [
     "load_images", "identity_thumbnails", "draw_anchor", "draw_radial", "plot_image_rows", "support_rows",
     "ranked_rows", "plot_hit_matrix", "plot_embedding", "plot_composition", "SupportNeighborExplorer",
 ]
+
+#: Set to "1" by ``snlib.reproduce`` for the notebooks it runs: no interactive widgets in a batch run.
+BATCH_ENV = "SNLIB_BATCH"
 
 POSITIVE, NEGATIVE, FALLBACK, ANCHOR = "#1a9850", "#d73027", "#f28e2b", "#2c7bb6"
 #: The support-set composition the SN loss logs (``SupportNeighborLoss.last``) and the figures plot.
@@ -733,7 +737,14 @@ class SupportNeighborExplorer:
         return fig
 
     def widget(self):
-        """ipywidgets controls wired to :meth:`render` (JupyterLab); returns the widget box."""
+        """ipywidgets controls wired to :meth:`render` (JupyterLab); returns the widget box.
+
+        In a batch run (``make reproduce`` sets ``SNLIB_BATCH=1``) no widget is built and ``None`` is returned:
+        papermill waits forever on an ipywidgets interactive output (papermill issue #723)."""
+        if os.environ.get(BATCH_ENV) == "1":
+            print(f"{BATCH_ENV}=1 (batch run): the widget is built when the notebook runs in JupyterLab; "
+                  "the static rendering below stands in for it")
+            return None
         import ipywidgets as w
         import matplotlib.pyplot as plt
         from IPython.display import display

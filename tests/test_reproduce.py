@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import nbformat
 import pytest
@@ -24,9 +25,14 @@ def notebooks(tmp_path, monkeypatch):
     folder.mkdir()
     _notebook(folder / "01_ok.ipynb", "from pathlib import Path\n"
                                       "Path(output_dir, 'seen.json').write_text(__import__('json').dumps("
-                                      "{'preset': preset, 'dataset': dataset, 'seeds': seeds}))")
+                                      "{'preset': preset, 'dataset': dataset, 'seeds': seeds, "
+                                      "'batch': __import__('os').environ.get('SNLIB_BATCH')}))")
     _notebook(folder / "02_fails.ipynb", "raise ValueError('boom')")
+    nb = nbformat.read(folder / "01_ok.ipynb", as_version=4)
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}  # as tqdm leaves it
+    nbformat.write(nb, folder / "01_ok.ipynb")
     monkeypatch.setattr(reproduce, "NOTEBOOK_DIR", folder)
+    monkeypatch.delenv("SNLIB_BATCH", raising=False)
     return folder
 
 
@@ -49,7 +55,10 @@ def test_reproduction_passes_parameters_records_failures_and_updates_sources(not
     with pytest.raises(RuntimeError, match="1 notebook\\(s\\) failed: \\['02_fails.ipynb'\\]"):
         reproduce.run_reproduction("smoke", "synthetic", tmp_path, out=out, update_notebooks=True,
                                    extra_parameters={"seeds": [0]})
-    assert json.loads((out / "seen.json").read_text()) == {"preset": "smoke", "dataset": "synthetic", "seeds": [0]}
+    # the kernels see SNLIB_BATCH=1 (no widgets); this process's environment is left as it was
+    assert json.loads((out / "seen.json").read_text()) == {"preset": "smoke", "dataset": "synthetic", "seeds": [0],
+                                                          "batch": "1"}
+    assert "SNLIB_BATCH" not in os.environ
     manifest = json.loads((out / "manifest.json").read_text())
     status = {name: record["status"] for name, record in manifest["notebooks"].items()}
     assert status["01_ok.ipynb"] == "ok" and status["02_fails.ipynb"].startswith("failed: PapermillExecutionError")
@@ -57,4 +66,5 @@ def test_reproduction_passes_parameters_records_failures_and_updates_sources(not
     updated = nbformat.read(notebooks / "01_ok.ipynb", as_version=4)
     assert len(updated.cells) == 2 and updated.cells[1].execution_count is not None
     assert not any("injected-parameters" in c.metadata.get("tags", []) for c in updated.cells)
+    assert "widgets" not in updated.metadata
     assert nbformat.read(notebooks / "02_fails.ipynb", as_version=4).cells[1].execution_count is None
