@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import distances, losses as pml_losses, miners, reducers
-from test_losses import clustered_batch
+from _loss_fixtures import clustered_batch
 
 from snlib.losses import (
     SQUEEZE_READINGS, CenterLoss, ContrastiveLoss, CrossEntropyLoss, SupportNeighborLoss, TripletLoss,
