@@ -28,11 +28,29 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def column_formats(df: pd.DataFrame, floatfmt: str = ".2f") -> tuple[str, ...]:
+    """Per-column float formats for Markdown: ``floatfmt``, except ``"g"`` for a column holding non-zero values
+    that ``floatfmt`` would print as zero (e.g. lambda = 1e-4 under ".2f")."""
+    formats = []
+    for column in df.columns:
+        values = pd.to_numeric(df[column], errors="coerce").abs() if df[column].dtype.kind in "fi" else None
+        tiny = values is not None and bool(((values > 0) & (values < 0.5 * 10.0 ** -_decimals(floatfmt))).any())
+        formats.append("g" if tiny else floatfmt)
+    return tuple(formats)
+
+
+def _decimals(floatfmt: str) -> int:
+    digits = floatfmt.lstrip(".").rstrip("f")
+    return int(digits) if floatfmt.endswith("f") and digits.isdigit() else 6
+
+
 def save_table(df: pd.DataFrame, out_dir: str | Path, name: str, floatfmt: str = ".2f") -> Path:
-    """Write ``df`` as ``<out_dir>/<name>.csv`` and ``<out_dir>/<name>.md``; return the CSV path."""
+    """Write ``df`` as ``<out_dir>/<name>.csv`` (exact) and ``<out_dir>/<name>.md`` (``floatfmt``, see
+    :func:`column_formats`); return the CSV path."""
     out = Path(out_dir)
     _atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
-    _atomic_write_text(out / f"{name}.md", df.to_markdown(index=False, floatfmt=floatfmt) + "\n")
+    markdown = df.to_markdown(index=False, floatfmt=column_formats(df, floatfmt))
+    _atomic_write_text(out / f"{name}.md", markdown + "\n")
     return out / f"{name}.csv"
 
 

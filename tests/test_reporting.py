@@ -1,0 +1,24 @@
+"""snlib.reporting: tables written as exact CSV and readable Markdown."""
+from __future__ import annotations
+
+import pandas as pd
+
+from snlib.reporting import save_table
+
+
+def test_table_csv_is_exact_and_markdown_keeps_small_values(tmp_path):
+    df = pd.DataFrame({"sn_lambda": [1e-4, 1e-3, 10.0], "rank1": [42.6815, 36.94, 38.5], "loss": ["sn"] * 3})
+    save_table(df, tmp_path, "sweep")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "sweep.csv"), df)
+    rows = (tmp_path / "sweep.md").read_text().splitlines()[2:]
+    lambdas = [row.split("|")[1].strip() for row in rows]
+    ranks = [row.split("|")[2].strip() for row in rows]
+    assert lambdas == ["0.0001", "0.001", "10"]      # ".2f" would print 0.00 twice
+    assert ranks == ["42.68", "36.94", "38.50"]      # the default two decimals elsewhere
+
+
+def test_zero_and_missing_values_keep_the_default_format(tmp_path):
+    df = pd.DataFrame({"mAP": [0.0, float("nan"), 12.346]})
+    save_table(df, tmp_path, "t")
+    rows = [row.split("|")[1].strip() for row in (tmp_path / "t.md").read_text().splitlines()[2:]]
+    assert rows[0] == "0.00" and rows[2] == "12.35"
