@@ -99,6 +99,12 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        wrong = [f"{f.name}={getattr(self, f.name)!r} must be a number" for f in dataclasses.fields(self)
+                 if hints[f.name] in (int, float) and (isinstance(getattr(self, f.name), bool)
+                                                      or not isinstance(getattr(self, f.name), (int, float)))]
+        if wrong:  # e.g. lr="2e-4" from a YAML 1.1 parameter: comparisons below would fail obscurely
+            raise ValueError("invalid TrainConfig: " + "; ".join(wrong))
         problems = []
         if self.p < 2 or self.k < 2:
             problems.append(f"p={self.p}, k={self.k}: a P x K batch needs p >= 2 identities and k >= 2 images")

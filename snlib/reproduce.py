@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -113,7 +114,8 @@ def _update_manifest(out: Path, parameters: dict, records: list[dict], wall_time
 
 def parse_parameters(items: list[str]) -> dict:
     """``["seeds=[0]", "num_distractors=500"]`` -> ``{"seeds": [0], "num_distractors": 500}`` (values read as
-    YAML, as papermill's ``-y``: numbers, lists, ``null``; anything else stays a string)."""
+    YAML, as papermill's ``-y``: numbers (``2e-4`` included), lists, dicts, ``null``; anything else stays a
+    string). ``overrides={lr: 2e-4}`` changes a TrainConfig field of every run of every notebook."""
     import yaml
 
     out = {}
@@ -121,5 +123,19 @@ def parse_parameters(items: list[str]) -> dict:
         name, sep, text = item.partition("=")
         if not sep or not name.isidentifier():
             raise ValueError(f"--param {item!r}: expected NAME=VALUE, e.g. seeds=[0]")
-        out[name] = yaml.safe_load(text)
+        out[name] = _scientific_numbers(yaml.safe_load(text))
     return out
+
+
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _scientific_numbers(value):
+    """YAML 1.1 reads ``2e-4`` (no dot) as a string; read such strings as floats, inside lists and dicts too."""
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value):
+        return float(value)
+    if isinstance(value, list):
+        return [_scientific_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _scientific_numbers(v) for k, v in value.items()}
+    return value

@@ -128,6 +128,10 @@ def test_bad_configurations_and_overrides_are_explained():
         get_preset("paper", amp="fp8")
     with pytest.raises(ValueError, match="p=1"):
         get_preset("paper", p=1)
+    with pytest.raises(ValueError, match="lr='2e-4' must be a number"):   # YAML 1.1 reads 2e-4 as a string
+        get_preset("smoke", lr="2e-4")
+    with pytest.raises(ValueError, match="epochs=True must be a number"):
+        get_preset("smoke", epochs=True)
     assert parse_overrides(["lr=1e-3", "flip=false", "mean=0.5,0.5,0.5", "weights_path=none", "eval_every=2",
                             'dataset_options={"difficulty": 0.5}']) == {
         "lr": 1e-3, "flip": False, "mean": (0.5, 0.5, 0.5), "weights_path": None, "eval_every": 2,

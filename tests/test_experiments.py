@@ -300,3 +300,12 @@ def test_plots_draw_the_long_tables():
     np.testing.assert_allclose(relative, [100.0, 80.0])
     import matplotlib.pyplot as plt
     plt.close("all")
+
+
+def test_open_study_applies_overrides_to_every_run(tmp_path):
+    s = open_study("smoke", output_dir=tmp_path / "o", lr=2e-4, epochs=3)
+    assert (s.base.lr, s.base.epochs) == (2e-4, 3)
+    config = s.config("triplet", seed=1)
+    assert (config.lr, config.epochs, config.loss, config.seed) == (2e-4, 3, "triplet", 1)
+    with pytest.raises((TypeError, ValueError)):
+        open_study("smoke", output_dir=tmp_path / "o", learning_rate=2e-4)   # not a TrainConfig field

@@ -43,6 +43,13 @@ def test_list_notebooks_selects_by_fragment(notebooks):
         reproduce.list_notebooks(["07"])
 
 
+def test_parse_parameters_reads_scientific_notation_as_numbers():
+    """YAML 1.1 (PyYAML) reads 2e-4 as a string; a learning rate must arrive as a float."""
+    parsed = reproduce.parse_parameters(["overrides={lr: 2e-4, epochs: 3}", "x=[1E3, 'e5', 2.5e-1]", "name=1e-3x"])
+    assert parsed == {"overrides": {"lr": 2e-4, "epochs": 3}, "x": [1000.0, "e5", 0.25], "name": "1e-3x"}
+    assert isinstance(parsed["overrides"]["lr"], float)
+
+
 def test_parse_parameters_reads_yaml_values():
     assert reproduce.parse_parameters(["seeds=[0, 1]", "n=500", "name=cuhk03p1", "x=null"]) == \
         {"seeds": [0, 1], "n": 500, "name": "cuhk03p1", "x": None}
@@ -68,3 +75,20 @@ def test_reproduction_passes_parameters_records_failures_and_updates_sources(not
     assert not any("injected-parameters" in c.metadata.get("tags", []) for c in updated.cells)
     assert "widgets" not in updated.metadata
     assert nbformat.read(notebooks / "02_fails.ipynb", as_version=4).cells[1].execution_count is None
+
+
+COMMON_PARAMETERS = ("preset", "dataset", "data_root", "output_dir", "overrides")
+
+
+@pytest.mark.parametrize("path", sorted(reproduce.NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_notebook_takes_the_common_parameters_and_applies_overrides(path):
+    """Each notebook opens with a markdown claim, then one tagged ``parameters`` cell defining the parameters
+    ``make reproduce`` passes, and hands ``overrides`` (TrainConfig fields) to every study it opens."""
+    nb = nbformat.read(path, as_version=4)
+    assert nb.cells[0].cell_type == "markdown"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0] is nb.cells[1]
+    names = {line.split("=")[0].strip() for line in tagged[0].source.splitlines() if "=" in line}
+    assert set(COMMON_PARAMETERS) <= names
+    calls = [c.source for c in nb.cells if c.cell_type == "code" and "open_study(" in c.source]
+    assert calls and all(src.count("open_study(") == src.count("(overrides or {})") for src in calls)
