@@ -99,11 +99,12 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
+        # a string or bool where a number belongs (lr="2e-4" from YAML 1.1) would fail obscurely below
         hints = typing.get_type_hints(type(self))
-        wrong = [f"{f.name}={getattr(self, f.name)!r} must be a number" for f in dataclasses.fields(self)
-                 if hints[f.name] in (int, float) and (isinstance(getattr(self, f.name), bool)
-                                                      or not isinstance(getattr(self, f.name), (int, float)))]
-        if wrong:  # e.g. lr="2e-4" from a YAML 1.1 parameter: comparisons below would fail obscurely
+        numbers = [f.name for f in dataclasses.fields(self) if hints[f.name] in (int, float)]
+        wrong = [f"{name}={value!r} must be a number" for name in numbers
+                 if isinstance(value := getattr(self, name), bool) or not isinstance(value, (int, float))]
+        if wrong:
             raise ValueError("invalid TrainConfig: " + "; ".join(wrong))
         problems = []
         if self.p < 2 or self.k < 2:

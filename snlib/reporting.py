@@ -28,28 +28,19 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def column_formats(df: pd.DataFrame, floatfmt: str = ".2f") -> tuple[str, ...]:
-    """Per-column float formats for Markdown: ``floatfmt``, except ``"g"`` for a column holding non-zero values
-    that ``floatfmt`` would print as zero (e.g. lambda = 1e-4 under ".2f")."""
-    formats = []
-    for column in df.columns:
-        values = pd.to_numeric(df[column], errors="coerce").abs() if df[column].dtype.kind in "fi" else None
-        tiny = values is not None and bool(((values > 0) & (values < 0.5 * 10.0 ** -_decimals(floatfmt))).any())
-        formats.append("g" if tiny else floatfmt)
-    return tuple(formats)
-
-
-def _decimals(floatfmt: str) -> int:
-    digits = floatfmt.lstrip(".").rstrip("f")
-    return int(digits) if floatfmt.endswith("f") and digits.isdigit() else 6
+def _column_formats(df: pd.DataFrame, floatfmt: str) -> tuple[str, ...]:
+    """``floatfmt`` per column, except ``"g"`` where it would print a non-zero value as zero (lambda = 1e-4)."""
+    def hides_a_value(column: pd.Series) -> bool:
+        return column.dtype.kind == "f" and any(v != 0 and float(format(v, floatfmt)) == 0 for v in column.dropna())
+    return tuple("g" if hides_a_value(df[c]) else floatfmt for c in df.columns)
 
 
 def save_table(df: pd.DataFrame, out_dir: str | Path, name: str, floatfmt: str = ".2f") -> Path:
-    """Write ``df`` as ``<out_dir>/<name>.csv`` (exact) and ``<out_dir>/<name>.md`` (``floatfmt``, see
-    :func:`column_formats`); return the CSV path."""
+    """Write ``df`` as ``<out_dir>/<name>.csv`` (exact) and ``<out_dir>/<name>.md`` (``floatfmt``, or ``"g"`` in
+    a column where it would print a non-zero value as zero); return the CSV path."""
     out = Path(out_dir)
     _atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
-    markdown = df.to_markdown(index=False, floatfmt=column_formats(df, floatfmt))
+    markdown = df.to_markdown(index=False, floatfmt=_column_formats(df, floatfmt))
     _atomic_write_text(out / f"{name}.md", markdown + "\n")
     return out / f"{name}.csv"
 

@@ -118,24 +118,23 @@ def parse_parameters(items: list[str]) -> dict:
     string). ``overrides={lr: 2e-4}`` changes a TrainConfig field of every run of every notebook."""
     import yaml
 
+    loader = _yaml_loader()
     out = {}
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or not name.isidentifier():
             raise ValueError(f"--param {item!r}: expected NAME=VALUE, e.g. seeds=[0]")
-        out[name] = _scientific_numbers(yaml.safe_load(text))
+        out[name] = yaml.load(text, Loader=loader)
     return out
 
 
-_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+def _yaml_loader():
+    """PyYAML's safe loader, plus the YAML 1.2 floats that YAML 1.1 reads as strings (``2e-4``, ``1E3``)."""
+    import yaml
 
+    class Loader(yaml.SafeLoader):
+        pass
 
-def _scientific_numbers(value):
-    """YAML 1.1 reads ``2e-4`` (no dot) as a string; read such strings as floats, inside lists and dicts too."""
-    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value):
-        return float(value)
-    if isinstance(value, list):
-        return [_scientific_numbers(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _scientific_numbers(v) for k, v in value.items()}
-    return value
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+                                 list("-+0123456789."))
+    return Loader
