@@ -20,7 +20,6 @@ import json
 import os
 import random
 import socket
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
@@ -39,22 +38,14 @@ from .evaluation import RankResult, evaluate_features
 from .losses import CrossEntropyLoss, SupportNeighborLoss, TripletLoss, build_loss
 from .models import ReIDModel, build_model, extract_features, load_model, load_model_weights, model_checkpoint
 from .presets import TrainConfig, config_hash
-from .reporting import _atomic_write_text
+from . import settings
+from .settings import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 RESULT = "result.json"
 #: History columns that measure the machine, not the computation (they differ between identical runs).
 TIMING_KEYS = ("images_per_s", "time_s")
-
-
-def default_cache_root() -> Path:
-    """``$SNLIB_CACHE``, else ``results/cache`` of the repository (editable install), else of the working folder."""
-    if os.environ.get("SNLIB_CACHE"):
-        return Path(os.environ["SNLIB_CACHE"]).expanduser()
-    repo = Path(__file__).resolve().parents[1]
-    base = repo if (repo / "pyproject.toml").is_file() else Path.cwd()
-    return base / "results" / "cache"
 
 
 # --------------------------------------------------------------------------------------------- results
@@ -102,18 +93,8 @@ class RunResult:
 
 
 def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file of the same folder, then ``os.replace``: a crash never leaves a
-    half-written file under ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """``torch.save`` through :func:`snlib.settings.atomic_write`: a crash never leaves a half-written file."""
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -275,7 +256,7 @@ def split_by_camera(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
 
 
 def run_dir_for(config: TrainConfig, cache_root: str | Path | None = None) -> Path:
-    return Path(cache_root or default_cache_root()) / config_hash(config)
+    return Path(cache_root or settings.cache_root()) / config_hash(config)
 
 
 def train(config: TrainConfig, cache_root: str | Path | None = None, run_dir: str | Path | None = None,
@@ -299,7 +280,7 @@ def train(config: TrainConfig, cache_root: str | Path | None = None, run_dir: st
         return RunResult.load(run_dir)
     with _run_lock(run_dir) if info.is_main else nullcontext():
         if info.is_main:
-            _atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2, default=str))
+            atomic_write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2, default=str))
         result = _Trainer(config, run_dir, info, progress).fit(on_epoch_end)
     distributed.barrier()
     return result if info.is_main else RunResult.load(run_dir)
@@ -473,10 +454,10 @@ class _Trainer:
                                   "world_size": self.info.world_size, "iters_per_epoch": self.iters_per_epoch})
         if self.info.is_main:
             atomic_save(model_checkpoint(self.model), self.run_dir / MODEL)
-            _atomic_write_text(self.run_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
+            atomic_write(self.run_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
             summary = {"config": self.config.to_dict(), "config_hash": config_hash(self.config),
                        "metrics": metrics, "evaluations": self.evaluations, "wall_time_s": self.wall_time,
                        "extra": result.extra}
-            _atomic_write_text(self.run_dir / RESULT, json.dumps(summary, indent=2, default=str))
+            atomic_write(self.run_dir / RESULT, json.dumps(summary, indent=2, default=str))
             (self.run_dir / CHECKPOINT).unlink(missing_ok=True)
         return result

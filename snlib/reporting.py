@@ -6,26 +6,18 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import pandas as pd
+
+from .settings import atomic_write, repo_root
 
 #: Packages whose versions go into every manifest.
 TRACKED_PACKAGES = (
     "snlib", "torch", "torchvision", "timm", "numpy", "scikit-learn", "pandas", "matplotlib",
     "seaborn", "papermill", "nbval",
 )
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be read by others
-    os.replace(tmp, path)
 
 
 def _column_formats(df: pd.DataFrame, floatfmt: str) -> tuple[str, ...]:
@@ -39,22 +31,16 @@ def save_table(df: pd.DataFrame, out_dir: str | Path, name: str, floatfmt: str =
     """Write ``df`` as ``<out_dir>/<name>.csv`` (exact) and ``<out_dir>/<name>.md`` (``floatfmt``, or ``"g"`` in
     a column where it would print a non-zero value as zero); return the CSV path."""
     out = Path(out_dir)
-    _atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
+    atomic_write(out / f"{name}.csv", df.to_csv(index=False))
     markdown = df.to_markdown(index=False, floatfmt=_column_formats(df, floatfmt))
-    _atomic_write_text(out / f"{name}.md", markdown + "\n")
+    atomic_write(out / f"{name}.md", markdown + "\n")
     return out / f"{name}.csv"
 
 
 def save_figure(fig, out_dir: str | Path, name: str, dpi: int = 120) -> Path:
     """Write a matplotlib figure as ``<out_dir>/<name>.png`` (atomically)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out / f"{name}.png")
-    return out / f"{name}.png"
+    return atomic_write(Path(out_dir) / f"{name}.png", lambda fh: fig.savefig(fh, format="png", dpi=dpi,
+                                                                                bbox_inches="tight"))
 
 
 def package_versions() -> dict[str, str]:
@@ -69,7 +55,7 @@ def package_versions() -> dict[str, str]:
 
 def git_commit(repo: str | Path | None = None) -> str:
     """The current commit (with ``+dirty`` when the tree has uncommitted changes), or ``"unknown"``."""
-    repo = Path(repo or Path(__file__).resolve().parents[1])
+    repo = Path(repo or repo_root())
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                               check=True, timeout=10).stdout.strip()
@@ -99,5 +85,5 @@ def write_manifest(out_dir: str | Path, manifest: dict) -> Path:
     """Write ``manifest.json`` (merged with the environment facts) atomically; return its path."""
     path = Path(out_dir) / "manifest.json"
     payload = {**manifest, "environment": environment_info()}
-    _atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     return path

@@ -9,7 +9,6 @@ save, and ``manifest.json`` (parameters, per-notebook wall time and status, pack
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -17,10 +16,10 @@ from pathlib import Path
 import nbformat
 
 from .reporting import write_manifest
-from .visualize import BATCH_ENV
+from . import settings
 
-REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK_DIR = REPO / "notebooks"
+REPO = settings.repo_root()
+NOTEBOOK_DIR = settings.notebooks_dir()
 
 
 def list_notebooks(selection: list[str] | None = None) -> list[Path]:
@@ -68,9 +67,7 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
                   **(extra_parameters or {})}
     records, failed = [], []
     start = time.perf_counter()
-    previous_batch = os.environ.get(BATCH_ENV)
-    os.environ[BATCH_ENV] = "1"  # inherited by the kernels: no interactive widgets (snlib.visualize)
-    try:
+    with settings.batch_run():  # inherited by the kernels: no interactive widgets (snlib.visualize)
         for nb in list_notebooks(notebooks):
             print(f"[reproduce] {nb.name} ...", flush=True)
             t0 = time.perf_counter()
@@ -90,11 +87,6 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
                 nbformat.write(executed, out / nb.name)
                 if update_notebooks and status == "ok":
                     nbformat.write(strip_injected_parameters(executed), nb)
-    finally:
-        if previous_batch is None:
-            os.environ.pop(BATCH_ENV, None)
-        else:
-            os.environ[BATCH_ENV] = previous_batch
     total = time.perf_counter() - start
     print(f"[reproduce] done in {total / 60:.1f} min -> {out}", flush=True)
     if failed:

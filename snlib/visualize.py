@@ -25,7 +25,6 @@ for research use and their images must not appear in published figures.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +32,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from . import engine
+from . import engine, settings
 from .data import ReIDDataset, Sample, read_image
 from .evaluation import JUNK_PID, pairwise_distance
 from .losses import SQUEEZE_READINGS, SupportNeighborLoss, support_neighbors
@@ -50,7 +49,6 @@ __all__ = [
 ]
 
 #: Set to "1" by ``snlib.reproduce`` for the notebooks it runs: no interactive widgets in a batch run.
-BATCH_ENV = "SNLIB_BATCH"
 
 POSITIVE, NEGATIVE, FALLBACK, ANCHOR = "#1a9850", "#d73027", "#f28e2b", "#2c7bb6"
 #: The support-set composition the SN loss logs (``SupportNeighborLoss.last``) and the figures plot.
@@ -317,7 +315,7 @@ def initial_run(study, loss: str = "sn", seed: int = 0, **overrides) -> engine.R
     pretrained, else the random initialisation of ``seed``), stored as a finished run under
     ``<cache>/epoch0-<config hash>/`` so that ``study.features`` and ``study.evaluate`` work on it."""
     config = study.config(loss, seed, **overrides)
-    run_dir = engine.default_cache_root() / f"epoch0-{config_hash(config)}"
+    run_dir = settings.cache_root() / f"epoch0-{config_hash(config)}"
     if not (run_dir / engine.MODEL).is_file():
         with torch.random.fork_rng():
             torch.manual_seed(config.seed)
@@ -741,8 +739,8 @@ class SupportNeighborExplorer:
 
         In a batch run (``make reproduce`` sets ``SNLIB_BATCH=1``) no widget is built and ``None`` is returned:
         papermill waits forever on an ipywidgets interactive output (papermill issue #723)."""
-        if os.environ.get(BATCH_ENV) == "1":
-            print(f"{BATCH_ENV}=1 (batch run): the widget is built when the notebook runs in JupyterLab; "
+        if settings.batch_mode():
+            print(f"{settings.BATCH_ENV}=1 (batch run): the widget is built when the notebook runs in JupyterLab; "
                   "the static rendering below stands in for it")
             return None
         import ipywidgets as w

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from snlib import engine
+from snlib import engine, settings
 from snlib.__main__ import main as cli
 from snlib.data import load_dataset
 from snlib.engine import (CHECKPOINT, MODEL, RESULT, TIMING_KEYS, atomic_save, evaluate_model, lr_factor,
@@ -219,7 +219,7 @@ def test_a_killed_and_resumed_run_equals_an_uninterrupted_one(smoke, tmp_path, m
 def test_run_cache_trains_a_configuration_once(smoke, monkeypatch):
     first = train(smoke.replace(epochs=1), progress=False)
     run_dir = first.run_dir
-    assert run_dir.parent == engine.default_cache_root() and run_dir.name == config_hash(smoke.replace(epochs=1))
+    assert run_dir.parent == settings.cache_root() and run_dir.name == config_hash(smoke.replace(epochs=1))
     assert {p.name for p in run_dir.iterdir()} == {"config.json", "history.csv", MODEL, RESULT}  # checkpoint gone
     assert set(first.metrics) == {"rank1", "rank5", "rank10", "mAP", "mINP"}
 
