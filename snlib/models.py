@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .errors import SnlibError
+
 #: Seconds allowed to reach a weights server before giving up with an explanation.
 NETWORK_TIMEOUT_S = 5.0
 
@@ -35,11 +37,11 @@ EFFICIENTNET_LITE0_ARCH = "tf_efficientnet_lite0"
 _HEAD_PREFIXES = ("fc.", "classifier.", "_fc.", "head.fc.", "head.")
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(SnlibError, RuntimeError):
     """Pretrained weights were asked for and cannot be had on this machine."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(SnlibError, ValueError):
     """A state dict does not belong to the model it is loaded into."""
 
 

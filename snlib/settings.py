@@ -97,13 +97,17 @@ def repo_path(path: str | os.PathLike) -> Path:
 
 
 def portable_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the repository when it lies inside it (POSIX form), else absolute: what run hashes,
-    manifests and committed records store, so that they do not depend on the machine or the working folder."""
+    """``path`` relative to the repository when it lies inside it or beside it (``data/...``,
+    ``../shared/data/...``; POSIX form), else absolute: what run hashes, manifests and committed records store,
+    so that they depend neither on the machine nor on the working folder. ``repo_path`` reads it back."""
     absolute = Path(path).expanduser().resolve()
-    try:
-        return absolute.relative_to(repo_root().resolve()).as_posix()
-    except ValueError:
-        return str(absolute)
+    root = repo_root().resolve()
+    for base, prefix in ((root, ""), (root.parent, "../")):
+        try:
+            return prefix + absolute.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return str(absolute)
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO], object]) -> Path:

@@ -19,6 +19,8 @@ from typing import NamedTuple
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..errors import SnlibError
+
 #: File types a loader reads as images.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 #: Files that ship inside the official archives (or that file browsers leave behind) and are not data.
@@ -33,15 +35,15 @@ class Sample(NamedTuple):
     camid: int
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(SnlibError, FileNotFoundError):
     """A data set's folder or file is missing; the message names the expected layout and the source."""
 
 
-class FileNameError(ValueError):
+class FileNameError(SnlibError, ValueError):
     """Files whose names do not follow the data set's naming scheme (identity and camera unknown)."""
 
 
-class CorruptImageError(OSError):
+class CorruptImageError(SnlibError, OSError):
     """An image file that cannot be decoded (truncated, corrupt or not an image)."""
 
 
