@@ -39,7 +39,6 @@ from .losses import CrossEntropyLoss, SupportNeighborLoss, TripletLoss, build_lo
 from .models import ReIDModel, build_model, extract_features, load_model, load_model_weights, model_checkpoint
 from .presets import TrainConfig, config_hash
 from . import settings
-from .settings import atomic_write
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -94,7 +93,7 @@ class RunResult:
 
 def atomic_save(obj, path: Path) -> None:
     """``torch.save`` through :func:`snlib.settings.atomic_write`: a crash never leaves a half-written file."""
-    atomic_write(path, lambda fh: torch.save(obj, fh))
+    settings.atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -280,7 +279,7 @@ def train(config: TrainConfig, cache_root: str | Path | None = None, run_dir: st
         return RunResult.load(run_dir)
     with _run_lock(run_dir) if info.is_main else nullcontext():
         if info.is_main:
-            atomic_write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2, default=str))
+            settings.atomic_write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2, default=str))
         result = _Trainer(config, run_dir, info, progress).fit(on_epoch_end)
     distributed.barrier()
     return result if info.is_main else RunResult.load(run_dir)
@@ -454,10 +453,10 @@ class _Trainer:
                                   "world_size": self.info.world_size, "iters_per_epoch": self.iters_per_epoch})
         if self.info.is_main:
             atomic_save(model_checkpoint(self.model), self.run_dir / MODEL)
-            atomic_write(self.run_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
+            settings.atomic_write(self.run_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
             summary = {"config": self.config.to_dict(), "config_hash": config_hash(self.config),
                        "metrics": metrics, "evaluations": self.evaluations, "wall_time_s": self.wall_time,
                        "extra": result.extra}
-            atomic_write(self.run_dir / RESULT, json.dumps(summary, indent=2, default=str))
+            settings.atomic_write(self.run_dir / RESULT, json.dumps(summary, indent=2, default=str))
             (self.run_dir / CHECKPOINT).unlink(missing_ok=True)
         return result

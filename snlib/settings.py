@@ -3,14 +3,7 @@
 Environment variables (each optional):
 
     SNLIB_CACHE   run cache root                        (default: <repository>/results/cache)
-    SNLIB_PRESET  the notebooks' default preset           (default: cpu; nbval runs set smoke)
     SNLIB_BATCH   "1" in batch runs (papermill): no interactive widgets
-    SNLIB_DEBUG   "1": command-line errors show their traceback
-
-Path rule (one for every entry point): a path given by the user (command line, notebook parameter) is read
-relative to the current folder, as any program reads it; a path written in snlib (a preset's data root,
-``data/...``) is relative to the repository. Run hashes store paths inside the repository relative to it, so
-the same command gets the same hash from any folder and on any machine (``portable_path``).
 """
 from __future__ import annotations
 
@@ -22,9 +15,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 CACHE_ENV = "SNLIB_CACHE"
-PRESET_ENV = "SNLIB_PRESET"
 BATCH_ENV = "SNLIB_BATCH"
-DEBUG_ENV = "SNLIB_DEBUG"
 
 #: The repository (an editable install or a source checkout); ``None`` when snlib is installed as a package.
 _SOURCE_ROOT = Path(__file__).resolve().parents[1]
@@ -36,9 +27,6 @@ def repo_root() -> Path:
     return REPO_ROOT if REPO_ROOT is not None else Path.cwd()
 
 
-def data_dir() -> Path:
-    """``<repository>/data``: where generated data sets live."""
-    return repo_root() / "data"
 
 
 def results_dir() -> Path:
@@ -56,9 +44,6 @@ def cache_root() -> Path:
     return Path(value).expanduser() if value else results_dir() / "cache"
 
 
-def default_preset() -> str:
-    """The notebooks' preset when none is given: ``$SNLIB_PRESET`` (nbval sets ``smoke``), else ``cpu``."""
-    return os.environ.get(PRESET_ENV) or "cpu"
 
 
 def batch_mode() -> bool:
@@ -80,34 +65,12 @@ def batch_run() -> Iterator[None]:
             os.environ[BATCH_ENV] = previous
 
 
-def debug() -> bool:
-    """True when ``SNLIB_DEBUG=1``: expected command-line errors show their traceback too."""
-    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
-def user_path(path: str | os.PathLike) -> Path:
-    """A path the user gave: ``~`` expanded, relative to the current folder, made absolute."""
-    return Path(path).expanduser().resolve()
 
 
-def repo_path(path: str | os.PathLike) -> Path:
-    """A path written in snlib (e.g. a preset's ``data/synthetic-...``): relative to the repository."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else (repo_root() / path).resolve()
 
 
-def portable_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the repository when it lies inside it or beside it (``data/...``,
-    ``../shared/data/...``; POSIX form), else absolute: what run hashes, manifests and committed records store,
-    so that they depend neither on the machine nor on the working folder. ``repo_path`` reads it back."""
-    absolute = Path(path).expanduser().resolve()
-    root = repo_root().resolve()
-    for base, prefix in ((root, ""), (root.parent, "../")):
-        try:
-            return prefix + absolute.relative_to(base).as_posix()
-        except ValueError:
-            continue
-    return str(absolute)
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO], object]) -> Path:

@@ -48,8 +48,6 @@ __all__ = [
     "ranked_rows", "plot_hit_matrix", "plot_embedding", "plot_composition", "SupportNeighborExplorer",
 ]
 
-#: Set to "1" by ``snlib.reproduce`` for the notebooks it runs: no interactive widgets in a batch run.
-
 POSITIVE, NEGATIVE, FALLBACK, ANCHOR = "#1a9850", "#d73027", "#f28e2b", "#2c7bb6"
 #: The support-set composition the SN loss logs (``SupportNeighborLoss.last``) and the figures plot.
 COMPOSITION = ("knn_without_positive", "support_pos", "support_neg")
