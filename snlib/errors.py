@@ -17,3 +17,11 @@ class ConfigError(SnlibError, ValueError):
 
 class DamagedFileError(SnlibError, OSError):
     """A file snlib wrote (checkpoint, model, cache) cannot be read back."""
+
+
+class UsageError(SnlibError, ValueError):
+    """Command-line arguments that do not fit together."""
+
+
+class RunNotFoundError(SnlibError, FileNotFoundError):
+    """A run folder, or a file it should hold (``model.pt``, ``config.json``), does not exist."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -56,9 +57,13 @@ def cache_root() -> Path:
     return Path(value).expanduser() if value else results_dir() / "cache"
 
 
-def default_preset() -> str:
-    """The notebooks' preset when none is given: ``$SNLIB_PRESET`` (nbval sets ``smoke``), else ``cpu``."""
-    return os.environ.get(PRESET_ENV) or "cpu"
+def default_preset(preset: str | None = None) -> str:
+    """``preset`` when given, else the notebooks' default: ``$SNLIB_PRESET`` (nbval sets ``smoke``), else ``cpu``."""
+    return preset or os.environ.get(PRESET_ENV) or "cpu"
+
+
+#: Batch runs: the lines a kernel prints with this prefix (training progress) are relayed to the console.
+BATCH_LINE_PREFIX = "[snlib] "
 
 
 def batch_mode() -> bool:
@@ -67,17 +72,28 @@ def batch_mode() -> bool:
 
 
 @contextlib.contextmanager
-def batch_run() -> Iterator[None]:
-    """Mark the process and the kernels it starts as a batch run for the duration of the block."""
-    previous = os.environ.get(BATCH_ENV)
-    os.environ[BATCH_ENV] = "1"
+def _environment(name: str, value: str) -> Iterator[None]:
+    """Set the environment variable ``name`` for the block (the kernels started inside inherit it); restore it."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if previous is None:
-            os.environ.pop(BATCH_ENV, None)
+            os.environ.pop(name, None)
         else:
-            os.environ[BATCH_ENV] = previous
+            os.environ[name] = previous
+
+
+def batch_run() -> contextlib.AbstractContextManager[None]:
+    """Mark the process and the kernels it starts as a batch run for the duration of the block."""
+    return _environment(BATCH_ENV, "1")
+
+
+def using_cache_root(path: str | os.PathLike) -> contextlib.AbstractContextManager[None]:
+    """Make ``path`` (a user path) the run cache (``cache_root()``) of the process and the kernels it starts, for
+    the duration of the block."""
+    return _environment(CACHE_ENV, str(user_path(path)))
 
 
 def debug() -> bool:
@@ -108,6 +124,19 @@ def portable_path(path: str | os.PathLike) -> str:
         except ValueError:
             continue
     return str(absolute)
+
+
+def portable_text(text: str) -> str:
+    """``text`` (a notebook output, a record) with each absolute path inside or beside the repository written as
+    ``portable_path`` writes it: ``<repository>/results/x`` -> ``results/x``, ``<repository>`` -> ``.``,
+    ``<parent>/shared/x`` -> ``../shared/x``. Other paths and URLs (``file:///...``) are left as they are."""
+    root = repo_root().resolve()
+    rules = [(re.escape(str(root)) + r"/(?=[\w.-])", ""), (re.escape(str(root)) + r"(?![\w.-])", ".")]
+    if root.parent != root.parent.parent:  # a repository at /name: other absolute paths stay absolute
+        rules.append((re.escape(str(root.parent)) + r"/(?=[\w.-])", "../"))
+    for pattern, replacement in rules:
+        text = re.sub(r"(?<![\w.~/+:-])" + pattern, replacement, text)
+    return text
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes | Callable[[BinaryIO], object]) -> Path:
