@@ -132,7 +132,7 @@ def test_version(capsys):
 
 def test_runs_lists_finished_unfinished_and_empty_runs(cache, capsys, tmp_path):
     root = _copy_run(cache.root, tmp_path)  # an empty run folder added to a copy of the cache
-    (root / "0" * 16).mkdir()
+    (root / ("0" * 16)).mkdir()
     status, out, _ = _run_cli(capsys, "runs", "--cache-root", str(root))
     assert status == 0
     lines = {line.split()[0]: line for line in out.splitlines()[2:]}

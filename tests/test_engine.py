@@ -318,8 +318,9 @@ def test_command_line_evaluates_the_model_before_training(data_root, capsys):
     expected = evaluate_model(model, data.query, data.gallery, config, "cpu").as_dict()
     assert json.loads(out[out.index("{"):]) == pytest.approx(expected)
     for both_or_neither in (["evaluate", "--data-root", data_root], ["evaluate", "x", "--initial"]):
-        with pytest.raises(SystemExit, match="either a run folder"):
+        with pytest.raises(SystemExit) as info:  # an expected error: one line on stderr, exit status 2
             cli(both_or_neither)
+        assert info.value.code == 2 and "either a run folder" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ the loop learns
