@@ -84,10 +84,11 @@ def test_train_detects_market_and_writes_nothing_into_it(market, tmp_path, capsy
          "--no-progress"])
     out = capsys.readouterr().out
     assert _listing(market) == before
-    assert f"data: market1501 at {market}" in out and "(3 train ids, 5 train images, 3 queries, 9 gallery" in out
+    shown = settings.portable_path(market)  # absolute: pytest's folder lies outside the repository
+    assert f"data: market1501 at {shown} (3 train ids, 5 train images, 3 queries, 9 gallery" in out
     (run,) = (tmp_path / "cache").iterdir()
     result = json.loads((run / engine.RESULT).read_text())
-    assert (result["dataset"], result["data_root"]) == ("market1501", str(market))  # outside the repository
+    assert (result["dataset"], result["data_root"]) == ("market1501", shown)
     assert result["config"]["dataset"] == "market1501" and result["config"]["dataset_options"] == {}
 
 
