@@ -1,16 +1,20 @@
 # Two commands set everything up on a fresh machine:
 #   make reproduce   create .venv, install snlib, run the reproduction on the embedded synthetic data
 #   make test        create .venv if absent, run the whole test suite (notebooks included, under nbval)
+#   make lab         JupyterLab on the notebooks at http://127.0.0.1:8888 (as root too: containers)
 PYTHON   ?= python3
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
 PRESET   ?= cpu
 DATASET  ?= synthetic
-DATA_ROOT ?= data/synthetic
+DATA_ROOT ?= data
 NAME     ?= $(DATASET)
 STAMP    := $(VENV)/.snlib-installed
+# jupyter lab refuses to run as root (containers) unless given --allow-root: passed only when the user is root
+LAB_UID  ?= $(shell id -u)
+LAB_ARGS  = --ip=127.0.0.1 --no-browser$(if $(filter 0,$(LAB_UID)), --allow-root)
 
-.PHONY: reproduce test env bench clean-env
+.PHONY: reproduce test env bench lab clean-env
 
 env: $(STAMP)
 
@@ -25,6 +29,9 @@ reproduce: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

@@ -1,7 +1,8 @@
 """Repository-wide pytest set-up.
 
-Notebooks run under nbval (``make test``) at the ``smoke`` preset: the parameters cell of every notebook reads
-``SNLIB_PRESET`` (default ``cpu``, the preset of the committed outputs), and the run cache goes to a fresh
+Notebooks run under nbval (``make test``) at the ``smoke`` preset: the ``preset = None`` of every notebook's
+parameters cell stands for ``SNLIB_PRESET`` (default ``cpu``, the preset of the committed outputs;
+``settings.default_preset``), and the run cache goes to a fresh
 temporary folder so that CI trains what the notebooks need instead of reusing a stale run.
 """
 import os

@@ -9,20 +9,30 @@
    against a bare loop of PIL decode + the same torchvision transform (the wrapper's overhead: ratio ~1).
 3. generate_synthetic with the default config: total time and images per second, against JPEG-encoding
    the same number of random images of that size (the floor any generator pays).
+4. The data pipeline's share of a training epoch (cpu preset on that synthetic set, one epoch): the DataLoader
+   iteration alone against the full epoch (forward, backward, Adam), and the test loaders alone against a whole
+   evaluation, for each ``decoded_cache`` (off = the file path, memory, disk), with ratios against the file path.
+   ``--only epoch`` runs this section alone.
 """
 from __future__ import annotations
 
 import argparse
 import importlib.util
 import io
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+from tqdm.auto import tqdm
 
-from snlib.data import ImageDataset, PKSampler, SyntheticConfig, build_transforms, generate_synthetic, load_dataset
+from snlib import distributed, engine, settings
+from snlib.data import ImageDataset, PKSampler, SyntheticConfig, build_transforms, decoded, generate_synthetic, \
+    load_dataset
+from snlib.presets import get_preset
 
 
 def timed(fn, repeat: int = 3) -> float:
@@ -94,15 +104,63 @@ def bench_generation(root: Path) -> None:
     return root
 
 
+def bench_epoch_share(root: Path, cache: Path) -> None:
+    previous = os.environ.get(settings.CACHE_ENV)
+    os.environ[settings.CACHE_ENV] = str(cache)  # the disk cache goes to the temporary folder
+    try:
+        rows = {mode: _epoch_share(get_preset("cpu", data_root=str(root), decoded_cache=mode), cache / mode)
+                for mode in decoded.MODES}
+    finally:
+        del os.environ[settings.CACHE_ENV]
+        if previous is not None:
+            os.environ[settings.CACHE_ENV] = previous
+    base = rows["off"]
+    print("cpu preset, one epoch (train) / one evaluation (query + gallery); data = the DataLoader iteration alone")
+    for mode, row in rows.items():
+        print(f"  decoded_cache={mode:<6}  build {row['build']:5.2f} s   train data {row['data']:5.2f} s of epoch "
+              f"{row['epoch']:5.2f} s ({100 * row['data'] / row['epoch']:4.1f} %)   test data {row['test_data']:5.2f} s"
+              f" of evaluation {row['eval']:5.2f} s ({100 * row['test_data'] / row['eval']:4.1f} %)   vs off: "
+              f"data {base['data'] / row['data']:5.1f}x, epoch {base['epoch'] / row['epoch']:4.2f}x, "
+              f"test data {base['test_data'] / row['test_data']:5.1f}x, evaluation {base['eval'] / row['eval']:4.2f}x")
+
+
+def _epoch_share(config, run_dir: Path) -> dict:
+    decoded.clear_memory()
+    data = load_dataset(config.dataset, config.data_root, **config.dataset_options)
+    start = time.perf_counter()  # the cache of the training images, built once (reused below)
+    decoded.decoded_images([s.path for s in data.train], config.height, config.width, config.decoded_cache)
+    build = time.perf_counter() - start
+    trainer = engine._Trainer(config, run_dir, distributed.init_distributed(), progress=False)
+    bar = tqdm(disable=True)
+    trainer._train_epoch(bar)  # warm-up (first-call allocations, caches of the evaluation built below)
+    engine.evaluate_model(trainer.model, data.query, data.gallery, config)
+    device = torch.device("cpu")
+
+    def test_data():
+        for samples in (data.query, data.gallery):
+            for _ in engine.eval_loader(samples, config, device):
+                pass
+
+    return {"build": build, "data": timed(lambda: [None for _ in trainer.train_loader()]),
+            "epoch": timed(lambda: trainer._train_epoch(bar)), "test_data": timed(test_data),
+            "eval": timed(lambda: engine.evaluate_model(trainer.model, data.query, data.gallery, config))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=600, help="images decoded in the loading benchmark")
+    parser.add_argument("--only", choices=["epoch"], help="run one section only")
     args = parser.parse_args()
-    bench_sampler()
+    if args.only is None:
+        bench_sampler()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "synthetic"
-        bench_generation(root)
-        bench_loading(load_dataset("market1501", root).train, args.images)
+        if args.only is None:
+            bench_generation(root)
+            bench_loading(load_dataset("market1501", root).train, args.images)
+        else:
+            generate_synthetic(root, SyntheticConfig())
+        bench_epoch_share(root, Path(tmp) / "cache")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,17 @@
-"""Command line: ``python -m snlib train|evaluate|synth|reproduce|demo`` (also installed as ``snlib``).
+"""Command line: ``python -m snlib train|evaluate|synth|reproduce|runs|demo`` (also installed as ``snlib``).
 
 Examples::
 
     python -m snlib train --preset smoke
+    python -m snlib train --preset smoke --set lr=3e-4 --dry-run
     python -m snlib train --preset cpu --dataset market1501 --data-root /data/cuhk03p1 --loss triplet
     python -m snlib train --preset paper --data-root /data/market1501 --set amp=bf16 --set eval_every=10
     torchrun --nproc_per_node=4 -m snlib train --preset paper --set sn_global=true
     python -m snlib evaluate results/cache/<hash> --dataset market1501 --data-root /data/market1501 --rerank
-    python -m snlib synth --root data/synthetic
+    python -m snlib runs
+    python -m snlib runs 3f2a
+    python -m snlib synth --root data
+    python -m snlib verify --data-root /data/market1501 --decode
 """
 from __future__ import annotations
 
@@ -15,16 +19,49 @@ import argparse
 import json
 from pathlib import Path
 
+#: The run cache when none is given (as settings.cache_root()).
+CACHE_HELP = "run cache (default: $SNLIB_CACHE, else results/cache)"
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows each option's default, unless its text says it already (``default: ...``)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or not action.option_strings or action.default is argparse.SUPPRESS:
+            return text
+        return f"{text} (default: {'off' if action.default is False else '%(default)s'})"
+
+
+def _data_overrides(dataset: str | None, data_root: str | None, base) -> dict:
+    """The ``dataset`` / ``data_root`` changes of the config ``base``: a typed root is read from the current folder
+    and its data set detected when not named (``snlib.data.detect_dataset``); another data set than ``base``'s
+    starts from empty ``dataset_options`` (as ``experiments.open_study``)."""
+    from . import settings
+    from .data import detect_dataset
+
+    changes = {}
+    if data_root is not None:
+        changes["data_root"] = str(settings.user_path(data_root))
+        dataset = dataset or detect_dataset(changes["data_root"])
+    if dataset is not None and dataset != base.dataset:
+        changes.update(dataset=dataset, dataset_options={})
+    return changes
+
 
 def _train(args) -> None:
     from .engine import train
     from .presets import get_preset, parse_overrides
 
     overrides = parse_overrides(args.set)
-    for name in ("loss", "dataset", "data_root", "epochs", "seed", "model", "device"):
+    for name in ("loss", "epochs", "seed", "model", "device"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
-    config = get_preset(args.preset, **overrides)
+    base = get_preset(args.preset)
+    config = base.replace(**{**_data_overrides(args.dataset, args.data_root, base), **overrides})
+    if args.dry_run:
+        _dry_run(config, args)
+        return
     result = train(config, cache_root=args.cache_root, run_dir=args.run_dir, fresh=args.fresh,
                    progress=not args.no_progress)
     status = "from the cache" if result.from_cache else f"trained in {result.wall_time_s / 60:.1f} min"
@@ -32,43 +69,68 @@ def _train(args) -> None:
     print(json.dumps(result.metrics, indent=2))
 
 
+def _dry_run(config, args) -> None:
+    """Print the resolved configuration, its hash and its run folder; nothing is trained, generated or written."""
+    from .engine import run_dir_for
+    from .presets import config_hash
+    from .runs import run_info
+
+    run_dir = Path(args.run_dir) if args.run_dir else run_dir_for(config, args.cache_root)
+    status = run_info(run_dir).status if run_dir.is_dir() else "not trained yet"
+    print(json.dumps(config.to_dict(), indent=2, default=str))
+    print(f"hash {config_hash(config)}")
+    print(f"run folder {run_dir} ({status})")
+
+
 def _evaluate(args) -> None:
     import torch
 
-    from .data import load_dataset
+    from . import settings
+    from .data import check_files, load_dataset
     from .engine import evaluate_model, resolve_device
     from .distributed import DistInfo
     from .models import build_model, load_model
-    from .presets import TrainConfig, get_preset, parse_overrides
+    from .errors import RunNotFoundError, UsageError
+    from .presets import get_preset, parse_overrides
+    from .runs import CONFIG, read_config, run_info
 
     if (args.checkpoint is None) == (not args.initial):
-        raise SystemExit("snlib evaluate: give either a run folder / model.pt or --initial (not both)")
+        raise UsageError("give either a run folder / model.pt or --initial (not both)")
     if args.initial:
-        model_file, config_file = None, None
+        model_file, run_dir = None, None
     else:
         checkpoint = Path(args.checkpoint)
         model_file = checkpoint / "model.pt" if checkpoint.is_dir() else checkpoint
-        config_file = model_file.parent / "config.json"
+        run_dir = model_file.parent
+        if not model_file.is_file():  # before any data is read or generated
+            raise RunNotFoundError(
+                f"{checkpoint} holds no model.pt: the run is {run_info(checkpoint).status}; finish it with the "
+                "same `snlib train` command, or give a finished run (`snlib runs` lists them)" if checkpoint.is_dir()
+                else f"{checkpoint} does not exist: give a run folder or its model.pt (`snlib runs` lists them)")
     # preprocessing (input size, mean/std) from the run that produced the model, else from the preset
-    config = TrainConfig.from_dict(json.loads(config_file.read_text())) if config_file and config_file.is_file() \
-        else get_preset(args.preset)
+    config = read_config(run_dir) if run_dir and (run_dir / CONFIG).is_file() else get_preset(args.preset)
     overrides = {"eval_flip": args.flip, "eval_rerank": args.rerank, "eval_metric": args.metric,
                  **parse_overrides(args.set)}
     if args.device:
         overrides["device"] = args.device
     config = config.replace(**overrides)
-    name = args.dataset or config.dataset
-    options = config.dataset_options if name == config.dataset else {}  # e.g. the synthetic set's size
-    dataset = load_dataset(name, args.data_root or config.data_root, **options)
     device = resolve_device(config, DistInfo())
     if args.initial:  # the preset's model before any re-ID training (ImageNet weights if it is pretrained)
         torch.manual_seed(config.seed)
         model = build_model(config.model, pretrained=config.pretrained, last_stride=config.last_stride,
                             bnneck=config.bnneck, weights_path=config.weights_path).to(device)
         model_file = f"{config.model} before re-ID training (pretrained={config.pretrained})"
-    else:
+    else:  # read before the data: a damaged model.pt fails at once
         model = load_model(model_file, map_location=device).to(device)
+    data = {"dataset": config.dataset, "data_root": str(settings.repo_path(config.data_root)),
+            "dataset_options": config.dataset_options,  # e.g. the synthetic set's size
+            **_data_overrides(args.dataset, args.data_root, config)}
+    dataset = load_dataset(data["dataset"], data["data_root"], **data["dataset_options"])
+    check_files(dataset)
     result = evaluate_model(model, dataset.query, dataset.gallery, config, device)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return
     print(f"{model_file} on {dataset.name} ({len(dataset.query)} queries, {len(dataset.gallery)} gallery images; "
           f"flip={config.eval_flip}, rerank={config.eval_rerank}, metric={config.eval_metric})")
     print(json.dumps(result.as_dict(), indent=2))
@@ -78,55 +140,133 @@ def _synth(args) -> None:
     from .data.synthetic import SyntheticConfig, ensure_synthetic
     from .presets import parse_overrides
 
+    from . import settings
+
     config = SyntheticConfig(**parse_overrides(args.set, SyntheticConfig))
-    path = ensure_synthetic(args.root, config)
+    path = ensure_synthetic(settings.user_path(args.root) if args.root else settings.data_dir(), config)
     print(f"synthetic data set in {path}")
 
 
+def _verify(args) -> None:
+    from . import settings
+    from .data import check_files, detect_dataset, load_dataset
+    from .data.synthetic import stored_options
+
+    root = settings.user_path(args.data_root)
+    name = args.dataset or detect_dataset(root)
+    options = stored_options(root) if name == "synthetic" else {}  # the folder as it is: nothing is generated
+    dataset = load_dataset(name, root, **options)
+    check_files(dataset, decode=args.decode)
+    count = len({s.path for split in dataset.splits().values() for s in split})
+    print(f"{dataset.name} at {dataset.root}: {count} images, all "
+          f"{'decoded' if args.decode else 'present with a readable header'}")
+
+
+def _runs(args) -> None:
+    from . import settings
+    from .runs import find_run, list_runs, run_info
+
+    if args.run:
+        _print_run(run_info(find_run(args.run, args.cache_root)))
+        return
+    root = Path(args.cache_root) if args.cache_root else settings.cache_root()
+    runs = list_runs(root)
+    if not runs:
+        print(f"no runs in {root}")
+        return
+    rows = [("hash", "dataset", "loss", "preset", "seed", "status", "rank-1", "mAP")]
+    for info in runs:
+        c = info.config
+        fields = (c.dataset, c.loss, c.preset or "-", str(c.seed)) if c else ("?",) * 4
+        scores = tuple(f"{info.metrics[m]:.1f}" if m in info.metrics else "-" for m in ("rank1", "mAP"))
+        rows.append((info.hash, *fields, info.status, *scores))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    print(f"{len(runs)} run(s) in {root}")
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+def _print_run(info) -> None:
+    """One run: status, the configuration's differences from its preset, final and periodic results."""
+    from .runs import preset_differences
+
+    print(f"run {info.hash} ({info.run_dir})")
+    print(f"status: {info.status}")
+    if info.config is not None:
+        changes = preset_differences(info.config)
+        print(f"configuration: preset {info.config.preset or '(none: the paper recipe)'}"
+              + (", changed:" if changes else ", unchanged"))
+        for name, (preset_value, value) in changes.items():
+            print(f"  {name}: {preset_value!r} -> {value!r}")
+    if info.metrics:
+        print("results: " + ", ".join(f"{name} {value:.2f}" for name, value in info.metrics.items()))
+    for row in info.evaluations:
+        print(f"  evaluation after epoch {row['epoch']}: rank1 {row['rank1']:.2f}, mAP {row['mAP']:.2f}")
+
+
 def _reproduce(args) -> None:
+    from . import settings
+    from .presets import get_preset
     from .reproduce import parse_parameters, run_reproduction
 
-    run_reproduction(args.preset, args.dataset, args.data_root, notebooks=args.notebooks or None, out=args.out,
+    base = get_preset(args.preset)
+    data = {"dataset": base.dataset, "data_root": str(settings.repo_path(base.data_root)),
+            **_data_overrides(args.dataset, args.data_root, base)}
+    run_reproduction(args.preset, data["dataset"], data["data_root"], notebooks=args.notebooks or None, out=args.out,
                      name=args.name, update_notebooks=args.update_notebooks,
-                     extra_parameters=parse_parameters(args.param))
+                     extra_parameters=parse_parameters(args.param), cache_root=args.cache_root)
 
 
 def _demo(args) -> None:
     from .demo import main as demo_main
 
-    demo_main(getattr(args, "demo_args", None) or [])
+    demo_main(getattr(args, "demo_args", None) or [], prog="snlib demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     from .presets import PRESETS
 
-    parser = argparse.ArgumentParser(prog="snlib", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="snlib", description=__doc__.replace("``", "").replace("::", ":"),
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"snlib {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an expected error too "
+                                                             "(default: off, or on with SNLIB_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
+    presets = {name: PRESETS[name]() for name in sorted(PRESETS)}
 
     t = sub.add_parser("train", help="train a preset (cached by configuration; resumes an interrupted run)")
-    t.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
-    t.add_argument("--loss", help='loss spec, e.g. "sn", "sn-paper", "triplet", "ce", "sn+0.5*ce"')
-    t.add_argument("--dataset", help="market1501, dukemtmc, cuhk03, cuhk01, msmt17, synthetic")
-    t.add_argument("--data-root", dest="data_root")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--model", help="resnet50, efficientnet_lite0 or a timm model name")
+    t.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
+                   help="cpu: EfficientNet-Lite0 on the synthetic set, minutes a run; smoke: a tiny set, seconds "
+                        "(tests); paper: the paper's ResNet-50 recipe, for a GPU (hours)")
+    t.add_argument("--loss", help='loss spec, e.g. "sn", "sn-paper", "triplet", "ce", "sn+0.5*ce" '
+                                  "(default: the preset's, sn)")
+    t.add_argument("--dataset", help="market1501, dukemtmc, cuhk03, cuhk01, msmt17, synthetic "
+                                     "(default: detected from --data-root, else the preset's)")
+    t.add_argument("--data-root", dest="data_root", help="the data set's folder (default: the preset's)")
+    t.add_argument("--epochs", type=int, help="training epochs (default: the preset's: "
+                   + ", ".join(f"{name} {c.epochs}" for name, c in presets.items()) + ")")
+    t.add_argument("--seed", type=int, help="random seed of the run (default: the preset's, 0)")
+    t.add_argument("--model", help="resnet50, efficientnet_lite0 or a timm model name (default: the preset's: "
+                   + ", ".join(f"{name} {c.model}" for name, c in presets.items()) + ")")
     t.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="any TrainConfig field, e.g. --set lr=3e-4 --set amp=bf16 (repeatable)")
-    t.add_argument("--cache-root", dest="cache_root", help="run cache (default $SNLIB_CACHE or results/cache)")
-    t.add_argument("--run-dir", dest="run_dir", help="train into this folder instead of the cache")
+                   help="any TrainConfig field, e.g. --set lr=3e-4 --set amp=bf16 (repeatable; default: none)")
+    t.add_argument("--cache-root", dest="cache_root", help=CACHE_HELP)
+    t.add_argument("--run-dir", dest="run_dir",
+                   help="train into this folder instead of the cache (default: <cache root>/<config hash>)")
     t.add_argument("--fresh", action="store_true", help="discard a stored run or checkpoint of this configuration")
-    t.add_argument("--no-progress", dest="no_progress", action="store_true")
+    t.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
+    t.add_argument("--dry-run", dest="dry_run", action="store_true",
+                   help="print the resolved configuration, its hash and run folder; train, generate and write nothing")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="evaluate a trained model on a data set's query/gallery")
     e.add_argument("checkpoint", nargs="?", help="a run folder or its model.pt")
     e.add_argument("--initial", action="store_true",
                    help="evaluate the preset's model before re-ID training (ImageNet weights where pretrained)")
-    e.add_argument("--dataset")
-    e.add_argument("--data-root", dest="data_root")
+    e.add_argument("--dataset", help="default: detected from --data-root, else the run's")
+    e.add_argument("--data-root", dest="data_root", help="the data set's folder (default: the run's)")
     e.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
                    help="input size / normalisation when the model has no config.json beside it")
     e.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3)")
@@ -134,40 +274,74 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--metric", default="euclidean", choices=["euclidean", "sqeuclidean", "cosine"])
     e.add_argument("--device")
     e.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    e.add_argument("--json", action="store_true", help="print only the metrics, as JSON")
     e.set_defaults(func=_evaluate)
 
     s = sub.add_parser("synth", help="generate the synthetic data set (idempotent)")
-    s.add_argument("--root", default="data/synthetic")
+    s.add_argument("--root", help="parent folder; the set goes to <root>/synthetic-<tag of its configuration> "
+                                  "(default: the repository's data/)")
     s.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="SyntheticConfig fields")
     s.set_defaults(func=_synth)
 
     r = sub.add_parser("reproduce", help="run every reproduction notebook (results/<preset>/<dataset>)")
     r.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
-    r.add_argument("--dataset", default="synthetic")
-    r.add_argument("--data-root", dest="data_root", default="data/synthetic")
+    r.add_argument("--dataset", help="market1501, dukemtmc, cuhk03, cuhk01, msmt17, synthetic "
+                                     "(default: detected from --data-root, else the preset's)")
+    r.add_argument("--data-root", dest="data_root", help="the data set's folder (default: the preset's, data/)")
     r.add_argument("--notebooks", nargs="*", help="name fragments selecting notebooks")
     r.add_argument("--name", help="results sub-folder (default: the data set's name), e.g. cuhk03p1")
     r.add_argument("--out", help="output folder (default results/<preset>/<name>)")
     r.add_argument("--update-notebooks", action="store_true",
                    help="write the executed notebooks back into notebooks/ (how the committed outputs are made)")
     r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="a notebook parameter for every notebook, value read as YAML, e.g. --param seeds=[0]")
+                   help="a notebook parameter (value read as YAML, e.g. --param seeds=[0]) for every notebook "
+                        "that declares it; one no selected notebook declares is an error")
+    r.add_argument("--cache-root", dest="cache_root",
+                   help="run cache of the notebooks' kernels (default $SNLIB_CACHE or results/cache)")
     r.set_defaults(func=_reproduce)
+
+    v = sub.add_parser("verify", help="check that every image of a data set is present and readable, before training")
+    v.add_argument("--dataset", help="market1501, dukemtmc, cuhk03, cuhk01, msmt17, synthetic "
+                                     "(default: detected from the folder's layout)")
+    v.add_argument("--data-root", dest="data_root", required=True, help="the data set's folder (or a parent of it)")
+    v.add_argument("--decode", action="store_true",
+                   help="decode every image fully (slower; finds truncated files a header read misses)")
+    v.set_defaults(func=_verify)
+
+    u = sub.add_parser("runs", help="list the cached runs (status, rank-1, mAP), or show one run")
+    u.add_argument("run", nargs="?", help="a run's hash (a prefix is enough) or folder: its differences from its "
+                                          "preset and its results (default: list every run)")
+    u.add_argument("--cache-root", dest="cache_root", help=CACHE_HELP)
+    u.set_defaults(func=_runs)
 
     d = sub.add_parser("demo", help="the SN loss on a toy batch, explained (its options: snlib demo -h)",
                        add_help=False)
     d.set_defaults(func=_demo)
+    for name, command in sub.choices.items():
+        command.formatter_class = _HelpFormatter
+        if name != "demo":  # snlib.demo parses its own options
+            command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="as snlib --debug (default: off)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the command line; an expected error (``SnlibError``) prints one line and exits with status 2."""
+    from . import settings
+    from .errors import SnlibError
+
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if args.command == "demo":
         args.demo_args = extra  # snlib.demo parses its own options
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    args.func(args)
+    try:
+        args.func(args)
+    except SnlibError as exc:  # an expected error (bad input, missing data, damaged file): its message is enough
+        if args.debug or settings.debug():
+            raise
+        parser.exit(2, f"snlib {args.command}: error: {exc}\n")
 
 
 if __name__ == "__main__":

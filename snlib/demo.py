@@ -1,7 +1,7 @@
 """A short printed demo of the SN loss on a toy batch: ``python -m snlib.demo [--k 5] [--seed 0]``.
 
 The batch holds 4 identities x 4 images around separate centres in 8 dimensions, plus one identity seen once
-(it has no positive, so it does not count). For each squeeze reading of PAPER.md it prints the loss and its parts
+(it has no positive, so it does not count). For each squeeze reading of docs/paper.md it prints the loss and its parts
 (``SupportNeighborLoss.last``), then the support neighbours of one anchor.
 """
 from __future__ import annotations
@@ -25,12 +25,13 @@ def toy_batch(seed: int = 0, num_ids: int = 4, images: int = 4, dim: int = 8, sp
     return features, labels
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str = "python -m snlib.demo") -> None:
+    parser = argparse.ArgumentParser(prog=prog, description="A short printed demo of the SN loss on a toy batch.",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--k", type=int, default=5, help="support neighbours per anchor (paper: 10 for N=128)")
-    parser.add_argument("--alpha", type=float, default=50.0)
-    parser.add_argument("--lam", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--alpha", type=float, default=50.0, help="softmax scale of the SN loss (paper: 50)")
+    parser.add_argument("--lam", type=float, default=0.1, help="weight of the squeeze term (paper: 0.1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the toy batch")
     args = parser.parse_args(argv)
 
     features, labels = toy_batch(args.seed)

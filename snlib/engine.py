@@ -33,10 +33,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .data import ImageDataset, PKSampler, Sample, build_transforms, load_dataset
+from .data import PKSampler, Sample, build_transforms, check_files, load_dataset
+from .data.decoded import build_dataset
+from .errors import ConfigError, DamagedFileError, SnlibError
 from .evaluation import RankResult, evaluate_features
 from .losses import CrossEntropyLoss, SupportNeighborLoss, TripletLoss, build_loss
-from .models import ReIDModel, build_model, extract_features, load_model, load_model_weights, model_checkpoint
+from .models import (CheckpointMismatchError, ReIDModel, build_model, extract_features, load_model, load_model_weights,
+                     model_checkpoint, read_checkpoint)
 from .presets import TrainConfig, config_hash
 from . import settings
 
@@ -45,6 +48,14 @@ MODEL = "model.pt"
 RESULT = "result.json"
 #: History columns that measure the machine, not the computation (they differ between identical runs).
 TIMING_KEYS = ("images_per_s", "time_s")
+
+
+class RunLockedError(SnlibError, RuntimeError):
+    """Another living process is training the same run folder."""
+
+
+class TrainingDivergedError(SnlibError, FloatingPointError):
+    """The loss or the features became NaN/inf; the last checkpoint is intact."""
 
 
 # --------------------------------------------------------------------------------------------- results
@@ -154,7 +165,7 @@ def _run_lock(run_dir: Path):
         owner = lock.read_text().strip() if lock.exists() else ""
         host, _, pid = owner.partition(":")
         if host == socket.gethostname() and pid.isdigit() and _pid_alive(int(pid)):
-            raise RuntimeError(f"{run_dir} is being trained by process {pid}; wait for it, or remove {lock} if "
+            raise RunLockedError(f"{run_dir} is being trained by process {pid}; wait for it, or remove {lock} if "
                                "that process is not training this run") from None
         fd = os.open(lock, os.O_CREAT | os.O_TRUNC | os.O_WRONLY)
     with os.fdopen(fd, "w") as fh:
@@ -184,14 +195,96 @@ def resolve_device(config: TrainConfig, info: distributed.DistInfo) -> torch.dev
     return torch.device("cpu")
 
 
-def _autocast(config: TrainConfig, device: torch.device):
-    """Mixed precision on CUDA (``amp``: bf16 / fp16 / auto = bf16 where supported); full precision elsewhere."""
-    if device.type != "cuda" or config.amp == "off":
-        return nullcontext(), None
-    dtype = torch.float16 if config.amp == "fp16" else torch.bfloat16
-    if config.amp == "auto" and not torch.cuda.is_bf16_supported():
-        dtype = torch.float16
-    return torch.autocast("cuda", dtype=dtype), dtype
+# ------------------------------------------------------------------------------------ layout and precision
+
+#: Images per second of one training step on a CPU (forward, SN loss, backward, Adam on random images; median of
+#: 5 steps after 1 warm-up, each variant in a fresh process; 2 threads of an AMD EPYC with AVX512-BF16; torch
+#: 2.14.1), per (model, height, width) and (channels_last, amp). ``amp="auto"`` / ``channels_last=None`` take the
+#: fastest variant allowed; a model or size not measured here gets full precision in the NCHW layout. Measured by
+#: ``flock /tmp/snlib-cpu.lock .venv/bin/python benchmarks/bench_train.py`` (it prints these entries; batches:
+#: efficientnet_lite0 64 = P=16 x K=4, resnet50 (last stride 1) 16 = P=4 x K=4). Ratios to NCHW fp32: Lite0
+#: 128x64 channels-last 1.63x (bf16 1.17x); ResNet-50 256x128 bf16 + channels-last 2.16x; 128x64 bf16 2.05x.
+CPU_STEP_SPEED: dict[tuple[str, int, int], dict[tuple[bool, str], float]] = {
+    ("efficientnet_lite0", 64, 32): {(False, "off"): 111.2, (True, "off"): 299.7,
+                                     (False, "bf16"): 93.3, (True, "bf16"): 134.8},
+    ("efficientnet_lite0", 128, 64): {(False, "off"): 58.1, (True, "off"): 95.0,
+                                      (False, "bf16"): 68.1, (True, "bf16"): 68.8},
+    ("resnet50", 256, 128): {(False, "off"): 5.1, (True, "off"): 5.1, (False, "bf16"): 9.0, (True, "bf16"): 11.0},
+    ("resnet50", 128, 64): {(False, "off"): 13.6, (True, "off"): 17.4, (False, "bf16"): 27.9, (True, "bf16"): 27.1},
+}
+
+
+def cpu_fastest(model: str, height: int, width: int, amps: tuple[str, ...] = ("off", "bf16"),
+                layouts: tuple[bool, ...] = (False, True)) -> tuple[bool, str]:
+    """``(channels_last, amp)``: the fastest of the allowed variants in :data:`CPU_STEP_SPEED`; for a model or
+    size not in the table, full precision and NCHW where allowed (the safe default)."""
+    measured = CPU_STEP_SPEED.get((model, height, width))
+    if measured is None:
+        return (False if False in layouts else layouts[0]), ("off" if "off" in amps else amps[0])
+    return max(((cl, amp) for cl in layouts for amp in amps), key=lambda variant: measured[variant])
+
+
+def cpu_bf16_native() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The memory layout and autocast precision a run uses on its device (``resolve_precision``)."""
+
+    channels_last: bool
+    amp: str            # "off" | "bf16" | "fp16"
+    rule: str           # how they were chosen (recorded in result.json's extra)
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.amp]
+
+    def autocast(self, device: torch.device):
+        """``torch.autocast`` to ``dtype`` on ``device`` (a no-op context in full precision)."""
+        return nullcontext() if self.dtype is None else torch.autocast(device.type, dtype=self.dtype)
+
+    def as_dict(self) -> dict:
+        return {"channels_last": self.channels_last, "amp": self.amp, "precision_rule": self.rule}
+
+
+def resolve_precision(config: TrainConfig, device: torch.device, training: bool = True) -> Precision:
+    """``config.amp`` and ``config.channels_last`` on ``device``.
+
+    CUDA: ``amp="auto"`` is bf16 where supported, else fp16; ``channels_last=None`` is channels-last. CPU:
+    ``"auto"`` / ``None`` take the fastest measured variant (``cpu_fastest``; bf16 only where the CPU computes
+    it natively); ``amp="fp16"`` is refused for training (a ``ConfigError``; on a CPU use bf16 or auto) and
+    falls back to full precision for evaluation (a run trained on a GPU, evaluated on a CPU). Other devices:
+    full precision.
+    """
+    if device.type == "cuda":
+        amp = config.amp
+        if amp == "auto":
+            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return Precision(config.channels_last is not False, amp, "cuda")
+    if config.amp == "fp16":
+        if training:
+            raise ConfigError(f"amp='fp16' needs a CUDA device, this run is on {device}: fp16 autocast (with its "
+                              "gradient scaler) is CUDA-only; on a CPU use --set amp=bf16 or amp=auto")
+        fallback = resolve_precision(config.replace(amp="off"), device)
+        return Precision(fallback.channels_last, "off", f"{device.type}: fp16 is CUDA-only, evaluated in fp32")
+    if device.type != "cpu":
+        if config.amp == "bf16":
+            raise ConfigError(f"amp='bf16' is supported on CUDA and the CPU, not on {device}; use amp='off'")
+        return Precision(bool(config.channels_last), "off", f"{device.type}: full precision")
+    amps = (config.amp,) if config.amp != "auto" else ("off", "bf16") if cpu_bf16_native() else ("off",)
+    layouts = (False, True) if config.channels_last is None else (config.channels_last,)
+    channels_last, amp = cpu_fastest(config.model, config.height, config.width, amps, layouts)
+    key = (config.model, config.height, config.width)
+    rule = f"cpu: CPU_STEP_SPEED{key}" if key in CPU_STEP_SPEED else "cpu: not measured, safe default"
+    if len(amps) == 1 and len(layouts) == 1:
+        rule = "cpu: as configured"
+    return Precision(channels_last, amp, rule)
+
 
 
 # --------------------------------------------------------------------------------------- data and eval
@@ -221,20 +314,25 @@ def test_transform(config: TrainConfig):
 
 
 def eval_loader(samples: list[Sample], config: TrainConfig, device: torch.device) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(ImageDataset(samples, test_transform(config)), batch_size=config.eval_batch_size,
-                                       shuffle=False, num_workers=num_workers(config),
-                                       pin_memory=device.type == "cuda")
+    """Test batches of ``samples`` (resize and normalise), from the decoded cache of ``config.decoded_cache``."""
+    dataset = build_dataset(samples, test_transform(config), config.height, config.width, config.decoded_cache,
+                            desc="test images")
+    return torch.utils.data.DataLoader(dataset, batch_size=config.eval_batch_size, shuffle=False,
+                                       num_workers=num_workers(config), pin_memory=device.type == "cuda")
 
 
 def evaluate_model(model: nn.Module, query: list[Sample], gallery: list[Sample], config: TrainConfig,
                    device: str | torch.device | None = None) -> RankResult:
     """Query-vs-gallery evaluation as the paper: L2-normalised features, ``config.eval_metric`` distance,
-    optional flip averaging and re-ranking (Market-1501 protocol, ``snlib.evaluation.evaluate_features``)."""
+    optional flip averaging and re-ranking (Market-1501 protocol, ``snlib.evaluation.evaluate_features``), in the
+    layout and precision training uses on ``device`` (``resolve_precision``; features in float32)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    qf, q_pids, q_camids = extract_features(model, eval_loader(query, config, device), device, flip=config.eval_flip,
+    precision = resolve_precision(config, device, training=False)
+    options = dict(flip=config.eval_flip, channels_last=precision.channels_last, amp_dtype=precision.dtype)
+    qf, q_pids, q_camids = extract_features(model, eval_loader(query, config, device), device, **options,
                                             desc="query features")
-    gf, g_pids, g_camids = extract_features(model, eval_loader(gallery, config, device), device,
-                                            flip=config.eval_flip, desc="gallery features")
+    gf, g_pids, g_camids = extract_features(model, eval_loader(gallery, config, device), device, **options,
+                                            desc="gallery features")
     return evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=config.eval_metric, normalize=True,
                              rerank=config.eval_rerank)
 
@@ -269,20 +367,44 @@ def train(config: TrainConfig, cache_root: str | Path | None = None, run_dir: st
     """
     info = distributed.init_distributed()
     run_dir = Path(run_dir) if run_dir else run_dir_for(config, cache_root)
+    created = False  # by this call: removed again when training fails before its first checkpoint
     if info.is_main:
         if fresh:
             for name in (RESULT, CHECKPOINT, MODEL):
                 (run_dir / name).unlink(missing_ok=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir()
+            created = True
+        except FileExistsError:
+            pass
     distributed.barrier()
-    if (run_dir / RESULT).is_file():
+    if (run_dir / RESULT).is_file() and (run_dir / MODEL).is_file():
         return RunResult.load(run_dir)
-    with _run_lock(run_dir) if info.is_main else nullcontext():
-        if info.is_main:
-            settings.atomic_write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2, default=str))
-        result = _Trainer(config, run_dir, info, progress).fit(on_epoch_end)
+    try:
+        with _run_lock(run_dir) if info.is_main else nullcontext():
+            if info.is_main:
+                settings.atomic_write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2, default=str))
+            trainer = _Trainer(config, run_dir, info, progress)
+            if info.is_main:
+                print(trainer.data_line(), flush=True)
+            result = trainer.fit(on_epoch_end)
+    except BaseException:
+        if created and not (run_dir / CHECKPOINT).exists():
+            _remove_orphan(run_dir)
+        raise
     distributed.barrier()
     return result if info.is_main else RunResult.load(run_dir)
+
+
+def _remove_orphan(run_dir: Path) -> None:
+    """Remove a run folder that ``train`` created and that holds no checkpoint: its ``config.json`` (the lock is
+    gone already), then the folder unless something else was put in it."""
+    (run_dir / "config.json").unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:
+        pass
 
 
 class _Trainer:
@@ -291,10 +413,12 @@ class _Trainer:
     def __init__(self, config: TrainConfig, run_dir: Path, info: distributed.DistInfo, progress: bool):
         self.config, self.run_dir, self.info, self.progress = config, run_dir, info, progress
         self.device = resolve_device(config, info)
+        self.precision = resolve_precision(config, self.device)  # fp16 on a CPU is refused here, before any work
         if info.enabled and config.p % info.world_size:
-            raise ValueError(f"p={config.p} identities per batch cannot be split over {info.world_size} processes")
+            raise ConfigError(f"p={config.p} identities per batch cannot be split over {info.world_size} processes")
         seed_everything(config.seed + info.rank, config.deterministic)
-        self.dataset = load_dataset(config.dataset, config.data_root, **config.dataset_options)
+        self.dataset = load_dataset(config.dataset, settings.repo_path(config.data_root), **config.dataset_options)
+        check_files(self.dataset)  # a missing or unreadable image fails here, not at the final evaluation
         num_classes = self.dataset.num_train_pids
         model = build_model(config.model, pretrained=config.pretrained, last_stride=config.last_stride,
                             bnneck=config.bnneck, weights_path=config.weights_path)
@@ -304,14 +428,13 @@ class _Trainer:
         if info.enabled and config.sync_bn:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(self.device)
-        if self.device.type == "cuda" and config.channels_last:
+        if self.precision.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         params = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
         if list(self.loss.parameters()):
             params.append({"params": list(self.loss.parameters())})
         self.optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-        self.autocast, amp_dtype = _autocast(config, self.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.amp == "fp16")
         self.criterion = self.loss
         self.net = self.model
         if info.enabled:
@@ -325,11 +448,18 @@ class _Trainer:
                                      pad_crop=config.pad_crop, random_erasing=config.random_erasing,
                                      mean=config.mean, std=config.std)
         self.batch_size = config.p * config.k // info.world_size
-        self.train_set = ImageDataset(self.dataset.train, transform)
         self.iters_per_epoch = len(self.sampler) // self.batch_size
         if self.iters_per_epoch < 1:
-            raise ValueError(f"the training set has too few identities ({num_classes}) for p={config.p}")
+            raise ConfigError(f"the training set has too few identities ({num_classes}) for p={config.p}")
+        self.train_set = build_dataset(self.dataset.train, transform, config.height, config.width,
+                                       config.decoded_cache, desc="training images")
         self.epoch, self.history, self.evaluations, self.wall_time = 0, [], [], 0.0
+
+    def data_line(self) -> str:
+        """``data: <name> at <root> (<counts>)``: what the run trains on, printed before training."""
+        ds = self.dataset
+        return (f"data: {ds.name} at {settings.portable_path(ds.root)} ({ds.num_train_pids} train ids, "
+                f"{ds.num_train_imgs} train images, {ds.num_query_imgs} queries, {ds.num_gallery_imgs} gallery images)")
 
     # ----------------------------------------------------------------------------------- checkpoints
 
@@ -350,10 +480,14 @@ class _Trainer:
         path = self.run_dir / CHECKPOINT
         if not path.is_file():
             return False
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path)
+        if not isinstance(state, dict) or state.get("format") != "snlib-train":
+            raise DamagedFileError(f"{path} is not an snlib training checkpoint (no 'format': 'snlib-train'); "
+                                   f"retrain with `snlib train ... --fresh` (train(..., fresh=True)), or delete {path}")
         if state.get("config_hash") != config_hash(self.config):
-            raise ValueError(f"{path} belongs to another configuration (hash {state.get('config_hash')} vs "
-                             f"{config_hash(self.config)}); use a fresh run folder or fresh=True")
+            raise CheckpointMismatchError(
+                f"{path} belongs to another configuration (hash {state.get('config_hash')} vs "
+                f"{config_hash(self.config)}); use a fresh run folder or --fresh (train(..., fresh=True))")
         load_model_weights(self.model, state, source=str(path))
         self.loss.load_state_dict(state["loss_state"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -371,9 +505,16 @@ class _Trainer:
     def fit(self, on_epoch_end) -> RunResult:
         config = self.config
         resumed = self.resume()
+        if resumed and self.info.is_main:
+            print(f"resumed from epoch {self.epoch} of {config.epochs} ({self.run_dir / CHECKPOINT})", flush=True)
         total = config.epochs * self.iters_per_epoch
+        lines = self.progress and self.info.is_main and settings.batch_mode()  # a line per epoch instead of a bar
         bar = tqdm(total=total, initial=self.epoch * self.iters_per_epoch, desc=f"train {config.loss}",
-                   disable=not (self.progress and self.info.is_main), mininterval=2.0, dynamic_ncols=True)
+                   disable=not (self.progress and self.info.is_main) or lines, mininterval=2.0, dynamic_ncols=True)
+        name = f"{settings.BATCH_LINE_PREFIX}training {config.loss} seed {config.seed} ({config_hash(config)})"
+        if lines:
+            print(f"{name}: {config.epochs} epochs" + (f", resumed after epoch {self.epoch}" if resumed else ""),
+                  flush=True)
         while self.epoch < config.epochs:
             start = time.perf_counter()
             self._train_epoch(bar)
@@ -385,16 +526,24 @@ class _Trainer:
                 self.save_checkpoint()
             if on_epoch_end is not None:
                 on_epoch_end(self.epoch, {"history": self.history, "evaluations": self.evaluations})
+            if lines:
+                print(f"{name}: epoch {self.epoch}/{config.epochs}, loss {self.loss.last['loss']:.4f}, "
+                      f"{time.perf_counter() - start:.0f} s", flush=True)
         bar.close()
         return self._finish(resumed)
 
-    def _train_epoch(self, bar) -> None:
+    def train_loader(self) -> torch.utils.data.DataLoader:
+        """The current epoch's loader of training batches (PK sampling, augmentation)."""
         config = self.config
         self.sampler.set_epoch(self.epoch)
-        loader = torch.utils.data.DataLoader(
+        return torch.utils.data.DataLoader(
             self.train_set, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
             num_workers=num_workers(config), pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(config.seed * 100_003 + self.epoch * 101 + self.info.rank))
+
+    def _train_epoch(self, bar) -> None:
+        config = self.config
+        loader = self.train_loader()
         self.net.train()
         tick = time.perf_counter()
         for it, (images, pids, *_) in enumerate(loader):
@@ -413,17 +562,17 @@ class _Trainer:
     def _step(self, images: torch.Tensor, pids: torch.Tensor, it: int) -> None:
         """One optimisation step on a batch (forward under autocast, loss in float32, backward, Adam)."""
         images = images.to(self.device, non_blocking=True)
-        if self.device.type == "cuda" and self.config.channels_last:
+        if self.precision.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         pids = pids.to(self.device, non_blocking=True)
-        with self.autocast:
+        with self.precision.autocast(self.device):
             out = self.net(images)
         features = out["features"].float()
         logits = out["logits"].float() if out["logits"] is not None else None
         loss = self.criterion(features, pids, logits=logits) if torch.isfinite(features).all() else None
         if loss is None or not torch.isfinite(loss):
             what = "features are NaN/inf" if loss is None else f"loss is {loss.item()} ({self.loss.last})"
-            raise FloatingPointError(
+            raise TrainingDivergedError(
                 f"{what} at epoch {self.epoch + 1}, iteration {it + 1}: training diverged; the last checkpoint "
                 f"({self.run_dir / CHECKPOINT}) is intact: lower lr, or use amp='off'")
         self.optimizer.zero_grad(set_to_none=True)
@@ -450,11 +599,13 @@ class _Trainer:
         result = RunResult(config=self.config, run_dir=self.run_dir, history=self.history,
                            evaluations=self.evaluations, metrics=metrics, wall_time_s=self.wall_time,
                            extra={"resumed": resumed, "device": str(self.device), "eval_time_s": eval_time,
-                                  "world_size": self.info.world_size, "iters_per_epoch": self.iters_per_epoch})
+                                  "world_size": self.info.world_size, "iters_per_epoch": self.iters_per_epoch,
+                                  **self.precision.as_dict()})
         if self.info.is_main:
             atomic_save(model_checkpoint(self.model), self.run_dir / MODEL)
             settings.atomic_write(self.run_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
             summary = {"config": self.config.to_dict(), "config_hash": config_hash(self.config),
+                       "dataset": self.dataset.name, "data_root": settings.portable_path(self.dataset.root),
                        "metrics": metrics, "evaluations": self.evaluations, "wall_time_s": self.wall_time,
                        "extra": result.extra}
             settings.atomic_write(self.run_dir / RESULT, json.dumps(summary, indent=2, default=str))

@@ -1,10 +1,27 @@
-"""Expected errors: bad input, missing data, a damaged file: what a user can fix, as opposed to a bug.
+"""Expected errors: bad input, missing data, a damaged file. The command line prints their message and exits 2
+(``--debug`` or ``SNLIB_DEBUG=1`` shows the traceback); any other exception is a bug and keeps its traceback.
 
-Each error class also derives from the built-in exception a caller would catch for it (``ValueError`` for a
-bad file name, ``FileNotFoundError`` for missing data), so ``except ValueError`` keeps working.
+Each error also derives from the built-in exception a caller would catch for it (``ValueError`` for a bad
+configuration, ``FileNotFoundError`` for missing data), so ``except ValueError`` keeps working.
 """
 from __future__ import annotations
 
 
 class SnlibError(Exception):
     """Base class of the errors a user can fix; the message says what was wrong, where, and what to do."""
+
+
+class ConfigError(SnlibError, ValueError):
+    """A configuration field (``TrainConfig``, ``--set``, ``--param``) has a value snlib cannot use."""
+
+
+class DamagedFileError(SnlibError, OSError):
+    """A file snlib wrote (checkpoint, model, cache) cannot be read back."""
+
+
+class UsageError(SnlibError, ValueError):
+    """Command-line arguments that do not fit together."""
+
+
+class RunNotFoundError(SnlibError, FileNotFoundError):
+    """A run folder, or a file it should hold (``model.pt``, ``config.json``), does not exist."""

@@ -30,10 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import distributed, engine
+from . import distributed, engine, settings
 from .data import DataNotFoundError, ReIDDataset, Sample, load_dataset
 from .data.synthetic import SyntheticConfig
 from .evaluation import RankResult, cuhk03_classic_cmc, evaluate_features, pairwise_distance, pool_multi_query
+from .models import read_checkpoint
 from .paper import published
 from .presets import TrainConfig, get_preset
 from .reporting import save_figure, save_table
@@ -71,8 +72,7 @@ SUBSET_DIR = REPO / "data" / "subsets"
 
 def resolve_path(path: str | Path) -> Path:
     """An absolute path; a relative one is read against the repository root (notebooks run in notebooks/)."""
-    path = Path(path).expanduser()
-    return path if path.is_absolute() else (REPO / path).resolve()
+    return settings.repo_path(path)
 
 
 @dataclass
@@ -101,9 +101,11 @@ class Study:
         return "the query images themselves (the data set has no separate multi-query set)"
 
     def describe(self, seeds: Sequence[int] | None = None) -> str:
-        """One line naming what the study's numbers come from (preset, data set, backbone, input, epochs)."""
+        """One line naming what the study's numbers come from (preset, data set and its folder, backbone, input,
+        epochs)."""
         b = self.base
-        text = f"{self.preset} preset, {b.dataset}, {b.model} {b.height}x{b.width}, {b.epochs} epochs"
+        text = (f"{self.preset} preset, {b.dataset} at {settings.portable_path(self.data.root)}, {b.model} "
+                f"{b.height}x{b.width}, {b.epochs} epochs")
         return text + (f", {len(seeds)} seed{'s' if len(seeds) > 1 else ''}" if seeds is not None else "")
 
     # ------------------------------------------------------------------------------------------- runs
@@ -154,7 +156,7 @@ class Study:
         paths = [s.path for s in samples]
         digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()
         if path.is_file():
-            stored = torch.load(path, weights_only=True)
+            stored = read_checkpoint(path)
             if stored["paths_sha256"] == digest:
                 return stored["features"], stored["pids"].numpy(), stored["camids"].numpy()
         known = {key: f for done, feats in reuse for key, f in zip(_file_digests(done), feats)}
@@ -296,14 +298,16 @@ class Study:
         return save_figure(fig, self.output_dir, name)
 
 
-def open_study(preset: str = "cpu", dataset: str | None = None, data_root: str | Path | None = None,
+def open_study(preset: str | None = "cpu", dataset: str | None = None, data_root: str | Path | None = None,
                output_dir: str | Path | None = None, **overrides) -> Study:
-    """The study of a notebook's parameters: ``preset`` with the data set and root replaced where given.
+    """The study of a notebook's parameters: ``preset`` (``None``: ``settings.default_preset()``, i.e.
+    ``$SNLIB_PRESET`` or ``cpu``) with the data set and root replaced where given.
 
     ``output_dir`` defaults to ``results/<preset>/<dataset>``; relative paths are read against the
     repository root. ``overrides`` are TrainConfig fields (e.g. ``epochs=4``, ``dataset_options={...}``)
     applied to every run; another data set than the preset's starts from empty ``dataset_options``.
     """
+    preset = settings.default_preset(preset)
     base = get_preset(preset)
     changes = dict(overrides)
     if dataset is not None and dataset != base.dataset:
@@ -387,18 +391,19 @@ def synthetic_distractors(data_root: str | Path, options: dict, count: int) -> l
     """``count`` distractor images (identity 0) for the synthetic set of ``data_root`` / ``options``.
 
     The generator draws distractors after the identities, each unlike every identity of the set; the same
-    configuration with ``num_distractors`` raised by ``count`` (generated once, beside the original) holds
-    exactly the original images plus ``count`` new distractors, which are returned.
+    configuration with ``num_distractors`` raised by ``count`` (generated once, in its own ``synthetic-<tag>``
+    folder beside the original) holds exactly the original images plus ``count`` new distractors, which are
+    returned.
     """
     config = SyntheticConfig(**options)
     larger = {**options, "num_distractors": config.num_distractors + count}
-    root = Path(f"{Path(data_root).expanduser().resolve()}-distractors{count}")
-    original = {Path(s.path).name for s in load_dataset("synthetic", data_root, **options).gallery if s.pid == 0}
-    extra = [s for s in load_dataset("synthetic", root, **larger).gallery
-             if s.pid == 0 and Path(s.path).name not in original]
+    dataset = load_dataset("synthetic", data_root, **options)
+    original = {Path(s.path).name for s in dataset.gallery if s.pid == 0}
+    bigger = load_dataset("synthetic", Path(dataset.root).parent, **larger)
+    extra = [s for s in bigger.gallery if s.pid == 0 and Path(s.path).name not in original]
     if len(extra) != count:
-        raise RuntimeError(f"{root} holds {len(extra)} new distractors instead of {count}: the synthetic generator "
-                           "no longer appends distractors after the original ones; delete the folder and report it")
+        raise RuntimeError(f"{bigger.root} holds {len(extra)} new distractors instead of {count}: the synthetic "
+                           "generator no longer appends distractors after the original ones; report it")
     return extra
 
 

@@ -30,7 +30,7 @@ __all__ = [
     "euclidean_distance_matrix", "support_neighbor_loss_reference",
 ]
 
-#: The squeeze-term readings of PAPER.md ("released" produced the published numbers).
+#: The squeeze-term readings of docs/paper.md ("released" produced the published numbers).
 SQUEEZE_READINGS = ("paper", "neighbors", "released", "none")
 
 #: Squared distances are clamped to this before the square root (finite gradients at distance 0).
@@ -204,7 +204,7 @@ def _check_sn_options(k, alpha, squeeze) -> None:
         raise ValueError(f"k must be a positive integer (number of support neighbours); got {k!r}")
     _check_number("alpha", alpha, 0.0, strict=True, what=" (softmax scale, paper: 50)")
     if squeeze not in SQUEEZE_READINGS:
-        raise ValueError(f"squeeze must be one of {SQUEEZE_READINGS} (see PAPER.md); got {squeeze!r}")
+        raise ValueError(f"squeeze must be one of {SQUEEZE_READINGS} (see docs/paper.md); got {squeeze!r}")
 
 
 def _sn_sets(features: Tensor, labels: Tensor, k: int, alpha: float, squeeze: str, normalize: bool) -> SupportSets:
@@ -258,7 +258,7 @@ def _sn_sets(features: Tensor, labels: Tensor, k: int, alpha: float, squeeze: st
 
 def support_neighbors(features: Tensor, labels: Tensor, k: int = 10, alpha: float = 50.0,
                       squeeze: str = "released", normalize: bool = True) -> SupportSets:
-    """Support-neighbour sets S+ / S- of every anchor of a batch and the per-anchor SN terms (PAPER.md).
+    """Support-neighbour sets S+ / S- of every anchor of a batch and the per-anchor SN terms (docs/paper.md).
 
     For anchor i: ``t_i`` = the (k+1)-th smallest ``D_ij`` over ``j != i``; neighbours = ``{j != i : D_ij < t_i}``;
     S+ = neighbours of the anchor's identity, or, if there is none, the nearest same-identity sample (lowest batch
@@ -272,7 +272,7 @@ def support_neighbors(features: Tensor, labels: Tensor, k: int = 10, alpha: floa
 
 
 class SupportNeighborLoss(_LoggedLoss):
-    """Support Neighbor loss (Li et al., ACM MM 2018), as defined in PAPER.md.
+    """Support Neighbor loss (Li et al., ACM MM 2018), as defined in docs/paper.md.
 
     ``L = mean_i [L_sep(i) + lam * L_sqz(i)]`` over the anchors that have a positive, with
     ``L_sep(i) = -log(sum_{j in S+} exp(-alpha D_ij) / sum_{j in S+ u S-} exp(-alpha D_ij))`` (logsumexp) and
@@ -346,7 +346,7 @@ class SupportNeighborLoss(_LoggedLoss):
 def support_neighbor_loss_reference(features: Tensor, labels: Tensor, k: int = 10, alpha: float = 50.0,
                                     lam: float = 0.1, squeeze: str = "released", normalize: bool = True) -> Tensor:
     """Slow oracle of :class:`SupportNeighborLoss`: a plain loop over anchors with a sort per anchor, written
-    straight from PAPER.md (no masks, no logsumexp). Used by the tests (in float64) and the benchmark; do not
+    straight from docs/paper.md (no masks, no logsumexp). Used by the tests (in float64) and the benchmark; do not
     train with it. Same conventions as the vectorised loss (strict threshold, fallback, anchors skipped)."""
     _check_sn_options(k, alpha, squeeze)
     features, labels = _check_batch(features, labels)

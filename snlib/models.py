@@ -11,8 +11,9 @@ EfficientNet-Lite0, or from a local file given as ``weights_path``.
 """
 from __future__ import annotations
 
+import pickle
 import socket
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .errors import SnlibError
+from .errors import DamagedFileError, RunNotFoundError, SnlibError
 
 #: Seconds allowed to reach a weights server before giving up with an explanation.
 NETWORK_TIMEOUT_S = 5.0
@@ -282,13 +283,33 @@ def load_model_weights(model: nn.Module, checkpoint: dict, source: str = "checkp
     model.load_state_dict(state)
 
 
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu"):
+    """``torch.load`` (``weights_only``) of a file snlib wrote (``checkpoint.pt``, ``model.pt``, feature caches).
+
+    A file that cannot be read (truncated, overwritten, not a torch file) raises a ``DamagedFileError`` naming it
+    and saying how to recover.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RunNotFoundError(f"{path} does not exist")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as exc:
+        reason = str(exc).split(". ")[0].strip() or "the file is empty or cut short"
+        if "weights_only" in reason:  # torch's advice to load unsafely does not apply to a file snlib wrote
+            reason = "not a torch file of tensors"
+        raise DamagedFileError(f"{path} is damaged or is not a file snlib wrote ({type(exc).__name__}: {reason}); "
+                               "retrain with `snlib train ... --fresh` (train(..., fresh=True)), or delete "
+                               f"{path} and run again") from exc
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> ReIDModel:
     """Rebuild the model a ``model_checkpoint`` file was saved from (no download: pretrained weights are
     overwritten anyway) and load its weights."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        raise RunNotFoundError(f"model file {path} does not exist")
+    checkpoint = read_checkpoint(path, map_location)
     if not isinstance(checkpoint, dict) or checkpoint.get("format") not in ("snlib-model", "snlib-train"):
         raise CheckpointMismatchError(f"{path} is not an snlib model file (no 'format': 'snlib-model'); for plain "
                                       "backbone weights use build_model(..., weights_path=...)")
@@ -310,22 +331,31 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def extract_features(model: nn.Module, loader, device: str | torch.device | None = None, flip: bool = False,
-                     normalize: bool = True, desc: str = "features") -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+                     normalize: bool = True, desc: str = "features", channels_last: bool = False,
+                     amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """Embed every image of ``loader`` (batches ``(images, pids, camids, ...)``) with ``model`` in eval mode.
 
     ``flip``: average the features of the image and its horizontal mirror. ``normalize``: L2-normalise
-    (the paper's test features: f / ||f||). Returns ``(features float32 (N, D) on the CPU, pids, camids)``.
+    (the paper's test features: f / ||f||). ``channels_last``: images (and the model's weights, in place) in the
+    channels-last layout; ``amp_dtype``: forward under ``torch.autocast`` to that dtype (the layout and precision
+    of training, ``snlib.engine.resolve_precision``). Returns ``(features float32 (N, D) on the CPU, pids,
+    camids)``.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     was_training = model.training
     model.eval()
     feats, pids, camids = [], [], []
     try:
         for batch in tqdm(loader, desc=desc, leave=False, mininterval=2.0):
             images = batch[0].to(device, non_blocking=True)
-            f = model(images).float()
-            if flip:
-                f = (f + model(torch.flip(images, dims=[3])).float()) / 2
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with nullcontext() if amp_dtype is None else torch.autocast(device.type, dtype=amp_dtype):
+                f = model(images).float()
+                if flip:
+                    f = (f + model(torch.flip(images, dims=[3])).float()) / 2
             if normalize:
                 f = F.normalize(f, dim=1)
             feats.append(f.cpu())

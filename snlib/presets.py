@@ -3,6 +3,9 @@
 * ``paper``: the recipe of the released code (ResNet-50 ImageNet, last stride 1, 256x128, flip only,
   P=32 x K=4, Adam 2e-4 / wd 5e-4, constant then exponential decay to 0.001x from epoch 76 of 150,
   SN alpha=50 k=10 lambda=0.1, L2-normalised features, Euclidean distance, no test-time flip). For a GPU.
+  Precision and memory layout are a choice of the device, not part of the recipe (the released code ran in
+  fp32): ``amp="auto"``, ``channels_last=None`` take the device's fastest (CUDA: bf16, channels-last; a CPU:
+  the fastest measured variant, ``snlib.engine.CPU_STEP_SPEED``: bf16 + channels-last for ResNet-50 at 256x128).
 * ``cpu``: the same recipe scaled to a 2-core CPU: EfficientNet-Lite0 (ImageNet weights) at 128x64,
   P=16 x K=4, a few epochs (minutes a run).
 * ``smoke``: seconds; a tiny untrained EfficientNet-Lite0 on a tiny synthetic set. For tests and notebooks
@@ -10,18 +13,26 @@
 
 A run is identified by the hash of its configuration (``config_hash``): the fields that change what is
 computed. Operational fields (worker count, device, checkpoint frequency, batch size of feature extraction)
-are left out, so changing them reuses a cached run.
+are left out, so changing them reuses a cached run. ``data_root`` enters the hash in its portable form
+(``settings.portable_path``), so the same run has the same hash from any folder and on any machine.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .data import PAPER_MEAN, PAPER_STD
+import torch
+
+from . import settings
+from .data import PAPER_MEAN, PAPER_STD, check_options
+from .data.decoded import MODES as DECODED_CACHE_MODES
+from .errors import ConfigError
+from .evaluation import METRICS
+from .losses import build_loss
 
 #: The paper's schedule: constant learning rate to epoch 76 of 150, then exponential decay to 0.001x.
 PAPER_EPOCHS = 150
@@ -39,7 +50,7 @@ class TrainConfig:
 
     # data
     dataset: str = "market1501"
-    data_root: str = "data/market1501"
+    data_root: str = "data/market1501"                    # relative: to the repository (settings.repo_path)
     dataset_options: dict = field(default_factory=dict)   # passed to snlib.data.load_dataset
     height: int = 256
     width: int = 128
@@ -74,8 +85,9 @@ class TrainConfig:
     final_lr_factor: float = 1e-3
     warmup_epochs: int = 0                                # linear warm-up (per iteration) from warmup_factor
     warmup_factor: float = 0.01
-    amp: str = "off"                                      # "off" | "bf16" | "fp16" | "auto" (CUDA only)
-    channels_last: bool = True                            # CUDA only
+    # precision and layout (engine.resolve_precision): "auto" / None = the device's fastest
+    amp: str = "auto"                                     # "off" | "bf16" | "fp16" (CUDA only) | "auto"
+    channels_last: bool | None = None                     # None: on CUDA yes, on a CPU as measured fastest
     sync_bn: bool = False                                 # DDP only
     seed: int = 0
     deterministic: bool = True
@@ -90,23 +102,29 @@ class TrainConfig:
     eval_batch_size: int = _operational(128)
     checkpoint_every: int = _operational(1)
     device: str | None = _operational(None)
+    # decoded-image cache (snlib.data.decoded): "off" | "memory" | "disk"; the same pixels, so not hashed;
+    # "memory": the fastest measured for the cpu preset (benchmarks/bench_data.py --only epoch)
+    decoded_cache: str = _operational("memory")
 
     def __post_init__(self):
-        self.mean, self.std, self.betas = tuple(self.mean), tuple(self.std), tuple(self.betas)
+        self.mean, self.std, self.betas = (tuple(v) if isinstance(v, list) else v
+                                           for v in (self.mean, self.std, self.betas))
         # option dicts in their JSON form (tuples as lists), so a config equals itself read back from config.json
-        self.dataset_options = json.loads(json.dumps(self.dataset_options))
-        self.loss_options = json.loads(json.dumps(self.loss_options))
+        for name in ("dataset_options", "loss_options"):
+            try:
+                setattr(self, name, json.loads(json.dumps(getattr(self, name))))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"invalid TrainConfig: {name} must hold only JSON values (numbers, strings, "
+                                  f"lists, mappings): {exc}") from None
         self.validate()
 
     def validate(self) -> None:
+        """Check every field before any work: a ``ConfigError`` names each wrong field and what it allows."""
         # a string or bool where a number belongs (lr="2e-4" from YAML 1.1) would fail obscurely below
-        hints = typing.get_type_hints(type(self))
-        numbers = [f.name for f in dataclasses.fields(self) if hints[f.name] in (int, float)]
-        wrong = [f"{name}={value!r} must be a number" for name in numbers
-                 if isinstance(value := getattr(self, name), bool) or not isinstance(value, (int, float))]
+        wrong = _type_problems(self)
         if wrong:
-            raise ValueError("invalid TrainConfig: " + "; ".join(wrong))
-        problems = []
+            raise ConfigError("invalid TrainConfig: " + "; ".join(wrong))
+        problems = _value_problems(self)
         if self.p < 2 or self.k < 2:
             problems.append(f"p={self.p}, k={self.k}: a P x K batch needs p >= 2 identities and k >= 2 images")
         if self.epochs < 1:
@@ -115,14 +133,14 @@ class TrainConfig:
             problems.append(f"decay_start_epoch={self.decay_start_epoch} must be >= 1 (1-based) or None")
         if not 0 < self.final_lr_factor <= 1:
             problems.append(f"final_lr_factor={self.final_lr_factor} must be in (0, 1]")
-        if self.amp not in ("off", "bf16", "fp16", "auto"):
-            problems.append(f"amp={self.amp!r} must be 'off', 'bf16', 'fp16' or 'auto'")
-        if self.lr <= 0 or self.weight_decay < 0:
-            problems.append(f"lr={self.lr} must be > 0 and weight_decay={self.weight_decay} >= 0")
-        if self.eval_every < 0 or self.checkpoint_every < 1 or self.warmup_epochs < 0:
-            problems.append("eval_every and warmup_epochs must be >= 0, checkpoint_every >= 1")
+        if self.amp not in AMP_MODES:
+            problems.append(f"amp={self.amp!r} must be one of {', '.join(AMP_MODES)}")
+        if self.decoded_cache not in DECODED_CACHE_MODES:
+            problems.append(f"decoded_cache={self.decoded_cache!r} must be one of {DECODED_CACHE_MODES}")
         if problems:
-            raise ValueError("invalid TrainConfig: " + "; ".join(problems))
+            raise ConfigError("invalid TrainConfig: " + "; ".join(problems))
+        # dataset_options: only what the data set's loader takes (e.g. no synthetic sizes for market1501)
+        check_options(self.dataset, self.dataset_options)
 
     @property
     def decay_start(self) -> int:
@@ -136,7 +154,7 @@ class TrainConfig:
         names = [f.name for f in dataclasses.fields(self)]
         unknown = sorted(set(changes) - set(names))
         if unknown:
-            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid: {names}")
+            raise ConfigError(f"unknown TrainConfig field(s) {unknown}; valid: {names}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
@@ -149,8 +167,107 @@ class TrainConfig:
     def hashed_dict(self) -> dict:
         """The fields that define the result (the run hash covers these)."""
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("hash", True)}
-        data["data_root"] = str(Path(self.data_root).expanduser().resolve())
+        # a relative data_root is repository-relative; stored portable: the same hash from any folder or machine
+        data["data_root"] = settings.portable_path(settings.repo_path(self.data_root))
         return data
+
+
+#: The backbones ``snlib.models.build_model`` knows by snlib's own name (any timm model name works too).
+BUILTIN_MODELS = ("resnet50", "efficientnet_lite0")
+#: Mixed-precision modes (``amp``).
+AMP_MODES = ("off", "bf16", "fp16", "auto")
+
+_TYPE_NAMES = {bool: "true or false", str: "a string", dict: "a mapping"}
+
+
+def _type_problems(config: TrainConfig) -> list[str]:
+    """Fields whose value is not of the field's type (``int | None`` allows None; tuples hold numbers)."""
+    hints = typing.get_type_hints(type(config))
+    problems = []
+    for f in dataclasses.fields(config):
+        value, allowed = getattr(config, f.name), typing.get_args(hints[f.name]) or (hints[f.name],)
+        if value is None and type(None) in allowed:
+            continue
+        base = next(t for t in allowed if t is not type(None))
+        if base in (int, float):
+            if not _is_number(value):
+                need = "a number"
+            elif base is int and not isinstance(value, int):
+                need = "an integer"
+            elif not math.isfinite(value):
+                need = "finite"
+            else:
+                continue
+        elif base is tuple:
+            if isinstance(value, tuple) and all(_is_number(v) and math.isfinite(v) for v in value):
+                continue
+            need = "a list of finite numbers"
+        elif isinstance(value, base):
+            continue
+        else:
+            need = _TYPE_NAMES[base]
+        problems.append(f"{f.name}={value!r} must be {need}" + (" or None" if type(None) in allowed else ""))
+    return problems
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _value_problems(c: TrainConfig) -> list[str]:
+    """Fields (of the right type) whose value snlib cannot use, each with the values it allows."""
+    checks = [
+        ("height", c.height >= 16, "must be >= 16 pixels"),
+        ("width", c.width >= 16, "must be >= 16 pixels"),
+        ("mean", len(c.mean) == 3, "must hold 3 values (R, G, B)"),
+        ("std", len(c.std) == 3 and all(v > 0 for v in c.std), "must hold 3 values (R, G, B), each > 0"),
+        ("model", _known_model(c.model),
+         f"must be one of {', '.join(BUILTIN_MODELS)} or a timm model name (timm.list_models() lists them)"),
+        ("last_stride", c.last_stride in (1, 2), "must be 1 (the paper's) or 2"),
+        ("sn_k", c.sn_k >= 1, "must be >= 1 (support neighbours per anchor)"),
+        ("sn_alpha", c.sn_alpha > 0, "must be > 0"),
+        ("sn_lambda", c.sn_lambda >= 0, "must be >= 0"),
+        ("triplet_margin", c.triplet_margin >= 0, "must be >= 0"),
+        ("label_smoothing", 0 <= c.label_smoothing < 1, "must be in [0, 1)"),
+        ("lr", c.lr > 0, "must be > 0"),
+        ("weight_decay", c.weight_decay >= 0, "must be >= 0"),
+        ("betas", len(c.betas) == 2 and all(0 <= v < 1 for v in c.betas), "must hold 2 values, each in [0, 1)"),
+        ("warmup_epochs", c.warmup_epochs >= 0, "must be >= 0"),
+        ("warmup_factor", 0 < c.warmup_factor <= 1, "must be in (0, 1]"),
+        ("seed", 0 <= c.seed < 2**32, "must be in [0, 2**32)"),
+        ("eval_every", c.eval_every >= 0, "must be >= 0 (0: evaluate at the end only)"),
+        ("eval_metric", c.eval_metric in METRICS, f"must be one of {', '.join(METRICS)}"),
+        ("preset", c.preset in ("", *PRESETS), f"must be one of {', '.join(PRESETS)} or empty"),
+        ("num_workers", c.num_workers >= 0, "must be >= 0"),
+        ("eval_batch_size", c.eval_batch_size >= 1, "must be >= 1"),
+        ("checkpoint_every", c.checkpoint_every >= 1, "must be >= 1 (epochs)"),
+        ("device", c.device is None or _is_device(c.device), "must be None (automatic), cpu, cuda or cuda:N"),
+    ]
+    problems = [f"{name}={getattr(c, name)!r} {rule}" for name, ok, rule in checks if not ok]
+    # the loss spec and its options, parsed by building the terms on a 2-identity, 2-d problem (tiny)
+    for name, options in (("loss", {}), ("loss_options", c.loss_options)):
+        try:
+            build_loss(c.loss, num_classes=2, feat_dim=2, **options)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"{name}={getattr(c, name)!r}: {exc}")
+            break
+    return problems
+
+
+def _known_model(name: str) -> bool:
+    if name in BUILTIN_MODELS:
+        return True
+    import timm  # only for other names: importing timm takes a second
+
+    return timm.is_model(name)
+
+
+def _is_device(name: str) -> bool:
+    try:
+        torch.device(name)
+    except RuntimeError:
+        return False
+    return True
 
 
 def config_hash(config: TrainConfig, length: int = 16) -> str:
@@ -172,13 +289,15 @@ def _paper() -> TrainConfig:
 
 
 def _cpu() -> TrainConfig:
-    return TrainConfig(preset="cpu", dataset="synthetic", data_root="data/synthetic", model="efficientnet_lite0",
+    # channels_last / amp: engine.CPU_STEP_SPEED's fastest for Lite0 at 128x64 (fp32, channels-last), fixed so
+    # that the preset computes the same on any device
+    return TrainConfig(preset="cpu", dataset="synthetic", data_root="data", model="efficientnet_lite0",
                        height=128, width=64, p=16, k=4, epochs=12, lr=1e-3, eval_every=4, num_workers=0,
-                       eval_batch_size=256)
+                       eval_batch_size=256, channels_last=True, amp="off")
 
 
 def _smoke() -> TrainConfig:
-    return TrainConfig(preset="smoke", dataset="synthetic", data_root="data/synthetic-smoke",
+    return TrainConfig(preset="smoke", dataset="synthetic", data_root="data",
                        dataset_options=dict(SMOKE_SYNTHETIC), model="efficientnet_lite0",
                        height=64, width=32, p=16, k=4, epochs=40, lr=1e-3, num_workers=0, eval_batch_size=256)
 
@@ -189,7 +308,7 @@ PRESETS = {"smoke": _smoke, "cpu": _cpu, "paper": _paper}
 def get_preset(name: str, **overrides) -> TrainConfig:
     """The preset ``name`` (``smoke``, ``cpu``, ``paper``) with ``overrides`` applied."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]().replace(**overrides)
 
 
@@ -201,7 +320,7 @@ def parse_overrides(items: list[str], target: type = TrainConfig) -> dict:
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or name not in types:
-            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(types)}")
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(types)}")
         out[name] = _parse_value(text, types[name], name)
     return out
 
@@ -222,5 +341,5 @@ def _parse_value(text: str, hint, name: str):
         if base is dict:
             return json.loads(text)
     except (ValueError, json.JSONDecodeError):
-        raise ValueError(f"--set {name}={text!r}: cannot read as {getattr(base, '__name__', base)}") from None
-    raise ValueError(f"--set {name}: unsupported field type {hint}")
+        raise ConfigError(f"--set {name}={text!r}: cannot read as {getattr(base, '__name__', base)}") from None
+    raise ConfigError(f"--set {name}: unsupported field type {hint}")

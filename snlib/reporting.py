@@ -27,12 +27,23 @@ def _column_formats(df: pd.DataFrame, floatfmt: str) -> tuple[str, ...]:
     return tuple("g" if hides_a_value(df[c]) else floatfmt for c in df.columns)
 
 
+def _escape_pipes(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``|`` escaped in column names and text cells (a bare ``|`` ends a Markdown table cell)."""
+    def escape(value):
+        return value.replace("|", "\\|") if isinstance(value, str) else value
+    escaped = df.rename(columns=escape)
+    for column in escaped.columns[[df[c].dtype.kind == "O" for c in df.columns]]:  # text, categories
+        escaped[column] = escaped[column].map(escape)
+    return escaped
+
+
 def save_table(df: pd.DataFrame, out_dir: str | Path, name: str, floatfmt: str = ".2f") -> Path:
     """Write ``df`` as ``<out_dir>/<name>.csv`` (exact) and ``<out_dir>/<name>.md`` (``floatfmt``, or ``"g"`` in
-    a column where it would print a non-zero value as zero); return the CSV path."""
+    a column where it would print a non-zero value as zero; ``|`` in a name or a text cell escaped as ``\\|``);
+    return the CSV path."""
     out = Path(out_dir)
     atomic_write(out / f"{name}.csv", df.to_csv(index=False))
-    markdown = df.to_markdown(index=False, floatfmt=_column_formats(df, floatfmt))
+    markdown = _escape_pipes(df).to_markdown(index=False, floatfmt=_column_formats(df, floatfmt))
     atomic_write(out / f"{name}.md", markdown + "\n")
     return out / f"{name}.csv"
 
@@ -54,12 +65,14 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit(repo: str | Path | None = None) -> str:
-    """The current commit (with ``+dirty`` when the tree has uncommitted changes), or ``"unknown"``."""
+    """The current commit (with ``+dirty`` when tracked files outside ``results/`` have uncommitted changes: the
+    outputs a run writes do not make the code dirty), or ``"unknown"``."""
     repo = Path(repo or repo_root())
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
                               check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"], cwd=repo,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -81,9 +94,10 @@ def environment_info() -> dict:
     }
 
 
-def write_manifest(out_dir: str | Path, manifest: dict) -> Path:
-    """Write ``manifest.json`` (merged with the environment facts) atomically; return its path."""
+def write_manifest(out_dir: str | Path, manifest: dict, environment: dict | None = None) -> Path:
+    """Write ``manifest.json`` (merged with the environment facts: ``environment``, else taken now) atomically;
+    return its path."""
     path = Path(out_dir) / "manifest.json"
-    payload = {**manifest, "environment": environment_info()}
+    payload = {**manifest, "environment": environment or environment_info()}
     atomic_write(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     return path

@@ -1,24 +1,28 @@
 """Batch reproduction: run every notebook of ``notebooks/`` with papermill, write ``results/<preset>/<name>/``.
 
 Each notebook receives the parameters ``preset``, ``dataset``, ``data_root`` and ``output_dir`` (papermill injects
-them after the cell tagged ``parameters``). Trained runs are cached by configuration (``snlib.engine``), so
-notebooks that share a run train it once and a re-run after an interruption resumes instead of restarting.
+them after the cell tagged ``parameters``), and those of ``--param`` its parameters cell declares. Trained runs are
+cached by configuration (``snlib.engine``), so notebooks that share a run train it once and a re-run after an
+interruption resumes instead of restarting; the kernels' training lines (batch mode) are relayed to the console.
 The output folder receives the executed notebooks, the tables (CSV + Markdown) and figures (PNG) the notebooks
-save, and ``manifest.json`` (parameters, per-notebook wall time and status, package versions, git commit).
+save, and ``manifest.json``: one record per notebook, kept across calls (parameters, status, the error and failing
+cell, wall time, git commit), and the package versions of the last call; paths relative to the repository.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
 
-from .reporting import write_manifest
 from . import settings
+from .errors import ConfigError
+from .reporting import environment_info, write_manifest
 
-REPO = settings.repo_root()
 NOTEBOOK_DIR = settings.notebooks_dir()
 
 
@@ -46,62 +50,183 @@ def strip_injected_parameters(nb: nbformat.NotebookNode) -> nbformat.NotebookNod
     return nb
 
 
-def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root: str | Path = "data/synthetic",
+#: The parameters every notebook receives; its ``parameters`` cell must declare them.
+COMMON_PARAMETERS = ("preset", "dataset", "data_root", "output_dir")
+
+
+def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root: str | Path = "data",
                      notebooks: list[str] | None = None, out: str | Path | None = None, name: str | None = None,
-                     update_notebooks: bool = False, extra_parameters: dict | None = None) -> Path:
+                     update_notebooks: bool = False, extra_parameters: dict | None = None,
+                     cache_root: str | Path | None = None) -> Path:
     """Execute the notebooks with papermill; return the output folder.
 
     ``out`` defaults to ``results/<preset>/<name>`` with ``name`` defaulting to ``dataset``. With
     ``update_notebooks`` the executed notebooks (injected parameters removed) replace the sources in
     ``notebooks/``: this is how the committed notebooks come to carry the outputs of the published run.
-    ``extra_parameters`` go to every notebook beside the four above (e.g. ``{"seeds": [0]}``; a notebook
-    ignores a name its ``parameters`` cell does not define). A failing notebook is recorded in the manifest
-    and the others still run; the call then raises.
+    ``extra_parameters`` (e.g. ``{"seeds": [0]}``) go, beside the four common ones, to each notebook whose
+    ``parameters`` cell declares them; one that no selected notebook declares is an error before any run.
+    ``cache_root`` is the run cache of the kernels (default ``settings.cache_root()``). Paths are handed to the
+    notebooks and recorded relative to the repository (``settings.portable_path``). A failing notebook is
+    recorded in the manifest (error, failing cell) and the others still run; the call then raises.
     """
     import papermill as pm
+    from tqdm.auto import tqdm
 
-    out = Path(out) if out else REPO / "results" / preset / (name or dataset)
+    out = settings.user_path(out) if out else settings.results_dir() / preset / (name or dataset)
+    plan = _plan(list_notebooks(notebooks), {
+        "preset": preset, "dataset": dataset, "data_root": settings.portable_path(settings.user_path(data_root)),
+        "output_dir": settings.portable_path(out), **(extra_parameters or {})})
+    environment = environment_info()  # the commit before this call writes anything
     out.mkdir(parents=True, exist_ok=True)
-    data_root = Path(data_root).resolve()
-    parameters = {"preset": preset, "dataset": dataset, "data_root": str(data_root), "output_dir": str(out),
-                  **(extra_parameters or {})}
     records, failed = [], []
     start = time.perf_counter()
-    with settings.batch_run():  # inherited by the kernels: no interactive widgets (snlib.visualize)
-        for nb in list_notebooks(notebooks):
-            print(f"[reproduce] {nb.name} ...", flush=True)
+    with contextlib.ExitStack() as scope:
+        scope.enter_context(settings.batch_run())  # inherited by the kernels: no widgets, training lines
+        if cache_root is not None:
+            scope.enter_context(settings.using_cache_root(cache_root))
+        cache = settings.portable_path(settings.cache_root())
+        for nb, parameters in plan.items():
+            tqdm.write(f"[reproduce] {nb.name} ...")
             t0 = time.perf_counter()
-            status = "ok"
+            record = {"notebook": nb.name, "parameters": parameters, "status": "ok", "cache_root": cache,
+                      "git_commit": environment["git_commit"]}
             try:
                 pm.execute_notebook(str(nb), str(out / nb.name), parameters=parameters, cwd=str(NOTEBOOK_DIR),
-                                    kernel_name="python3", progress_bar=True)
+                                    kernel_name="python3", progress_bar=True, stdout_file=_TrainingLines())
             except Exception as exc:  # papermill raises PapermillExecutionError with the failing cell
-                status = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                record.update(status="failed", error=_failure(exc))
                 failed.append(nb.name)
             wall = time.perf_counter() - t0
-            records.append({"notebook": nb.name, "status": status, "wall_time_s": round(wall, 1)})
-            print(f"[reproduce] {nb.name}: {status} in {wall / 60:.1f} min", flush=True)
-            _update_manifest(out, parameters, records, time.perf_counter() - start)  # after each: a kill loses nothing
+            record.update(wall_time_s=round(wall, 1),
+                          finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            records.append(record)
+            tqdm.write(f"[reproduce] {nb.name}: {record['status']} in {wall / 60:.1f} min"
+                       + (f": {_describe(record['error'])}" if "error" in record else ""))
+            _update_manifest(out, records, environment, time.perf_counter() - start)  # after each: a kill loses none
             if (out / nb.name).is_file():
-                executed = drop_widget_state(nbformat.read(out / nb.name, as_version=4))
+                executed = make_portable(drop_widget_state(nbformat.read(out / nb.name, as_version=4)))
                 nbformat.write(executed, out / nb.name)
-                if update_notebooks and status == "ok":
+                if update_notebooks and record["status"] == "ok":
                     nbformat.write(strip_injected_parameters(executed), nb)
     total = time.perf_counter() - start
-    print(f"[reproduce] done in {total / 60:.1f} min -> {out}", flush=True)
+    print(f"[reproduce] done in {total / 60:.1f} min -> {settings.portable_path(out)}", flush=True)
     if failed:
         raise RuntimeError(f"{len(failed)} notebook(s) failed: {failed}; see the executed copies in {out}")
     return out
 
 
-def _update_manifest(out: Path, parameters: dict, records: list[dict], wall_time_s: float) -> None:
-    """Merge this call's notebook records into ``out/manifest.json`` (records of earlier calls are kept)."""
-    previous = out / "manifest.json"
-    history = json.loads(previous.read_text()).get("notebooks", {}) if previous.is_file() else {}
+def _plan(notebooks: list[Path], parameters: dict) -> dict[Path, dict]:
+    """Each notebook with the parameters its ``parameters`` cell declares (papermill warns about any other).
+
+    Raises ``ConfigError`` before any run when a notebook lacks a common parameter or a parameter is declared
+    by none of the notebooks (a misspelt ``--param``)."""
+    import papermill as pm
+
+    declared = {nb: set(pm.inspect_notebook(str(nb))) for nb in notebooks}
+    for nb, names in declared.items():
+        if missing := [p for p in COMMON_PARAMETERS if p not in names]:
+            raise ConfigError(f"{nb}: the parameters cell does not declare {missing} (papermill reads one "
+                              "'name = value' line per parameter, a single '=' on the line)")
+    if unknown := [p for p in parameters if not any(p in names for names in declared.values())]:
+        raise ConfigError(f"--param {unknown}: no selected notebook declares it; their parameters: "
+                          f"{sorted(set().union(*declared.values()))}")
+    return {nb: {k: v for k, v in parameters.items() if k in names} for nb, names in declared.items()}
+
+
+class _TrainingLines:
+    """papermill's ``stdout_file``: relays the kernel's lines that start with ``settings.BATCH_LINE_PREFIX``
+    (the engine's training progress in batch runs) to the console, above the cell bar; drops the rest."""
+
+    def __init__(self):
+        self._partial = ""
+
+    def write(self, text: str) -> None:
+        from tqdm.auto import tqdm
+
+        *lines, self._partial = (self._partial + text).split("\n")
+        for line in lines:
+            if line.startswith(settings.BATCH_LINE_PREFIX):
+                tqdm.write("  " + line[len(settings.BATCH_LINE_PREFIX):])
+
+    def flush(self) -> None:
+        pass
+
+
+def _failure(exc: Exception) -> dict:
+    """What failed: the notebook's exception and cell (papermill's ``PapermillExecutionError``), else ``exc``."""
+    from papermill.exceptions import PapermillExecutionError
+
+    if not isinstance(exc, PapermillExecutionError):
+        return {"ename": type(exc).__name__, "evalue": str(exc)}
+    source = (exc.source or "").strip().splitlines()
+    return {"ename": exc.ename, "evalue": exc.evalue, "cell_index": exc.cell_index, "exec_count": exc.exec_count,
+            "cell_first_line": source[0] if source else ""}
+
+
+def _describe(error: dict) -> str:
+    """One line: ``ValueError: boom (cell 2, In [1]: raise ValueError('boom'))``."""
+    text = f"{error['ename']}: {(error['evalue'] or '').splitlines()[0] if error['evalue'] else ''}"
+    if "cell_index" in error:
+        text += f" (cell {error['cell_index']}, In [{error['exec_count']}]: {error['cell_first_line']})"
+    return text
+
+
+def _update_manifest(out: Path, records: list[dict], environment: dict, wall_time_s: float) -> None:
+    """Merge this call's notebook records into ``out/manifest.json``: each notebook keeps the record of the
+    last call that ran it (parameters, status, wall time, commit); ``environment`` is this call's."""
+    path = out / "manifest.json"
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    history = previous.get("notebooks", {})
+    earlier = previous.get("this_call", {}).get("notebooks", [])  # a manifest of before per-notebook records
+    for record in history.values():
+        if "parameters" not in record and record["notebook"] in earlier:
+            record.update(parameters=previous.get("parameters"),
+                          git_commit=previous.get("environment", {}).get("git_commit"))
     history.update({r["notebook"]: r for r in records})
-    write_manifest(out, {"parameters": parameters, "notebooks": history,
-                         "this_call": {"notebooks": [r["notebook"] for r in records],
-                                       "wall_time_s": round(wall_time_s, 1)}})
+    write_manifest(out, make_portable({"notebooks": history,
+                                       "last_call": {"notebooks": [r["notebook"] for r in records],
+                                                     "wall_time_s": round(wall_time_s, 1)}}), environment)
+
+
+def make_portable(obj):
+    """``obj`` (a notebook, a manifest: JSON values) with every absolute path of or beside the repository in its
+    strings written relative to it (``settings.portable_text``); images (``image/*`` outputs) untouched."""
+    if isinstance(obj, str):
+        return settings.portable_text(obj)
+    if isinstance(obj, list):
+        return [make_portable(v) for v in obj]
+    if isinstance(obj, dict):
+        return type(obj)({k: v if k.startswith("image/") else make_portable(v) for k, v in obj.items()})
+    return obj
+
+
+def make_files_portable(paths: list[str | Path] | None = None) -> list[Path]:
+    """Rewrite records written with absolute paths (before the driver stored portable ones) through
+    ``make_portable``; return the files changed. ``paths`` defaults to the committed records: every
+    ``results/**/manifest.json``, ``results/**/*.ipynb`` and ``notebooks/*.ipynb``. A file that would not be
+    written back byte for byte apart from the paths is refused (``ValueError``) before any file is changed.
+
+    Run once: ``.venv/bin/python -c "from snlib.reproduce import make_files_portable; print(make_files_portable())"``
+    """
+    if paths is None:
+        results = settings.results_dir()
+        paths = [*results.glob("**/manifest.json"), *results.glob("**/*.ipynb"), *NOTEBOOK_DIR.glob("*.ipynb")]
+    rewritten = {}
+    for path in map(Path, paths):
+        text = path.read_text()
+        indent = 1 if path.suffix == ".ipynb" else 2  # as nbformat and write_manifest write them
+        data = json.loads(text)
+        if _dump(data, indent) != text:
+            raise ValueError(f"{path}: not in the JSON layout nbformat / write_manifest write; nothing was changed")
+        if (new := _dump(make_portable(data), indent)) != text:
+            rewritten[path] = new
+    for path, new in rewritten.items():
+        settings.atomic_write(path, new)
+    return list(rewritten)
+
+
+def _dump(data, indent: int) -> str:
+    return json.dumps(data, indent=indent, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def parse_parameters(items: list[str]) -> dict:

@@ -222,7 +222,7 @@ def squeeze_pairs(view: AnchorView) -> list[tuple[int, int]]:
 
 def squeeze_readings(features, labels, anchor: int, k: int = 10, alpha: float = 50.0, lam: float = 0.1,
                      normalize: bool = True) -> pd.DataFrame:
-    """One row per squeeze reading (PAPER.md) for ``anchor``: what its squeeze term measures, its value and the
+    """One row per squeeze reading (docs/paper.md) for ``anchor``: what its squeeze term measures, its value and the
     anchor's loss."""
     rows = []
     for reading in SQUEEZE_READINGS:
@@ -702,10 +702,19 @@ class SupportNeighborExplorer:
                 "labels": labels.numpy(), "velocity": radial_velocity(features, grads, anchor), "ranked": ranked,
                 "query": int(query)}
 
-    def render(self, model: str, anchor: int, k: int, alpha: float, lam: float, squeeze: str):
-        """Draw :meth:`state` (2-D sets, radial pull / push, terms; images only when ``images`` is given)."""
+    def summary(self, state: dict, k: int, alpha: float, lam: float, squeeze: str) -> str:
+        """The text of one rendering: the settings, the anchor's terms and its ranked list's hits (+ / -)."""
+        terms = "\n".join(f"{name:>24s}  {value:.4g}" for name, value in state["view"].terms().items())
+        hits = "".join("+" if c else "-" for c in state["ranked"].correct[0])
+        return (f"k={k}  alpha={alpha:g}  lambda={lam:g}\nsqueeze={squeeze}\n\n{terms}\n\n"
+                f"top-{self.topk} over the test set:\n{hits}")
+
+    def render(self, model: str, anchor: int, k: int, alpha: float, lam: float, squeeze: str,
+               state: dict | None = None):
+        """Draw :meth:`state` (2-D sets, radial pull / push, terms; images only when ``images`` is given);
+        ``state``: that state when already computed."""
         import matplotlib.pyplot as plt
-        s = self.state(model, anchor, k, alpha, lam, squeeze)
+        s = state if state is not None else self.state(model, anchor, k, alpha, lam, squeeze)
         view = s["view"]
         with_images = self.images is not None
         fig = plt.figure(figsize=(14, 10 if with_images else 4.6))
@@ -717,10 +726,7 @@ class SupportNeighborExplorer:
         draw_radial(fig.add_subplot(grid[0, 1]), s["velocity"], view, s["labels"], top=2 * k)
         text = fig.add_subplot(grid[0, 2])
         text.axis("off")
-        terms = "\n".join(f"{name:>24s}  {value:.4g}" for name, value in view.terms().items())
-        hits = "".join("+" if c else "-" for c in s["ranked"].correct[0])
-        text.text(0, 0.95, f"k={k}  alpha={alpha:g}  lambda={lam:g}\nsqueeze={squeeze}\n\n{terms}\n\n"
-                           f"top-{self.topk} over the test set:\n{hits}", family="monospace", fontsize=8, va="top")
+        text.text(0, 0.95, self.summary(s, k, alpha, lam, squeeze), family="monospace", fontsize=8, va="top")
         if with_images:
             batch_images = [self.images[i] for i in self.batch]
             rows = {"support set": support_rows(view, batch_images),
@@ -755,7 +761,10 @@ class SupportNeighborExplorer:
         }
 
         def show(**values):
-            fig = self.render(**values)
+            state = self.state(**values)
+            print(f"{values['model']}: anchor {values['anchor']} (identity {state['view'].label})\n"
+                  + self.summary(state, values["k"], values["alpha"], values["lam"], values["squeeze"]))
+            fig = self.render(**values, state=state)
             display(fig)
             plt.close(fig)
 

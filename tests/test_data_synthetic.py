@@ -10,7 +10,7 @@ import pytest
 
 from snlib.data import (SyntheticConfig, color_histogram_baseline, color_histogram_features, ensure_synthetic,
                         generate_synthetic, load_dataset, read_image, render_identity_sheet)
-from snlib.data.synthetic import CONFIG_FILE
+from snlib.data.synthetic import CONFIG_FILE, config_tag
 
 TINY = dict(num_train_ids=6, num_test_ids=5, num_cameras=3, images_per_camera=(2, 3), num_distractors=4,
             num_junk=3, height=64, width=32)
@@ -63,23 +63,26 @@ def test_counts_and_protocol(tiny):
     assert sizes == {(config.width, config.height)}
 
 
-def test_ensure_is_idempotent_and_regenerates_on_change(tmp_path):
-    root = tmp_path / "data" / "synthetic"
-    assert ensure_synthetic(root, SyntheticConfig(**TINY)) == root.resolve()
-    stamp = {p: p.stat().st_mtime_ns for p in root.rglob("*.jpg")}
+def test_ensure_is_idempotent_and_another_config_gets_its_own_folder(tmp_path):
+    root = tmp_path / "data"
+    first = ensure_synthetic(root, SyntheticConfig(**TINY))
+    assert first == (root / f"synthetic-{config_tag(SyntheticConfig(**TINY))}").resolve()
+    stamp = {p: p.stat().st_mtime_ns for p in first.rglob("*.jpg")}
     ensure_synthetic(root, SyntheticConfig(**TINY))
-    assert {p: p.stat().st_mtime_ns for p in root.rglob("*.jpg")} == stamp
-    ensure_synthetic(root, SyntheticConfig(**TINY), num_test_ids=2)
-    stored = json.loads((root / CONFIG_FILE).read_text())
+    assert {p: p.stat().st_mtime_ns for p in first.rglob("*.jpg")} == stamp
+    second = ensure_synthetic(root, SyntheticConfig(**TINY), num_test_ids=2)
+    stored = json.loads((second / CONFIG_FILE).read_text())
     assert stored["num_test_ids"] == 2 and stored["generator_version"] >= 1
-    assert len({name[:4] for name in os.listdir(root / "query")}) == 2
-    assert sorted(p.name for p in root.parent.iterdir() if not p.name.endswith(".lock")) == ["synthetic"]
+    assert len({name[:4] for name in os.listdir(second / "query")}) == 2
+    assert {p: p.stat().st_mtime_ns for p in first.rglob("*.jpg")} == stamp  # the first set is left as it was
+    assert sorted(p.name for p in root.iterdir() if not p.name.endswith(".lock")) == sorted([first.name, second.name])
 
 
 def test_load_dataset_generates_and_resolves_a_parent(tmp_path):
     (tmp_path / "README.md").write_text("user data lives here")
-    ds = load_dataset("synthetic", tmp_path, **TINY)        # a non-empty foreign folder: goes to ./synthetic
-    assert Path(ds.root) == (tmp_path / "synthetic").resolve() and ds.num_train_pids == 6
+    ds = load_dataset("synthetic", tmp_path, **TINY)        # a parent folder: the set goes to ./synthetic-<tag>
+    assert Path(ds.root) == (tmp_path / f"synthetic-{config_tag(SyntheticConfig(**TINY))}").resolve()
+    assert ds.num_train_pids == 6
     assert ds.info == {"seed": 0, "difficulty": 1.0, "num_cameras": 3}
     assert (tmp_path / "README.md").read_text() == "user data lives here"
 

@@ -77,7 +77,7 @@ def test_warmup_is_linear_per_iteration():
 
 
 def test_paper_preset_is_the_recipe_of_the_paper():
-    """Field by field, the "Training recipe of the released code" table of PAPER.md (row names quoted)."""
+    """Field by field, the "Training recipe of the released code" table of docs/paper.md (row names quoted)."""
     c = get_preset("paper")
     # "backbone": ResNet-50, ImageNet-pretrained, fc removed, last stride 1, GAP, 2048-d, no extra layer
     assert (c.model, c.pretrained, c.last_stride, c.bnneck) == ("resnet50", True, 1, False)
@@ -95,8 +95,9 @@ def test_paper_preset_is_the_recipe_of_the_paper():
     assert (c.loss, c.sn_alpha, c.sn_k, c.sn_lambda) == ("sn", 50.0, 10, 0.1)
     # "test": L2-normalised 2048-d features, Euclidean distance, no flip (re-ranking only for its own rows)
     assert (c.eval_metric, c.eval_flip, c.eval_rerank) == ("euclidean", False, False)
-    # full precision, as the released code
-    assert c.amp == "off" and c.dataset == "market1501"
+    # precision and layout are a device choice, not part of the recipe (the released code ran in fp32): the
+    # device's fastest (snlib.engine.resolve_precision; tests/test_engine_cpu_precision.py)
+    assert (c.amp, c.channels_last) == ("auto", None) and c.dataset == "market1501"
 
 
 def test_cpu_and_smoke_presets_keep_the_recipe_but_scale_it():
@@ -317,8 +318,9 @@ def test_command_line_evaluates_the_model_before_training(data_root, capsys):
     expected = evaluate_model(model, data.query, data.gallery, config, "cpu").as_dict()
     assert json.loads(out[out.index("{"):]) == pytest.approx(expected)
     for both_or_neither in (["evaluate", "--data-root", data_root], ["evaluate", "x", "--initial"]):
-        with pytest.raises(SystemExit, match="either a run folder"):
+        with pytest.raises(SystemExit) as info:  # an expected error: one line on stderr, exit status 2
             cli(both_or_neither)
+        assert info.value.code == 2 and "either a run folder" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------ the loop learns
@@ -338,3 +340,16 @@ def test_smoke_preset_learns_its_training_identities(smoke):
     assert after.rank(1) >= 0.9, after.as_dict()
     assert before.rank(1) < 0.7, before.as_dict()
     assert run.history_frame().groupby("epoch")["loss"].mean().iloc[-1] < run.history[0]["loss"]
+
+
+def test_batch_runs_print_one_line_per_epoch_instead_of_a_bar(smoke, capsys):
+    """``snlib reproduce`` relays these lines from the kernels: which run trains, and how far it is."""
+    with settings.batch_run():
+        train(smoke)
+    out, err = capsys.readouterr()
+    name = f"[snlib] training {smoke.loss} seed {smoke.seed} ({config_hash(smoke)})"
+    assert [line for line in out.splitlines() if line.startswith("[snlib]")][:3] == [
+        f"{name}: 2 epochs", *[line for line in out.splitlines() if line.startswith(f"{name}: epoch ")]]
+    assert [line.split(",")[0] for line in out.splitlines() if line.startswith(f"{name}: epoch ")] == \
+        [f"{name}: epoch 1/2", f"{name}: epoch 2/2"]
+    assert f"train {smoke.loss}" not in err  # no progress bar

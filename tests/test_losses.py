@@ -1,4 +1,4 @@
-"""The SN loss against its per-anchor reference loop (PAPER.md), its edge cases and its numerical stability.
+"""The SN loss against its per-anchor reference loop (docs/paper.md), its edge cases and its numerical stability.
 
 The reference (``support_neighbor_loss_reference``) is a plain loop over anchors with a Python sort per anchor,
 ``torch.cdist`` distances and the literal ``-log(sum exp / sum exp)``; the loss under test builds masks over a

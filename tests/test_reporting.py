@@ -1,6 +1,8 @@
 """snlib.reporting: tables written as exact CSV and readable Markdown."""
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from snlib.reporting import save_table
@@ -22,3 +24,15 @@ def test_zero_and_missing_values_keep_the_default_format(tmp_path):
     save_table(df, tmp_path, "t")
     rows = [row.split("|")[1].strip() for row in (tmp_path / "t.md").read_text().splitlines()[2:]]
     assert rows[0] == "0.00" and rows[2] == "12.35"
+
+
+def test_pipes_are_escaped_in_the_markdown_and_kept_in_the_csv(tmp_path):
+    """``|S+|`` (a set size) in a name or a cell must not end a Markdown cell; the CSV keeps the text as it is."""
+    df = pd.DataFrame({"term": ["|S+|", "L_sep"], "|S-| after": [3.0, 0.5]})
+    save_table(df, tmp_path, "terms")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "terms.csv"), df)
+    assert (tmp_path / "terms.csv").read_text().splitlines()[:2] == ["term,|S-| after", "|S+|,3.0"]
+    lines = (tmp_path / "terms.md").read_text().splitlines()
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
+    assert cells[0] == [r"term", r"\|S-\| after"] and cells[2] == [r"\|S+\|", "3.00"]
+    assert all(len(row) == 2 for row in cells)  # two columns on every line: no stray cell

@@ -27,7 +27,7 @@ def clustered(num_ids=6, per_id=4, dim=8, spread=0.35, seed=0):
 
 
 def sets_by_loop(features, labels, anchor, k, normalize):
-    """Plain per-anchor support sets, straight from PAPER.md."""
+    """Plain per-anchor support sets, straight from docs/paper.md."""
     x = features / features.norm(dim=1, keepdim=True) if normalize else features
     d = [float((x[anchor] - x[j]).norm()) for j in range(len(x))]
     others = sorted((j for j in range(len(x)) if j != anchor), key=lambda j: d[j])

@@ -19,6 +19,8 @@ from .sources import SOURCES, find_or_unpack
 
 IMAGE_NAME = re.compile(r"^(\d{4})(\d{3})\.png$")
 NUM_SPLITS = 10
+#: Folders under the user's root that may hold ``campus/``.
+CANDIDATES = (".", "cuhk01")
 
 
 def parse_image_name(name: str) -> tuple[int, int]:
@@ -44,7 +46,7 @@ def test_identities(pids: list[int], num_test_ids: int, split_id: int, seed: int
 
 def load_cuhk01(root: str | Path, split_id: int = 0, num_test_ids: int = 100, seed: int = 0) -> ReIDDataset:
     """CUHK01 with ``num_test_ids`` test identities (100 in the paper: 871 / 100)."""
-    data_dir = find_or_unpack(root, SOURCES["cuhk01"], (".", "cuhk01"), ("campus",))
+    data_dir = find_or_unpack(root, SOURCES["cuhk01"], CANDIDATES, ("campus",))
     samples = scan_folder(data_dir / "campus", parse_image_name, "NNNNIII.png (identity, image 001-004)")
     test_pids = test_identities(sorted({s.pid for s in samples}), num_test_ids, split_id, seed)
     train = [s for s in samples if s.pid not in test_pids]

@@ -42,6 +42,8 @@ BOXES = ("labeled", "detected")
 PROTOCOLS = ("classic", "new")
 IMAGE_NAME = re.compile(r"^(\d)_(\d{3})_([12])_(\d{2})\.png$")
 IMAGES_PER_PERSON = 10  # cells per person: 5 per view
+#: Folders under the user's root that may hold ``cuhk-03.mat``.
+CANDIDATES = (".", "cuhk03_release", "cuhk03", "cuhk03/cuhk03_release")
 
 
 def image_name(pair: int, person: int, view: int, index: int) -> str:
@@ -136,8 +138,7 @@ def load_cuhk03(root: str | Path, boxes: str = "labeled", protocol: str = "class
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol={protocol!r}; choose one of {PROTOCOLS}")
     source = SOURCES["cuhk03"]
-    mat_dir = find_or_unpack(root, source, (".", "cuhk03_release", "cuhk03", "cuhk03/cuhk03_release"),
-                             (MAT_NAME,))
+    mat_dir = find_or_unpack(root, source, CANDIDATES, (MAT_NAME,))
     mat_path = mat_dir / MAT_NAME
     data_dir = mat_dir.parent if mat_dir.name == "cuhk03_release" else mat_dir
     split_path = None

@@ -15,27 +15,35 @@
 Each identity is seen by ``min_cameras_per_id``..``num_cameras`` cameras, with ``images_per_camera``
 (a range) images in each, so every query has cross-camera matches in the gallery. Generation goes to a
 temporary folder renamed into place at the end, so an interrupted run never leaves a partial data set.
+
+One folder per configuration: ``ensure_synthetic(root, config)`` and ``load_dataset("synthetic", root)`` take a
+parent folder (the presets': the repository's ``data/``) and use ``<root>/synthetic-<tag>``, ``tag`` = the first
+8 hex digits of the sha256 of ``config.to_dict()`` (``synthetic_root``), so two configurations (the ``smoke`` and
+``cpu`` presets) never share a folder. A ``root`` that itself holds ``synthetic.json`` is that folder. Nothing is
+deleted: a folder holding the set of another configuration, or files snlib did not write, is a
+:class:`SyntheticFolderError` naming what is there; ``generate_synthetic`` writes only a new or empty folder.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import shutil
 import tempfile
-import uuid
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import pedestrian
-from .base import ReIDDataset
+from ..errors import SnlibError
+from .base import DataNotFoundError, ReIDDataset, listing
 from .market1501 import MARKET1501, MarketLayout, load_market_layout
 
-#: Bump when the drawing changes: folders written by another version are regenerated.
+#: Bump when the drawing changes: another version's sets get another folder (the tag covers the version).
 GENERATOR_VERSION = 1
 CONFIG_FILE = "synthetic.json"
 # Independent random streams (numpy SeedSequence entropy: [seed, stream, ...]).
@@ -45,6 +53,10 @@ SYNTHETIC = MarketLayout(
     name="synthetic", pattern=MARKET1501.pattern, scheme=MARKET1501.scheme.replace("1-6", "1-9"), num_cams=9,
     candidates=(".",), help_text="generate it with snlib.data.ensure_synthetic(root) or `python -m snlib synth`",
     junk_pids=(-1,), distractor_pids=(0,))
+
+
+class SyntheticFolderError(SnlibError, FileExistsError):
+    """The folder meant for a synthetic set holds something else (another configuration's set, other files)."""
 
 
 @dataclass(frozen=True)
@@ -149,17 +161,38 @@ def _encode(job: _Job, cameras, scenes, config: SyntheticConfig) -> bytes:
     return buffer.getvalue()
 
 
-def _check_replaceable(root: Path) -> None:
-    if root.exists() and any(root.iterdir()) and not (root / CONFIG_FILE).is_file():
-        raise FileExistsError(f"{root} is not empty and holds no {CONFIG_FILE}: it is not a synthetic data set, "
-                              "and it will not be overwritten; pass an empty or new folder")
+def config_tag(config: SyntheticConfig) -> str:
+    """First 8 hex digits of the sha256 of ``config.to_dict()``: the ``synthetic-<tag>`` folder name."""
+    text = json.dumps(config.to_dict(), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _check_writable(root: Path, config: SyntheticConfig) -> None:
+    """Refuse a folder that is not new or empty, saying what is there (nothing is ever replaced)."""
+    entries = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    if not entries:
+        return
+    if CONFIG_FILE in entries:
+        stored, wanted = json.loads((root / CONFIG_FILE).read_text()), config.to_dict()
+        diff = [f"{key}: {stored.get(key)!r} there, {wanted.get(key)!r} asked"
+                for key in sorted(set(stored) | set(wanted)) if stored.get(key) != wanted.get(key)]
+        what = (f"the synthetic data set of another configuration ({listing(diff)})" if diff
+                else "a synthetic data set of this configuration")
+        raise SyntheticFolderError(
+            f"{root} already holds {what}; it is left as it is. Pass its parent folder (each configuration gets its "
+            f"own synthetic-<tag> folder there), or options matching its {CONFIG_FILE}, or delete it yourself.")
+    raise SyntheticFolderError(
+        f"{root} is not empty and holds no {CONFIG_FILE} ({listing(entries)}): it is not a synthetic data set, "
+        "and it will not be overwritten; pass an empty or new folder, or a parent folder (the set then goes to "
+        "<folder>/synthetic-<tag>)")
 
 
 def generate_synthetic(root: str | Path, config: SyntheticConfig | None = None) -> Path:
-    """Write the data set into ``root`` (replacing an earlier synthetic one there); return ``root``."""
+    """Write the data set into ``root``, a new or empty folder (:class:`SyntheticFolderError` otherwise);
+    return ``root``."""
     config = config or SyntheticConfig()
     root = Path(root).expanduser().resolve()
-    _check_replaceable(root)
+    _check_writable(root, config)
     root.parent.mkdir(parents=True, exist_ok=True)
     cameras = [pedestrian.draw_camera(np.random.default_rng([config.seed, _CAMERAS, c]), c, config.difficulty)
                for c in range(config.num_cameras)]
@@ -177,24 +210,31 @@ def generate_synthetic(root: str | Path, config: SyntheticConfig | None = None) 
                 shutil.copyfile(staging / member, staging / "gt_bbox" / Path(member).name)
         (staging / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2, sort_keys=True) + "\n")
         if root.exists():
-            old = root.with_name(f".{root.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(root, old)
-            os.replace(staging, root)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, root)
+            root.rmdir()  # empty (checked above); rmdir refuses anything else
+        os.replace(staging, root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return root
 
 
-def synthetic_root(root: str | Path) -> Path:
-    """The folder the data set lives in: ``root`` itself, or ``root/synthetic`` when ``root`` is a
-    non-empty folder of something else (e.g. the repository's ``data/``)."""
+def synthetic_root(root: str | Path, config: SyntheticConfig) -> Path:
+    """The folder of ``config``'s set: ``root`` itself when it holds ``synthetic.json``, else
+    ``root/synthetic-<tag>`` (module docstring)."""
     root = Path(root).expanduser().resolve()
-    if (root / CONFIG_FILE).is_file() or not root.exists() or not any(root.iterdir()):
-        return root
-    return root / "synthetic"
+    return root if (root / CONFIG_FILE).is_file() else root / f"synthetic-{config_tag(config)}"
+
+
+def stored_options(folder: str | Path) -> dict:
+    """The :class:`SyntheticConfig` fields of the set in ``folder`` (its ``synthetic.json``): the options that
+    load it as it is, without generating anything."""
+    folder = Path(folder).expanduser()
+    if not (folder / CONFIG_FILE).is_file():
+        sets = sorted(p.name for p in folder.glob("synthetic-*") if (p / CONFIG_FILE).is_file())
+        hint = f"; it holds the synthetic sets {', '.join(sets)}: pass one of them" if sets else ""
+        raise DataNotFoundError(f"{folder} holds no {CONFIG_FILE}, so it is no synthetic data set folder{hint}. "
+                                "Generate one with `python -m snlib synth`.")
+    stored = json.loads((folder / CONFIG_FILE).read_text())
+    return {f.name: stored[f.name] for f in fields(SyntheticConfig) if f.name in stored}
 
 
 @contextlib.contextmanager
@@ -215,21 +255,27 @@ def _lock(path: Path):
 
 
 def ensure_synthetic(root: str | Path, config: SyntheticConfig | None = None, **overrides) -> Path:
-    """Generate the data set unless ``root`` already holds one made from the same config; return its folder.
+    """The folder of the set of ``config`` under ``root`` (:func:`synthetic_root`), generated unless it is there.
 
-    ``overrides`` replace fields of ``config`` (default :class:`SyntheticConfig`).
+    ``overrides`` replace fields of ``config`` (default :class:`SyntheticConfig`). A folder holding anything
+    else is a :class:`SyntheticFolderError`; nothing is deleted.
     """
     config = replace(config or SyntheticConfig(), **overrides)
-    folder = synthetic_root(root)
-    with _lock(folder.with_name(f".{folder.name}.lock")):
-        stored = folder / CONFIG_FILE
-        if not (stored.is_file() and json.loads(stored.read_text()) == config.to_dict()):
-            generate_synthetic(folder, config)
+    folder = synthetic_root(root, config)
+    stored = folder / CONFIG_FILE
+
+    def present() -> bool:
+        return stored.is_file() and json.loads(stored.read_text()) == config.to_dict()
+
+    if not present():  # only generation takes the lock (a file beside the folder): loading writes nothing
+        with _lock(folder.with_name(f".{folder.name}.lock")):
+            if not present():
+                generate_synthetic(folder, config)
     return folder
 
 
 def load_synthetic(root: str | Path, config: SyntheticConfig | None = None, **overrides) -> ReIDDataset:
-    """The synthetic data set in ``root`` (generated first when absent or made from another config)."""
+    """The synthetic set of ``config`` under ``root`` (generated first when absent; see :func:`ensure_synthetic`)."""
     folder = ensure_synthetic(root, config, **overrides)
     stored = json.loads((folder / CONFIG_FILE).read_text())
     info = {key: stored[key] for key in ("seed", "difficulty", "num_cameras")}

@@ -11,6 +11,11 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def resize_step(height: int, width: int) -> T.Resize:
+    """The resize of every pipeline (PIL bilinear); :mod:`snlib.data.decoded` applies it once per image."""
+    return T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR)
+
+
 def build_transforms(height: int = 256, width: int = 128, train: bool = True, flip: bool = True,
                      pad_crop: bool = False, random_erasing: bool = False, mean=PAPER_MEAN, std=PAPER_STD,
                      padding: int = 10, erasing_p: float = 0.5) -> T.Compose:
@@ -20,7 +25,7 @@ def build_transforms(height: int = 256, width: int = 128, train: bool = True, fl
     zero fill, random crop back to size), and after normalisation random erasing (``erasing_p``,
     area 2-40 %, aspect 0.3-3.3, random values: Zhong et al., AAAI 2020). Test (``train=False``): resize and normalise only.
     """
-    steps = [T.Resize((height, width), interpolation=T.InterpolationMode.BILINEAR)]
+    steps = [resize_step(height, width)]
     if train and flip:
         steps.append(T.RandomHorizontalFlip())
     if train and pad_crop:

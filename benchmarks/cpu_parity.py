@@ -1,0 +1,79 @@
+"""Accuracy parity of the CPU fast path: the `cpu` preset with its defaults (channels-last, decoded-image cache)
+against the old path (NCHW, JPEG decoding every batch), same losses, same seeds, on the synthetic default.
+
+A fast path is only a gain if the model learns as well: for each loss and seed both paths are trained from
+scratch (separate temporary run caches), and the difference of their means is compared with the seed spread.
+
+    .venv/bin/python benchmarks/cpu_parity.py                       # sn and ce, seeds 0 and 1 (~15 min here)
+    .venv/bin/python benchmarks/cpu_parity.py --losses sn --seeds 0 --epochs 2   # a quick look
+
+Writes results/cpu/synthetic/cpu_path_parity.{csv,md} (one row per run, then the summary).
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+
+import pandas as pd
+
+from snlib import settings
+from snlib.engine import train
+from snlib.presets import get_preset
+from snlib.reporting import save_table
+
+#: The path before issue 13: NCHW on the CPU and JPEG decoding in the training loop.
+OLD_PATH = {"channels_last": False, "decoded_cache": "off"}
+METRICS = ("rank1", "mAP")
+
+
+def run_all(losses, seeds, epochs: int | None) -> pd.DataFrame:
+    rows = []
+    for path, changes in (("old (NCHW, files)", OLD_PATH), ("new (preset defaults)", {})):
+        with tempfile.TemporaryDirectory(prefix="snlib-parity-") as cache:
+            for loss in losses:
+                for seed in seeds:
+                    config = get_preset("cpu", loss=loss, seed=seed, **changes,
+                                        **({"epochs": epochs} if epochs else {}))
+                    result = train(config, cache_root=cache, progress=False)
+                    speeds = pd.Series([h["images_per_s"] for h in result.history])
+                    rows.append({"path": path, "loss": loss, "seed": seed,
+                                 **{m: result.metrics[m] for m in METRICS},
+                                 "train_s": round(result.wall_time_s, 1), "median_img_per_s": speeds.median()})
+                    print(rows[-1], flush=True)
+    return pd.DataFrame(rows)
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per loss and metric: mean of each path, their difference, the largest seed spread (max - min over seeds
+    within a path) and whether the difference lies within it."""
+    rows = []
+    for loss, group in runs.groupby("loss", sort=False):
+        for metric in METRICS:
+            by_path = group.groupby("path", sort=False)[metric]
+            means, spread = by_path.mean(), (by_path.max() - by_path.min()).max()
+            old, new = means.iloc[0], means.iloc[1]
+            rows.append({"loss": loss, "metric": metric, "old_mean": old, "new_mean": new, "new_minus_old": new - old,
+                         "seed_spread": spread, "within_seed_spread": abs(new - old) <= spread})
+        speed = group.groupby("path", sort=False)["train_s"].mean()
+        rows.append({"loss": loss, "metric": "train_s", "old_mean": speed.iloc[0], "new_mean": speed.iloc[1],
+                     "new_minus_old": speed.iloc[1] - speed.iloc[0], "seed_spread": float("nan"),
+                     "within_seed_spread": None})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--losses", nargs="+", default=["sn", "ce"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--epochs", type=int, help="default: the preset's")
+    parser.add_argument("--out", default=str(settings.results_dir() / "cpu" / "synthetic"))
+    args = parser.parse_args()
+    runs = run_all(args.losses, args.seeds, args.epochs)
+    summary = summarise(runs)
+    print(summary.to_string(index=False))
+    save_table(runs, args.out, "cpu_path_parity_runs")
+    save_table(summary, args.out, "cpu_path_parity")
+
+
+if __name__ == "__main__":
+    main()

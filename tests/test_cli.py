@@ -1,0 +1,264 @@
+"""The command line (``python -m snlib``): one-line expected errors (exit 2), --debug, help texts, ``runs``,
+``train --dry-run``, ``evaluate --json`` / fail-fast, --version; and the run files behind it: damaged checkpoints,
+the "resumed" line, no orphan run folder after an early failure."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+import snlib
+from snlib import data, engine
+from snlib.__main__ import _HelpFormatter, build_parser, main as cli
+from snlib.data import load_dataset
+from snlib.engine import CHECKPOINT, MODEL, RESULT, run_dir_for, train
+from snlib.errors import ConfigError, DamagedFileError
+from snlib.models import load_model
+from snlib.presets import config_hash, get_preset
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after_first_epoch(epoch, state):
+    raise _Stop
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """A run cache with one finished run (1 epoch) and one unfinished run (checkpoint of epoch 1 of 2)."""
+    root = tmp_path_factory.mktemp("cli")
+    config = get_preset("smoke", data_root=str(root / "synthetic-smoke"), epochs=1, height=32, width=16, p=4)
+    load_dataset(config.dataset, config.data_root, **config.dataset_options)
+    finished = train(config, cache_root=root / "cache", progress=False)
+    unfinished = config.replace(epochs=2, seed=1)
+    with pytest.raises(_Stop):
+        train(unfinished, cache_root=root / "cache", progress=False, on_epoch_end=_stop_after_first_epoch)
+    return SimpleNamespace(root=root / "cache", config=config, finished=finished.run_dir,
+                           unfinished_config=unfinished, unfinished=run_dir_for(unfinished, root / "cache"))
+
+
+def _copy_run(run_dir, tmp_path):
+    return shutil.copytree(run_dir, tmp_path / run_dir.name)
+
+
+def _run_cli(capsys, *argv):
+    """``snlib *argv`` in this process: (exit status, stdout, stderr)."""
+    try:
+        cli(list(argv))
+        status = 0
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+# -------------------------------------------------------------------------------------- expected errors
+
+
+def test_an_expected_error_is_one_line_and_exit_status_2(tmp_path, capsys):
+    status, out, err = _run_cli(capsys, "train", "--preset", "smoke", "--set", "eval_metric=foo",
+                                "--set", f"data_root={tmp_path / 'data'}", "--cache-root", str(tmp_path / "cache"))
+    assert status == 2
+    assert err == ("snlib train: error: invalid TrainConfig: eval_metric='foo' must be one of euclidean, "
+                   "sqeuclidean, cosine\n")
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # failed before any training: no run folder, no data generated
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    argv = ["train", "--preset", "smoke", "--set", "mean=1,2", "--cache-root", str(tmp_path)]
+    for debug in (["--debug", *argv], [*argv, "--debug"]):
+        with pytest.raises(ConfigError, match="mean=.* must hold 3 values"):
+            cli(debug)
+    monkeypatch.setenv("SNLIB_DEBUG", "1")
+    with pytest.raises(ConfigError):
+        cli(argv)
+    monkeypatch.delenv("SNLIB_DEBUG")
+    env = {k: v for k, v in os.environ.items() if k != "SNLIB_DEBUG"}
+    done = subprocess.run([sys.executable, "-m", "snlib", "--debug", *argv], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 1 and "Traceback" in done.stderr and "ConfigError" in done.stderr
+
+
+def test_evaluate_argument_check_is_an_expected_error(capsys):
+    status, _, err = _run_cli(capsys, "evaluate")
+    assert status == 2
+    assert err == "snlib evaluate: error: give either a run folder / model.pt or --initial (not both)\n"
+
+
+# ------------------------------------------------------------------------------------------------- help
+
+
+def _subparser(name):
+    parser = build_parser()
+    return next(a for a in parser._actions if a.dest == "command").choices[name]
+
+
+def test_train_help_shows_every_default_without_markup(capsys):
+    train_parser = _subparser("train")
+    formatter = _HelpFormatter("snlib train")
+    for action in train_parser._actions:
+        if action.dest != "help":
+            assert action.help, action.dest
+            assert "default" in formatter._get_help_string(action), action.dest
+    status, out, _ = _run_cli(capsys, "train", "--help")
+    out = " ".join(out.split())  # as wrapped to the terminal's width
+    assert status == 0
+    assert "(default: cpu)" in out and "minutes" in out and "seconds" in out
+    status, out, _ = _run_cli(capsys, "--help")
+    assert status == 0 and "``" not in out and "::" not in out and "python -m snlib runs" in out
+
+
+def test_demo_help_names_snlib_demo(capsys):
+    status, out, _ = _run_cli(capsys, "demo", "-h")
+    assert status == 0 and out.startswith("usage: snlib demo ") and "(default: 5)" in " ".join(out.split())
+
+
+def test_version(capsys):
+    status, out, _ = _run_cli(capsys, "--version")
+    assert status == 0 and out == f"snlib {snlib.__version__}\n"
+
+
+# ------------------------------------------------------------------------------------------------- runs
+
+
+def test_runs_lists_finished_unfinished_and_empty_runs(cache, capsys, tmp_path):
+    root = _copy_run(cache.root, tmp_path)  # an empty run folder added to a copy of the cache
+    (root / ("0" * 16)).mkdir()
+    status, out, _ = _run_cli(capsys, "runs", "--cache-root", str(root))
+    assert status == 0
+    lines = {line.split()[0]: line for line in out.splitlines()[2:]}
+    finished = json.loads((cache.finished / RESULT).read_text())["metrics"]
+    assert lines[cache.finished.name].split() == [
+        cache.finished.name, "synthetic", "sn", "smoke", "0", "finished", f"{finished['rank1']:.1f}",
+        f"{finished['mAP']:.1f}"]
+    assert lines[cache.unfinished.name].split() == [
+        cache.unfinished.name, "synthetic", "sn", "smoke", "1", "unfinished", "at", "epoch", "1", "of", "2", "-", "-"]
+    assert lines["0" * 16].split()[1:] == ["?", "?", "?", "?", "empty", "-", "-"]
+    assert out.splitlines()[0] == f"3 run(s) in {root}"
+
+
+def test_runs_shows_one_run_by_hash_prefix(cache, capsys):
+    status, out, _ = _run_cli(capsys, "runs", cache.unfinished.name[:6], "--cache-root", str(cache.root))
+    assert status == 0
+    assert f"run {cache.unfinished.name}" in out and "status: unfinished at epoch 1 of 2" in out
+    smoke = get_preset("smoke")
+    for name, value in (("epochs", 2), ("seed", 1), ("height", 32), ("width", 16), ("p", 4)):
+        assert f"  {name}: {getattr(smoke, name)!r} -> {value!r}" in out
+    assert "  lr:" not in out  # unchanged fields are not listed
+    status, out, _ = _run_cli(capsys, "runs", cache.finished.name, "--cache-root", str(cache.root))
+    metrics = json.loads((cache.finished / RESULT).read_text())["metrics"]
+    assert f"rank1 {metrics['rank1']:.2f}" in out and f"mAP {metrics['mAP']:.2f}" in out
+    status, _, err = _run_cli(capsys, "runs", "zzz", "--cache-root", str(cache.root))
+    assert status == 2 and "no run 'zzz'" in err
+
+
+# --------------------------------------------------------------------------------- train --dry-run
+
+
+def test_dry_run_trains_nothing_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("a dry run trained")
+
+    monkeypatch.setattr(engine, "train", no_training)
+    status, out, _ = _run_cli(capsys, "train", "--preset", "smoke", "--set", "lr=3e-4", "--set",
+                              f"data_root={tmp_path / 'data'}", "--cache-root", str(tmp_path / "cache"), "--dry-run")
+    assert status == 0
+    expected = get_preset("smoke", lr=3e-4, data_root=str(tmp_path / "data"))
+    printed = json.loads(out[:out.index("\nhash ")])
+    assert printed["lr"] == 3e-4 and printed == json.loads(json.dumps(expected.to_dict()))
+    assert f"hash {config_hash(expected)}" in out
+    assert f"run folder {tmp_path / 'cache' / config_hash(expected)} (not trained yet)" in out
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_json_prints_only_json(cache, capsys):
+    status, out, _ = _run_cli(capsys, "evaluate", str(cache.finished), "--json")
+    assert status == 0
+    assert json.loads(out) == json.loads((cache.finished / RESULT).read_text())["metrics"]
+
+
+@pytest.mark.parametrize("which", ["missing folder", "missing model.pt", "unfinished run"])
+def test_evaluate_fails_fast_without_a_model(cache, tmp_path, capsys, monkeypatch, which):
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was loaded before the model was found")
+
+    monkeypatch.setattr(data, "load_dataset", no_data)
+    target = {"missing folder": tmp_path / "nope", "missing model.pt": tmp_path / "nope" / "model.pt",
+              "unfinished run": cache.unfinished}[which]
+    status, _, err = _run_cli(capsys, "evaluate", str(target))
+    assert status == 2 and err.startswith("snlib evaluate: error: ") and "Traceback" not in err
+    assert ("unfinished at epoch 1 of 2" if which == "unfinished run" else "does not exist") in err
+
+
+# --------------------------------------------------------------------------------------------- run files
+
+
+def _damage(path, how):
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:
+        path.write_bytes(random.Random(0).randbytes(4096))
+
+
+@pytest.mark.parametrize("how", ["truncated", "random bytes"])
+def test_a_damaged_checkpoint_names_the_file_and_the_way_out(cache, tmp_path, how):
+    run_dir = _copy_run(cache.unfinished, tmp_path)
+    _damage(run_dir / CHECKPOINT, how)
+    with pytest.raises(DamagedFileError) as info:
+        train(cache.unfinished_config, run_dir=run_dir, progress=False)
+    message = str(info.value)
+    assert str(run_dir / CHECKPOINT) in message and "damaged" in message and "--fresh" in message
+    assert "weights_only" not in message
+    # the way out works: --fresh trains from scratch (here: killed again after its first epoch)
+    with pytest.raises(_Stop):
+        train(cache.unfinished_config, run_dir=run_dir, fresh=True, progress=False,
+              on_epoch_end=_stop_after_first_epoch)
+
+
+@pytest.mark.parametrize("how", ["truncated", "random bytes"])
+def test_a_damaged_model_file_names_the_file(cache, tmp_path, capsys, how):
+    run_dir = _copy_run(cache.finished, tmp_path)
+    _damage(run_dir / MODEL, how)
+    with pytest.raises(DamagedFileError) as info:
+        load_model(run_dir / MODEL)
+    assert str(run_dir / MODEL) in str(info.value) and "--fresh" in str(info.value)
+    assert "weights_only" not in str(info.value)
+    status, _, err = _run_cli(capsys, "evaluate", str(run_dir))
+    assert status == 2 and err.count("\n") == 1 and "damaged" in err
+
+
+def test_a_resumed_run_says_so(cache, tmp_path, capsys):
+    run_dir = _copy_run(cache.unfinished, tmp_path)
+    capsys.readouterr()
+    result = train(cache.unfinished_config, run_dir=run_dir, progress=False)
+    assert result.extra["resumed"]
+    assert f"resumed from epoch 1 of 2 ({run_dir / CHECKPOINT})" in capsys.readouterr().out
+
+
+def test_a_run_failing_at_its_first_step_leaves_no_folder(cache, tmp_path, monkeypatch):
+    def failing_step(self, *args):
+        raise _Stop
+
+    monkeypatch.setattr(engine._Trainer, "_step", failing_step)
+    with pytest.raises(_Stop):
+        train(cache.config, cache_root=tmp_path / "cache", progress=False)
+    assert list((tmp_path / "cache").iterdir()) == []
+    # a folder that was there before is the user's: kept, with what it held
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(_Stop):
+        train(cache.config, run_dir=mine, progress=False)
+    assert (mine / "notes.txt").read_text() == "keep"
