@@ -513,8 +513,7 @@ class _Trainer:
                    disable=not (self.progress and self.info.is_main) or lines, mininterval=2.0, dynamic_ncols=True)
         name = f"{settings.BATCH_LINE_PREFIX}training {config.loss} seed {config.seed} ({config_hash(config)})"
         if lines:
-            print(f"{name}: {config.epochs} epochs" + (f", resumed after epoch {self.epoch}" if resumed else ""),
-                  flush=True)
+            print(f"{name}: {config.epochs} epochs", flush=True)   # a resume has its own line above
         while self.epoch < config.epochs:
             start = time.perf_counter()
             self._train_epoch(bar)

@@ -11,6 +11,7 @@ import pytest
 from _data_fixtures import make_market
 from snlib.data import SOURCES, DataNotFoundError, download, load_dataset
 from snlib.data import sources
+from snlib.errors import ConfigError
 
 
 def _market_zip(tmp_path):
@@ -68,7 +69,7 @@ def test_sources_on_request_explain_themselves(tmp_path):
     for name in ("cuhk01", "msmt17", "market1501_500k"):
         with pytest.raises(DataNotFoundError, match="cannot be downloaded automatically"):
             download(name, tmp_path)
-    with pytest.raises(KeyError, match="market1501"):
+    with pytest.raises(ConfigError, match="market1501"):
         download("viper", tmp_path)
     assert all(len(s.md5) == 32 for s in SOURCES.values() if s.urls)
 

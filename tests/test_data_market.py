@@ -6,6 +6,7 @@ import pytest
 
 from _data_fixtures import (DUKE_FILES, MARKET_FILES, MARKET_GT_BBOX, SHARED_CUHK03P1, make_duke, make_market,
                             write_images)
+from snlib.errors import ConfigError
 from snlib.data import (CorruptImageError, DataNotFoundError, FileNameError, Sample, load_dataset, relabel,
                         verify_images)
 
@@ -155,7 +156,7 @@ def test_dukemtmc_rejects_market_names(tmp_path):
 
 
 def test_unknown_dataset_name(tmp_path):
-    with pytest.raises(KeyError, match="market1501"):
+    with pytest.raises(ConfigError, match="market1501"):
         load_dataset("viper", tmp_path)
 
 

@@ -267,32 +267,4 @@ def test_explorer_widget_redraws_in_jupyterlab(lab, browser, tmp_path):
 
     browser.execute_script("document.querySelector('.jp-Notebook .widget-vbox').scrollIntoView();")
     browser.save_screenshot(str(shot))
-    import os as _o
-    if _o.environ.get("DBG"):
-        import base64
-        for n, o in (("first", first), ("k", after_k), ("anchor", after_anchor)):
-            (tmp_path / f"img_{n}.png").write_bytes(base64.b64decode(o["img"].split(",", 1)[1]))
-            (tmp_path / f"txt_{n}.txt").write_text(o["text"])
-        js = """const done = arguments[arguments.length - 1]; const texts = [];
-const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-const f = k.requestExecute({code: arguments[0], silent: false, store_history: false});
-f.onIOPub = m => { if (m.content.text) texts.push(m.content.text); if (m.content.evalue) texts.push(m.content.evalue); };
-f.done.then(() => done(texts.join('')));"""
-        code = ("from IPython.core.pylabtools import print_figure\nimport matplotlib, threading\n"
-                "fig = explorer.render(**{**explorer.defaults, 'k': 11})\nprint(len(print_figure(fig, 'png')), matplotlib.get_backend(), threading.current_thread().name)\n"
-                "import matplotlib.pyplot as plt; plt.close(fig)\nimport ipykernel; print(ipykernel.__version__)")
-        print("KERNEL:", browser.execute_async_script(js, code))
-        patch = ("import threading, traceback\nLOG = []\n_orig = type(explorer).render\n"
-                 "def _r(self, *a, **kw):\n    fig = _orig(self, *a, **kw)\n"
-                 "    LOG.append((threading.current_thread().name, len(print_figure(fig, 'png')), len(fig.axes), kw.get('anchor', a[1] if len(a) > 1 else None)))\n    return fig\n"
-                 "type(explorer).render = _r\nprint('patched')")
-        print("PATCH:", browser.execute_async_script(js, patch))
-        _move(browser, "anchor", after_anchor, shot)
-        time.sleep(5)
-        print("LOG:", browser.execute_async_script(js, "print(LOG)"))
-        print("DOM:", len(browser.execute_script(_WIDGET_OUTPUT)["img"]))
-        for i in range(1):
-            print(browser.execute_script(_NOTEBOOK_STATE)["kernel"], browser.execute_script("const o=document.querySelector('.jp-Notebook .widget-vbox .widget-output'); return [o.innerHTML.length, Array.from(o.querySelectorAll('img')).map(i=>[i.complete,i.naturalWidth,i.naturalHeight,i.getAttribute('src').length])]"))
-            browser.save_screenshot(str(tmp_path / f"dbg{i}.png"))
-            time.sleep(2)
     print(f"run all cells: {run_all_s:.0f} s; screenshot: {shot}")

@@ -125,11 +125,8 @@ def load_dataset(name: str, root: str | Path, verify: bool = False, **options) -
     ``synthetic``: :class:`~snlib.data.synthetic.SyntheticConfig` fields. ``verify=True`` decodes every
     image once and reports all unreadable files together.
     """
-    loader = _loader(name)
-    if loader is None:
-        raise KeyError(f"unknown data set {name!r}; known: {', '.join(LOADERS)}")
-    check_options(name, options)
-    dataset = loader(root, **options)
+    check_options(name, options)   # an unknown name or option: a ConfigError before anything is read
+    dataset = _loader(name)(root, **options)
     if verify:
         samples = {s.path: s for subset in dataset.splits().values() for s in subset}
         verify_images(samples.values(), desc=f"verifying {dataset.name}")

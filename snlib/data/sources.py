@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .base import DataNotFoundError, find_data_dir
+from ..errors import ConfigError
 
 #: Seconds a host lookup, a connection or a stalled read may take before a download gives up.
 DEFAULT_TIMEOUT = 10.0
@@ -201,7 +202,7 @@ def download(name: str, root: str | Path, timeout: float = DEFAULT_TIMEOUT) -> P
     data set has no public URL, or when every mirror fails or serves a file with another checksum.
     """
     if name not in SOURCES:
-        raise KeyError(f"unknown data set {name!r}; known: {sorted(SOURCES)}")
+        raise ConfigError(f"unknown data set {name!r}; known: {sorted(SOURCES)}")
     source = SOURCES[name]
     dest = Path(root).expanduser() / source.folder
     if source.archive is None or source.md5 is None:
