@@ -198,19 +198,21 @@ def resolve_device(config: TrainConfig, info: distributed.DistInfo) -> torch.dev
 # ------------------------------------------------------------------------------------ layout and precision
 
 #: Images per second of one training step on a CPU (forward, SN loss, backward, Adam on random images; median of
-#: 5 steps after 1 warm-up, each variant in a fresh process; 2 threads of an AMD EPYC with AVX512-BF16; torch
-#: 2.14.1), per (model, height, width) and (channels_last, amp). ``amp="auto"`` / ``channels_last=None`` take the
-#: fastest variant allowed; a model or size not measured here gets full precision in the NCHW layout. Measured by
-#: ``flock /tmp/snlib-cpu.lock .venv/bin/python benchmarks/bench_train.py`` (it prints these entries; batches:
-#: efficientnet_lite0 64 = P=16 x K=4, resnet50 (last stride 1) 16 = P=4 x K=4). Ratios to NCHW fp32: Lite0
-#: 128x64 channels-last 1.63x (bf16 1.17x); ResNet-50 256x128 bf16 + channels-last 2.16x; 128x64 bf16 2.05x.
+#: 5 steps after 1 warm-up, each variant in a fresh process; 2 threads of an AMD EPYC with AVX512-BF16 and AMX;
+#: torch 2.14.1), per (model, height, width) and (channels_last, amp). ``amp="auto"`` / ``channels_last=None``
+#: take the fastest variant allowed; a model or size not measured here gets full precision in the NCHW layout.
+#: Measured 2026-12-01 by ``flock /tmp/snlib-cpu.lock .venv/bin/python benchmarks/bench_train.py`` (it prints
+#: these entries; record: results/benchmarks/bench_train_cpu.md; batches: efficientnet_lite0 64 = P=16 x K=4,
+#: resnet50 (last stride 1) 16 = P=4 x K=4). Ratios to NCHW fp32: Lite0 128x64 channels-last 1.66x (bf16 1.11x,
+#: bf16 + channels-last 1.41x); ResNet-50 256x128 bf16 + channels-last 2.22x (channels-last alone 1.10x);
+#: ResNet-50 128x64 bf16 + channels-last 1.77x, bf16 1.68x (within noise of each other).
 CPU_STEP_SPEED: dict[tuple[str, int, int], dict[tuple[bool, str], float]] = {
-    ("efficientnet_lite0", 64, 32): {(False, "off"): 111.2, (True, "off"): 299.7,
-                                     (False, "bf16"): 93.3, (True, "bf16"): 134.8},
-    ("efficientnet_lite0", 128, 64): {(False, "off"): 58.1, (True, "off"): 95.0,
-                                      (False, "bf16"): 68.1, (True, "bf16"): 68.8},
-    ("resnet50", 256, 128): {(False, "off"): 5.1, (True, "off"): 5.1, (False, "bf16"): 9.0, (True, "bf16"): 11.0},
-    ("resnet50", 128, 64): {(False, "off"): 13.6, (True, "off"): 17.4, (False, "bf16"): 27.9, (True, "bf16"): 27.1},
+    ("efficientnet_lite0", 64, 32): {(False, "off"): 97.1, (True, "off"): 312.2,
+                                     (False, "bf16"): 97.4, (True, "bf16"): 136.7},
+    ("efficientnet_lite0", 128, 64): {(False, "off"): 55.5, (True, "off"): 92.0,
+                                      (False, "bf16"): 61.7, (True, "bf16"): 78.4},
+    ("resnet50", 256, 128): {(False, "off"): 5.0, (True, "off"): 5.6, (False, "bf16"): 8.1, (True, "bf16"): 11.1},
+    ("resnet50", 128, 64): {(False, "off"): 17.4, (True, "off"): 18.1, (False, "bf16"): 29.3, (True, "bf16"): 30.8},
 }
 
 
