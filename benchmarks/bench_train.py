@@ -12,7 +12,8 @@ On a CPU it ends with the ``snlib.engine.CPU_STEP_SPEED`` entries of the measure
 
 End-to-end: ``cpu`` preset, ``--e2e-epochs`` epochs on its synthetic set, a temporary cache root, each run in a
 fresh process: the old path (``--set channels_last=false --set decoded_cache=off``: NCHW, JPEG decoded every
-draw) against the preset's default. ``train img/s``: trained images / the engine's training time (epochs);
+draw) against the preset's default, and the default with only one of the two undone (``channels_last=false``:
+measurably slower?; ``decoded_cache=off``). ``train img/s``: trained images / the engine's training time (epochs);
 ``total img/s``: trained images / the whole ``train()`` call (data set, decoded cache, model, final evaluation).
 
     flock /tmp/snlib-cpu.lock .venv/bin/python benchmarks/bench_train.py     # CPU: paper model on P=4 x K=4
@@ -256,26 +257,33 @@ def _print_table_entries(steps: list[dict]) -> None:
 
 
 def end_to_end(epochs: int) -> dict:
-    """Old path vs default of a short ``cpu``-preset run (module docstring), each in a fresh process."""
+    """Old path vs default of a short ``cpu``-preset run (module docstring), each in a fresh process; between
+    them, the default with one of the two changes undone (what each contributes)."""
     print(f"\nend to end: cpu preset, {epochs} epochs on its synthetic set, temporary cache root", flush=True)
     print(f"{'path':<46}{'train img/s':>12}{'total img/s':>12}{'train s':>9}{'total s':>9}{'peak MiB':>10}"
           f"{'rank-1':>8}", flush=True)
     _in_fresh_process(_prepare_data)   # generated once, outside the timed runs
+    paths = {"old": ("old: " + " ".join(f"{k}={v}" for k, v in OLD_PATH.items()), OLD_PATH)}
+    paths.update({f"{k}={v}": (f"default but {k}={v}", {k: v}) for k, v in OLD_PATH.items()})
+    paths["default"] = ("default: " + _describe_default(), {})
     out = {}
-    for name, overrides in (("old: " + " ".join(f"{k}={v}" for k, v in OLD_PATH.items()), OLD_PATH),
-                            ("default: " + _describe_default(), {})):
+    for key, (name, overrides) in paths.items():
         row = _in_fresh_process(_end_to_end_worker, overrides, epochs)
-        out["old" if overrides else "default"] = {"label": name, **row}
+        out[key] = {"label": name, **row}
         if "error" in row:
             print(f"{name:<46}{row['error']}", flush=True)
             continue
         print(f"{name:<46}{row['train_images_per_s']:>12.1f}{row['total_images_per_s']:>12.1f}{row['train_s']:>9.1f}"
               f"{row['total_s']:>9.1f}{row['peak_mib']:>10.0f}{row['rank1']:>8.1f}", flush=True)
-    old, new = out["old"], out["default"]
-    if "error" not in old and "error" not in new:
-        out["train_speedup"] = new["train_images_per_s"] / old["train_images_per_s"]
-        out["total_speedup"] = new["total_images_per_s"] / old["total_images_per_s"]
-        print(f"default / old: {out['train_speedup']:.2f}x training, {out['total_speedup']:.2f}x whole run", flush=True)
+    new = out["default"]
+    for key in (k for k in paths if k != "default"):
+        if "error" in out[key] or "error" in new:
+            continue
+        train = new["train_images_per_s"] / out[key]["train_images_per_s"]
+        total = new["total_images_per_s"] / out[key]["total_images_per_s"]
+        if key == "old":
+            out["train_speedup"], out["total_speedup"] = train, total
+        print(f"default / {paths[key][0].split(':')[0]}: {train:.2f}x training, {total:.2f}x whole run", flush=True)
     return out
 
 

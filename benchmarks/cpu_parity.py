@@ -6,13 +6,18 @@ scratch (separate temporary run caches), and the difference of their means is co
 
     .venv/bin/python benchmarks/cpu_parity.py                       # sn and ce, seeds 0 and 1 (~15 min here)
     .venv/bin/python benchmarks/cpu_parity.py --losses sn --seeds 0 --epochs 2   # a quick look
+    .venv/bin/python benchmarks/cpu_parity.py --summarise-only      # the summary again, from the runs' CSV
 
-Writes results/cpu/synthetic/cpu_path_parity.{csv,md} (one row per run, then the summary).
+Writes results/cpu/synthetic/cpu_path_parity_runs.{csv,md} (one row per run) and cpu_path_parity.{csv,md} (the
+summary; its Markdown starts with the command).
 """
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 import tempfile
+from pathlib import Path
 
 import pandas as pd
 
@@ -20,6 +25,7 @@ from snlib import settings
 from snlib.engine import train
 from snlib.presets import get_preset
 from snlib.reporting import save_table
+from snlib.settings import atomic_write
 
 #: The path before issue 13: NCHW on the CPU and JPEG decoding in the training loop.
 OLD_PATH = {"channels_last": False, "decoded_cache": "off"}
@@ -53,27 +59,42 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
             means, spread = by_path.mean(), (by_path.max() - by_path.min()).max()
             old, new = means.iloc[0], means.iloc[1]
             rows.append({"loss": loss, "metric": metric, "old_mean": old, "new_mean": new, "new_minus_old": new - old,
-                         "seed_spread": spread, "within_seed_spread": abs(new - old) <= spread})
+                         "seed_spread": spread,
+                         "within_seed_spread": "yes" if abs(new - old) <= spread else "no"})
         speed = group.groupby("path", sort=False)["train_s"].mean()
         rows.append({"loss": loss, "metric": "train_s", "old_mean": speed.iloc[0], "new_mean": speed.iloc[1],
                      "new_minus_old": speed.iloc[1] - speed.iloc[0], "seed_spread": float("nan"),
-                     "within_seed_spread": None})
+                     "within_seed_spread": f"old / new: {speed.iloc[0] / speed.iloc[1]:.2f}x"})
     return pd.DataFrame(rows)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--losses", nargs="+", default=["sn", "ce"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--epochs", type=int, help="default: the preset's")
     parser.add_argument("--out", default=str(settings.results_dir() / "cpu" / "synthetic"))
-    args = parser.parse_args()
-    runs = run_all(args.losses, args.seeds, args.epochs)
+    parser.add_argument("--summarise-only", action="store_true",
+                        help="no training: summarise the runs already in <out>/cpu_path_parity_runs.csv")
+    args = parser.parse_args(argv)
+    runs_csv = Path(args.out) / "cpu_path_parity_runs.csv"
+    if args.summarise_only:
+        runs = pd.read_csv(runs_csv)
+    else:
+        runs = run_all(args.losses, args.seeds, args.epochs)
+        save_table(runs, args.out, "cpu_path_parity_runs")
     summary = summarise(runs)
     print(summary.to_string(index=False))
-    save_table(runs, args.out, "cpu_path_parity_runs")
-    save_table(summary, args.out, "cpu_path_parity")
+    md = save_table(summary, args.out, "cpu_path_parity").with_suffix(".md")
+    trained_by = [a for a in argv or [] if a != "--summarise-only"]   # the command that trained the runs
+    command = "flock /tmp/snlib-cpu.lock .venv/bin/python benchmarks/cpu_parity.py " + shlex.join(trained_by)
+    header = (f"# The cpu preset's fast path (channels-last, decoded-image cache) against the old path (NCHW, JPEG "
+              f"decoding every batch)\n\nCommand: `{command.strip()}`; runs: `{runs_csv.name}` (the cpu preset on "
+              f"the synthetic default, seeds {sorted(set(runs['seed']))}). `seed_spread`: the largest max - min over "
+              "the seeds within one path; `train_s`: seconds in the training epochs of a run (its periodic "
+              "evaluations included, the final one not).\n\n")
+    atomic_write(md, header + md.read_text())
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
