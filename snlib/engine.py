@@ -37,7 +37,7 @@ from .data import PKSampler, Sample, build_transforms, check_files, load_dataset
 from .data.decoded import build_dataset
 from .errors import ConfigError, DamagedFileError, SnlibError
 from .evaluation import RankResult, evaluate_features
-from .losses import CrossEntropyLoss, SupportNeighborLoss, TripletLoss, build_loss
+from .losses import loss_from_config
 from .models import (CheckpointMismatchError, ReIDModel, build_model, extract_features, load_model, load_model_weights,
                      model_checkpoint, read_checkpoint)
 from .presets import TrainConfig, config_hash
@@ -290,20 +290,6 @@ def resolve_precision(config: TrainConfig, device: torch.device, training: bool 
 # --------------------------------------------------------------------------------------- data and eval
 
 
-def build_loss_for(config: TrainConfig, num_classes: int, feat_dim: int):
-    """``build_loss(config.loss, ...)`` with the config's loss options given to the terms that take them."""
-    probe = build_loss(config.loss, num_classes=num_classes, feat_dim=feat_dim)
-    options = dict(config.loss_options)
-    for term in probe.terms.values():
-        if isinstance(term, SupportNeighborLoss):
-            options.update(k=config.sn_k, alpha=config.sn_alpha, lam=config.sn_lambda)
-        elif isinstance(term, TripletLoss):
-            options.update(margin=config.triplet_margin)
-        elif isinstance(term, CrossEntropyLoss):
-            options.update(label_smoothing=config.label_smoothing)
-    return build_loss(config.loss, num_classes=num_classes, feat_dim=feat_dim, **options)
-
-
 def num_workers(config: TrainConfig) -> int:
     """Data-loading processes: ``config.num_workers``, at most one per CPU core."""
     return min(config.num_workers, os.cpu_count() or 1)
@@ -422,7 +408,7 @@ class _Trainer:
         num_classes = self.dataset.num_train_pids
         model = build_model(config.model, pretrained=config.pretrained, last_stride=config.last_stride,
                             bnneck=config.bnneck, weights_path=config.weights_path)
-        self.loss = build_loss_for(config, num_classes, model.feat_dim).to(self.device)
+        self.loss = loss_from_config(config, num_classes, model.feat_dim).to(self.device)
         if self.loss.needs_logits:
             model.add_classifier(num_classes)
         if info.enabled and config.sync_bn:

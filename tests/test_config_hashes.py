@@ -2,7 +2,7 @@
 registries of issue 11: a refactoring that changed them would orphan every cached run."""
 import pytest
 
-from snlib.engine import build_loss_for
+from snlib.losses import loss_from_config
 from snlib.presets import config_hash, get_preset
 
 HASHES = {
@@ -55,5 +55,5 @@ BUILT = [
 
 @pytest.mark.parametrize("loss, changes, terms", BUILT)
 def test_config_builds_the_same_loss(loss, changes, terms):
-    built = build_loss_for(get_preset("smoke", loss=loss, **changes), num_classes=4, feat_dim=8)
+    built = loss_from_config(get_preset("smoke", loss=loss, **changes), num_classes=4, feat_dim=8)
     assert repr(built) == (f"CombinedLoss(\n  spec={loss!r}\n  (terms): ModuleDict(\n    {terms}\n  )\n)")
