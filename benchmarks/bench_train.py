@@ -91,9 +91,9 @@ def step_throughput(config: TrainConfig, iters: int, warmup: int, trivial_loss: 
         start = time.perf_counter()
         with precision.autocast(device):
             out = model(images)
-        f = out["features"].float()
-        value = f.pow(2).mean() if trivial_loss else loss(f, labels, logits=None if out["logits"] is None
-                                                              else out["logits"].float())
+        f = out.features.float()
+        value = f.pow(2).mean() if trivial_loss else loss(f, labels, logits=None if out.logits is None
+                                                              else out.logits.float())
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()

@@ -431,8 +431,8 @@ class _Trainer:
         pids = pids.to(self.device, non_blocking=True)
         with self.precision.autocast(self.device):
             out = self.net(images)
-        features = out["features"].float()
-        logits = out["logits"].float() if out["logits"] is not None else None
+        features = out.features.float()
+        logits = out.logits.float() if out.logits is not None else None
         loss = self.criterion(features, pids, logits=logits) if torch.isfinite(features).all() else None
         if loss is None or not torch.isfinite(loss):
             what = "features are NaN/inf" if loss is None else f"loss is {loss.item()} ({self.loss.last})"

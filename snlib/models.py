@@ -17,6 +17,7 @@ from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 import numpy as np
@@ -48,12 +49,19 @@ class CheckpointMismatchError(SnlibError, ValueError):
     """A state dict does not belong to the model it is loaded into."""
 
 
-class ReIDModel(nn.Module):
-    """Backbone (pooled, ``feat_dim``-d) + optional BNNeck + optional identity classifier.
+class ReIDOutput(NamedTuple):
+    """What :class:`ReIDModel` returns, in train and eval mode alike."""
 
-    ``forward(x)``: in eval mode the embedding (after the BNNeck when there is one, as *Bag of Tricks* tests);
-    in train mode ``{"features": pooled feature (before the BNNeck, what metric losses see),
-    "logits": classifier output or None}``.
+    features: torch.Tensor              # pooled backbone feature (before the BNNeck): what metric losses see
+    embedding: torch.Tensor             # test-time feature: after the BNNeck when there is one (Bag of Tricks)
+    logits: torch.Tensor | None         # identity classifier output; None without a classifier
+
+
+class ReIDModel(nn.Module):
+    """Backbone (pooled, ``feat_dim``-d) + optional BNNeck + optional identity classifier (on the BNNeck output).
+
+    ``forward(x)`` returns a :class:`ReIDOutput` ``(features, embedding, logits)``; the mode changes only what
+    BatchNorm does (batch statistics in train mode, running ones in eval mode).
     """
 
     def __init__(self, backbone: nn.Module, feat_dim: int, config: dict, bnneck: bool = False,
@@ -81,13 +89,11 @@ class ReIDModel(nn.Module):
     def arch(self) -> str:
         return self.config["name"]
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> ReIDOutput:
         features = self.backbone(x)
-        neck = self.bottleneck(features) if self.bottleneck is not None else features
-        if not self.training:
-            return neck
-        logits = self.classifier(neck) if self.classifier is not None else None
-        return {"features": features, "logits": logits}
+        embedding = self.bottleneck(features) if self.bottleneck is not None else features
+        logits = self.classifier(embedding) if self.classifier is not None else None
+        return ReIDOutput(features, embedding, logits)
 
 
 # --------------------------------------------------------------------------------------------- backbones
@@ -374,7 +380,8 @@ def extract_features(model: nn.Module, loader, device: str | torch.device | None
                      amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """Embed every image of ``loader`` (batches ``(images, pids, camids, ...)``) with ``model`` in eval mode.
 
-    ``flip``: average the features of the image and its horizontal mirror. ``normalize``: L2-normalise
+    Features are the model's ``embedding`` (:class:`ReIDOutput`). ``flip``: average the features of the image
+    and its horizontal mirror. ``normalize``: L2-normalise
     (the paper's test features: f / ||f||). ``channels_last``: images (and the model's weights, in place) in the
     channels-last layout; ``amp_dtype``: forward under ``torch.autocast`` to that dtype (the layout and precision
     of training, ``snlib.engine.resolve_precision``). Returns ``(features float32 (N, D) on the CPU, pids,
@@ -392,9 +399,9 @@ def extract_features(model: nn.Module, loader, device: str | torch.device | None
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with nullcontext() if amp_dtype is None else torch.autocast(device.type, dtype=amp_dtype):
-                f = model(images).float()
+                f = model(images).embedding.float()
                 if flip:
-                    f = (f + model(torch.flip(images, dims=[3])).float()) / 2
+                    f = (f + model(torch.flip(images, dims=[3])).embedding.float()) / 2
             if normalize:
                 f = F.normalize(f, dim=1)
             feats.append(f.cpu())

@@ -10,12 +10,10 @@
 """
 from .base import (CorruptImageError, DataNotFoundError, FileNameError, ReIDDataset, Sample, check_files, read_image,
                    relabel, verify_images)
-from .baseline import color_histogram_baseline, color_histogram_features
 from .sources import SOURCES, download
 from .loaders import ImageDataset, Loaders, build_loaders
 from .registry import DATASETS, DatasetSpec, check_options, dataset_spec, detect_dataset, images_allowed, load_dataset
 from .sampler import PKSampler
-from .sheet import render_identity_sheet
 from .synthetic import SyntheticConfig, ensure_synthetic, generate_synthetic
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, PAPER_MEAN, PAPER_STD, build_transforms
 
@@ -25,6 +23,5 @@ __all__ = [
     "dataset_spec", "images_allowed", "SOURCES",
     "download", "ImageDataset", "Loaders", "build_loaders",
     "PKSampler", "build_transforms", "PAPER_MEAN", "PAPER_STD", "IMAGENET_MEAN", "IMAGENET_STD",
-    "SyntheticConfig", "ensure_synthetic", "generate_synthetic", "render_identity_sheet",
-    "color_histogram_features", "color_histogram_baseline",
+    "SyntheticConfig", "ensure_synthetic", "generate_synthetic",
 ]
