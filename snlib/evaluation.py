@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from snlib.reranking import as_distance_matrix, check_finite, re_ranking, rows_per_block, to_numpy
+from .arrays import as_distance_matrix, check_finite, rows_per_block, to_numpy
+from .reranking import re_ranking
 
 __all__ = [
     "RankResult", "evaluate_rank", "evaluate_features", "pairwise_distance", "pool_multi_query",

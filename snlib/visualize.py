@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from . import engine, settings
-from .data import ReIDDataset, Sample, read_image
+from .data import ReIDDataset, Sample, images_allowed, read_image  # images_allowed: the data-set spec's
 from .evaluation import JUNK_PID, pairwise_distance
 from .losses import SQUEEZE_READINGS, SupportNeighborLoss, support_neighbors
 from .models import build_model, model_checkpoint
@@ -51,11 +51,6 @@ __all__ = [
 POSITIVE, NEGATIVE, FALLBACK, ANCHOR = "#1a9850", "#d73027", "#f28e2b", "#2c7bb6"
 #: The support-set composition the SN loss logs (``SupportNeighborLoss.last``) and the figures plot.
 COMPOSITION = ("knn_without_positive", "support_pos", "support_neg")
-
-
-def images_allowed(dataset_name: str) -> bool:
-    """Whether figures may show the data set's person images: only for the synthetic data set."""
-    return dataset_name == "synthetic"
 
 
 # ----------------------------------------------------------------------------------------------- one anchor

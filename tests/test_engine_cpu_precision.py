@@ -11,7 +11,8 @@ from torch import nn
 
 from snlib import engine
 from snlib.data import load_dataset
-from snlib.engine import CHECKPOINT, RESULT, Precision, cpu_fastest, resolve_precision, train
+from snlib.engine import Precision, cpu_fastest, resolve_precision, train
+from snlib.runs import CHECKPOINT, RESULT
 from snlib.errors import ConfigError
 from snlib.models import build_model, extract_features
 from snlib.presets import get_preset
