@@ -47,7 +47,11 @@ def identity_pool(features: dict, data: ReIDDataset) -> Pool:
 def sample_pk_batch(pids, p: int, k: int, seed: int = 0) -> np.ndarray:
     """Indices of a P x K batch: ``p`` random identities among those with at least two images (all of them if
     fewer), ``min(k, available)`` of each identity's images without replacement (no duplicate points),
-    grouped by identity."""
+    grouped by identity.
+
+    Not :class:`snlib.data.PKSampler` (the training sampler): that one repeats the images of an identity with
+    fewer than ``k`` (a copy of the anchor at distance 0 would be its nearest positive) and needs ``p``
+    identities; a test batch takes what the test set has."""
     pids = np.asarray(pids)
     rng = np.random.default_rng(seed)
     ids, counts = np.unique(pids, return_counts=True)
