@@ -36,7 +36,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 def _data_overrides(dataset: str | None, data_root: str | None, base) -> dict:
     """The ``dataset`` / ``data_root`` changes of the config ``base``: a typed root is read from the current folder
     and its data set detected when not named (``snlib.data.detect_dataset``); another data set than ``base``'s
-    starts from empty ``dataset_options`` (as ``experiments.open_study``)."""
+    starts from empty ``dataset_options`` (as ``snlib.study.open_study``)."""
     from . import settings
     from .data import detect_dataset
 

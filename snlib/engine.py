@@ -39,7 +39,6 @@ from .losses import loss_from_config
 from .models import CheckpointMismatchError, build_model, extract_features, load_model_weights, model_checkpoint
 from .presets import TrainConfig, config_hash
 from .runs import RunFolder, RunResult, run_dir_for
-from .runs import MODEL, atomic_save  # noqa: F401  (engine.MODEL, engine.atomic_save: experiments, visualize)
 from . import settings
 
 #: History columns that measure the machine, not the computation (they differ between identical runs).

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from _data_fixtures import make_market
-from snlib import models, presets, visualize
+from snlib import models, presets
+from snlib.study import images, plans
 from snlib.data import DATASETS, SOURCES, ReIDDataset, Sample, dataset_spec, detect_dataset, images_allowed, load_dataset
 from snlib.data import registry
 from snlib.errors import ConfigError
@@ -20,7 +21,7 @@ def test_dataset_specs_carry_source_images_and_distractors():
     assert synthetic.source is None and synthetic.images_allowed and synthetic.generates_distractors
     assert "num_train_ids" in synthetic.keyword_options
     assert [name for name in DATASETS if images_allowed(name)] == ["synthetic"]
-    assert visualize.images_allowed is images_allowed and not images_allowed("viper")
+    assert images.images_allowed is plans.images_allowed is images_allowed and not images_allowed("viper")
     with pytest.raises(ConfigError, match="unknown data set 'viper'; known: market1501, dukemtmc"):
         dataset_spec("viper")
 
