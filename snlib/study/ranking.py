@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..evaluation import JUNK_PID, pairwise_distance
+from ..evaluation import JUNK_PID, market1501_removed, pairwise_distance
 from .study import query_gallery
 
 
@@ -22,15 +22,12 @@ class RankedLists:
 def ranked_lists(qf, gf, q_pids, g_pids, q_camids, g_camids, topk: int = 10,
                  junk_pids=(JUNK_PID,)) -> RankedLists:
     """Each query's top-``topk`` gallery images by Euclidean distance of the features as given, with the
-    Market-1501 protocol of :func:`snlib.evaluation.evaluate_rank`: same identity + same camera and junk
-    removed, ties broken by gallery index. A query with fewer than ``topk`` candidates has its list padded with
+    Market-1501 protocol (:func:`snlib.evaluation.market1501_removed`: same identity + same camera and junk
+    removed), ties broken by gallery index. A query with fewer than ``topk`` candidates has its list padded with
     index -1."""
     dist = pairwise_distance(qf, gf).astype(np.float64)
     q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
-    q_camids, g_camids = np.asarray(q_camids), np.asarray(g_camids)
-    removed = (g_pids[None, :] == q_pids[:, None]) & (g_camids[None, :] == q_camids[:, None])
-    removed |= np.isin(g_pids, list(junk_pids))[None, :]
-    dist[removed] = np.inf
+    dist[market1501_removed(q_pids, g_pids, q_camids, g_camids, junk_pids)] = np.inf
     order = np.argsort(dist, axis=1, kind="stable")[:, :topk]
     distance = np.take_along_axis(dist, order, axis=1)
     index = np.where(np.isfinite(distance), order, -1)
