@@ -33,6 +33,7 @@ from snlib import distributed, engine, settings
 from snlib.data import ImageDataset, PKSampler, SyntheticConfig, build_transforms, decoded, generate_synthetic, \
     load_dataset
 from snlib.presets import get_preset
+from snlib.runs import RunFolder
 
 
 def timed(fn, repeat: int = 3) -> float:
@@ -130,7 +131,7 @@ def _epoch_share(config, run_dir: Path) -> dict:
     start = time.perf_counter()  # the cache of the training images, built once (reused below)
     decoded.decoded_images([s.path for s in data.train], config.height, config.width, config.decoded_cache)
     build = time.perf_counter() - start
-    trainer = engine._Trainer(config, run_dir, distributed.init_distributed(), progress=False)
+    trainer = engine._Trainer(config, RunFolder(run_dir), distributed.init_distributed(), progress=False)
     bar = tqdm(disable=True)
     trainer._train_epoch(bar)  # warm-up (first-call allocations, caches of the evaluation built below)
     engine.evaluate_model(trainer.model, data.query, data.gallery, config)

@@ -34,7 +34,8 @@ import torch
 from bench_loss import _resident_mib
 from snlib.data import load_dataset
 from snlib.distributed import DistInfo
-from snlib.engine import CPU_STEP_SPEED, build_loss_for, resolve_device, resolve_precision, train
+from snlib.engine import CPU_STEP_SPEED, resolve_device, resolve_precision, train
+from snlib.losses import loss_from_config
 from snlib.models import build_model
 from snlib.presets import TrainConfig, get_preset
 
@@ -72,7 +73,7 @@ def step_throughput(config: TrainConfig, iters: int, warmup: int, trivial_loss: 
     torch.manual_seed(0)
     num_classes = max(config.p, 8)
     model = build_model(config.model, pretrained=False, last_stride=config.last_stride, bnneck=config.bnneck)
-    loss = build_loss_for(config, num_classes, model.feat_dim)
+    loss = loss_from_config(config, num_classes, model.feat_dim)
     if loss.needs_logits:
         model.add_classifier(num_classes)
     model, loss = model.to(device).train(), loss.to(device)
@@ -91,9 +92,9 @@ def step_throughput(config: TrainConfig, iters: int, warmup: int, trivial_loss: 
         start = time.perf_counter()
         with precision.autocast(device):
             out = model(images)
-        f = out["features"].float()
-        value = f.pow(2).mean() if trivial_loss else loss(f, labels, logits=None if out["logits"] is None
-                                                              else out["logits"].float())
+        f = out.features.float()
+        value = f.pow(2).mean() if trivial_loss else loss(f, labels, logits=None if out.logits is None
+                                                              else out.logits.float())
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()

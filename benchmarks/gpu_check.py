@@ -126,11 +126,11 @@ def plain_cuda_check() -> int:
         images = torch.randn(16, 3, 256, 128, device="cuda").contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", dtype=dtype):
             out = model(images)
-        loss = SupportNeighborLoss()(out["features"].float(), torch.arange(4, device="cuda").repeat_interleave(4))
+        loss = SupportNeighborLoss()(out.features.float(), torch.arange(4, device="cuda").repeat_interleave(4))
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        assert out["features"].dtype == dtype and torch.isfinite(loss), (dtype, loss)
+        assert out.features.dtype == dtype and torch.isfinite(loss), (dtype, loss)
         print(f"{dtype} training step: loss {loss.item():.4f}, parameters {next(model.parameters()).dtype}")
     return 0
 

@@ -1,11 +1,12 @@
 """snlib: reproducible companion of *Support Neighbor Loss for Person Re-Identification* (ACM MM 2018).
 
 Where things live:
-    snlib.losses      the SN loss and the baselines (softmax, batch-hard triplet, contrastive, center)
+    snlib.losses      the SN loss and the baselines (softmax, batch-hard triplet, contrastive, center), by name
     snlib.evaluation  re-ID metrics (CMC, mAP in two AP conventions, mINP), distances, re-ranking
-    snlib.data        data sets (real layouts and the synthetic default), PK sampler, transforms
-    snlib.models      ResNet-50 (the paper's) and timm backbones, feature extraction
-    snlib.engine      the training loop, checkpoints, run cache
+    snlib.data        data sets (real layouts and the synthetic default, one spec each), PK sampler, transforms
+    snlib.models      ResNet-50 (the paper's) and timm backbones by name, feature extraction
+    snlib.engine      the training loop and checkpoints
+    snlib.runs        the run store: a run folder's files, the run cache
 """
 
 __version__ = "0.1.0"

@@ -36,7 +36,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 def _data_overrides(dataset: str | None, data_root: str | None, base) -> dict:
     """The ``dataset`` / ``data_root`` changes of the config ``base``: a typed root is read from the current folder
     and its data set detected when not named (``snlib.data.detect_dataset``); another data set than ``base``'s
-    starts from empty ``dataset_options`` (as ``experiments.open_study``)."""
+    starts from empty ``dataset_options`` (as ``snlib.study.open_study``)."""
     from . import settings
     from .data import detect_dataset
 
@@ -71,9 +71,8 @@ def _train(args) -> None:
 
 def _dry_run(config, args) -> None:
     """Print the resolved configuration, its hash and its run folder; nothing is trained, generated or written."""
-    from .engine import run_dir_for
     from .presets import config_hash
-    from .runs import run_info
+    from .runs import run_dir_for, run_info
 
     run_dir = Path(args.run_dir) if args.run_dir else run_dir_for(config, args.cache_root)
     status = run_info(run_dir).status if run_dir.is_dir() else "not trained yet"
@@ -92,7 +91,7 @@ def _evaluate(args) -> None:
     from .models import build_model, load_model
     from .errors import RunNotFoundError, UsageError
     from .presets import get_preset, parse_overrides
-    from .runs import CONFIG, read_config, run_info
+    from .runs import CONFIG, RunFolder, read_config, run_info
 
     if (args.checkpoint is None) == (not args.initial):
         raise UsageError("give either a run folder / model.pt or --initial (not both)")
@@ -100,7 +99,7 @@ def _evaluate(args) -> None:
         model_file, run_dir = None, None
     else:
         checkpoint = Path(args.checkpoint)
-        model_file = checkpoint / "model.pt" if checkpoint.is_dir() else checkpoint
+        model_file = RunFolder(checkpoint).model if checkpoint.is_dir() else checkpoint
         run_dir = model_file.parent
         if not model_file.is_file():  # before any data is read or generated
             raise RunNotFoundError(

@@ -1,28 +1,19 @@
 """A short printed demo of the SN loss on a toy batch: ``python -m snlib.demo [--k 5] [--seed 0]``.
 
-The batch holds 4 identities x 4 images around separate centres in 8 dimensions, plus one identity seen once
-(it has no positive, so it does not count). For each squeeze reading of docs/paper.md it prints the loss and its parts
-(``SupportNeighborLoss.last``), then the support neighbours of one anchor.
+The batch (:func:`snlib.study.geometry.toy_batch`) holds 4 identities x 4 images around centres on a circle in
+the plane, plus one identity seen once (it has no positive, so it does not count). For each squeeze reading of
+docs/paper.md it prints the loss and its parts (``SupportNeighborLoss.last``), then the support neighbours of one
+anchor.
 """
 from __future__ import annotations
 
 import argparse
 
-import torch
-
 from .losses import SQUEEZE_READINGS, SupportNeighborLoss, support_neighbors
+from .study.geometry import toy_batch
 
 PARTS = ("loss", "separation", "squeeze", "pos_dist", "neg_dist", "knn_without_positive", "no_positive",
          "support_pos", "support_neg", "anchors")
-
-
-def toy_batch(seed: int = 0, num_ids: int = 4, images: int = 4, dim: int = 8, spread: float = 0.8):
-    """Features (num_ids * images + 1, dim) and labels 100, 101, ...; the last sample is a lone identity."""
-    generator = torch.Generator().manual_seed(seed)
-    centres = torch.randn(num_ids + 1, dim, generator=generator)
-    labels = torch.cat([torch.arange(num_ids).repeat_interleave(images), torch.tensor([num_ids])]) + 100
-    features = centres[labels - 100] + spread * torch.randn(len(labels), dim, generator=generator)
-    return features, labels
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m snlib.demo") -> None:
@@ -34,7 +25,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m snlib.demo") -> N
     parser.add_argument("--seed", type=int, default=0, help="seed of the toy batch")
     args = parser.parse_args(argv)
 
-    features, labels = toy_batch(args.seed)
+    features, labels = toy_batch(num_ids=4, per_id=4, seed=args.seed, lone=True)
     print(f"Toy batch: {len(labels)} images, identities {sorted(set(labels.tolist()))} "
           f"(4 images each, the last one alone); k={args.k}, alpha={args.alpha}, lambda={args.lam}\n")
     parts = {}

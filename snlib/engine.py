@@ -1,11 +1,12 @@
 """The training loop: one loop for every loss of ``snlib.losses``, on the CPU, one GPU or many (torchrun).
 
-``train(config)`` runs a :class:`~snlib.presets.TrainConfig` to the end and returns a :class:`RunResult`. Runs
-are cached: ``<cache root>/<config hash>/`` holds ``config.json``, the checkpoint of an unfinished run and, once
-finished, ``model.pt`` (weights + architecture), ``history.csv`` (one row per iteration), ``evaluations.json`` and
-``metrics.json``. Calling ``train`` again with the same configuration returns the stored run; calling it after an
-interruption resumes from the last checkpoint and ends with the same weights and history as an uninterrupted run
-(RNG states are checkpointed with the weights; timings excepted).
+``train(config)`` runs a :class:`~snlib.presets.TrainConfig` to the end and returns a
+:class:`~snlib.runs.RunResult`. Runs are cached in ``<cache root>/<config hash>/`` (the layout: ``snlib.runs``):
+``config.json``, the checkpoint of an unfinished run and, once finished, ``model.pt`` (weights + architecture),
+``history.csv`` (one row per iteration) and ``result.json`` (final metrics, periodic evaluations, timings). Calling
+``train`` again with the same configuration returns the stored run; calling it after an interruption resumes from
+the last checkpoint and ends with the same weights and history as an uninterrupted run (RNG states are
+checkpointed with the weights; timings excepted).
 
 Learning rate (the released code; ``ep`` 1-based, ``s`` = decay start, ``T`` = epochs)::
 
@@ -16,18 +17,15 @@ times an optional linear warm-up over the first ``warmup_epochs`` (per iteration
 """
 from __future__ import annotations
 
-import json
 import os
 import random
-import socket
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
@@ -35,76 +33,23 @@ from tqdm.auto import tqdm
 from . import distributed
 from .data import PKSampler, Sample, build_transforms, check_files, load_dataset
 from .data.decoded import build_dataset
-from .errors import ConfigError, DamagedFileError, SnlibError
+from .errors import ConfigError, SnlibError
 from .evaluation import RankResult, evaluate_features
-from .losses import CrossEntropyLoss, SupportNeighborLoss, TripletLoss, build_loss
-from .models import (CheckpointMismatchError, ReIDModel, build_model, extract_features, load_model, load_model_weights,
-                     model_checkpoint, read_checkpoint)
+from .losses import loss_from_config
+from .models import CheckpointMismatchError, build_model, extract_features, load_model_weights, model_checkpoint
 from .presets import TrainConfig, config_hash
+from .runs import RunFolder, RunResult, run_dir_for
 from . import settings
 
-CHECKPOINT = "checkpoint.pt"
-MODEL = "model.pt"
-RESULT = "result.json"
 #: History columns that measure the machine, not the computation (they differ between identical runs).
 TIMING_KEYS = ("images_per_s", "time_s")
-
-
-class RunLockedError(SnlibError, RuntimeError):
-    """Another living process is training the same run folder."""
 
 
 class TrainingDivergedError(SnlibError, FloatingPointError):
     """The loss or the features became NaN/inf; the last checkpoint is intact."""
 
 
-# --------------------------------------------------------------------------------------------- results
-
-
-@dataclass
-class RunResult:
-    """A finished run: configuration, per-iteration history, evaluations, final test metrics, model file.
-
-    ``wall_time_s``: seconds spent in the training epochs (periodic evaluations included), summed over
-    resumptions; ``extra["eval_time_s"]``: the final query-vs-gallery evaluation.
-    """
-
-    config: TrainConfig
-    run_dir: Path
-    history: list[dict]
-    evaluations: list[dict]
-    metrics: dict
-    wall_time_s: float
-    from_cache: bool = False
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def model_path(self) -> Path:
-        return self.run_dir / MODEL
-
-    def load_model(self, device: str | torch.device = "cpu") -> ReIDModel:
-        return load_model(self.model_path, map_location=device).to(device)
-
-    def history_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.history)
-
-    @classmethod
-    def load(cls, run_dir: str | Path) -> "RunResult":
-        """Read a finished run folder (``result.json`` + ``history.csv``)."""
-        run_dir = Path(run_dir)
-        summary = json.loads((run_dir / RESULT).read_text())
-        history = pd.read_csv(run_dir / "history.csv").to_dict("records") if (run_dir / "history.csv").is_file() else []
-        return cls(config=TrainConfig.from_dict(summary["config"]), run_dir=run_dir, history=history,
-                   evaluations=summary["evaluations"], metrics=summary["metrics"],
-                   wall_time_s=summary["wall_time_s"], from_cache=True, extra=summary.get("extra", {}))
-
-
 # ------------------------------------------------------------------------------------- small utilities
-
-
-def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` through :func:`snlib.settings.atomic_write`: a crash never leaves a half-written file."""
-    settings.atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
@@ -152,39 +97,6 @@ def lr_factor(config: TrainConfig, epoch: int, iteration: int = 0, iters_per_epo
         if progress < 1:
             factor *= config.warmup_factor + (1 - config.warmup_factor) * progress
     return factor
-
-
-@contextmanager
-def _run_lock(run_dir: Path):
-    """One process trains a run folder at a time; a lock left by a dead process is taken over."""
-    lock = run_dir / ".lock"
-    me = f"{socket.gethostname()}:{os.getpid()}"
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        owner = lock.read_text().strip() if lock.exists() else ""
-        host, _, pid = owner.partition(":")
-        if host == socket.gethostname() and pid.isdigit() and _pid_alive(int(pid)):
-            raise RunLockedError(f"{run_dir} is being trained by process {pid}; wait for it, or remove {lock} if "
-                               "that process is not training this run") from None
-        fd = os.open(lock, os.O_CREAT | os.O_TRUNC | os.O_WRONLY)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(me)
-    try:
-        yield
-    finally:
-        if lock.exists() and lock.read_text().strip() == me:
-            lock.unlink()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def resolve_device(config: TrainConfig, info: distributed.DistInfo) -> torch.device:
@@ -292,32 +204,19 @@ def resolve_precision(config: TrainConfig, device: torch.device, training: bool 
 # --------------------------------------------------------------------------------------- data and eval
 
 
-def build_loss_for(config: TrainConfig, num_classes: int, feat_dim: int):
-    """``build_loss(config.loss, ...)`` with the config's loss options given to the terms that take them."""
-    probe = build_loss(config.loss, num_classes=num_classes, feat_dim=feat_dim)
-    options = dict(config.loss_options)
-    for term in probe.terms.values():
-        if isinstance(term, SupportNeighborLoss):
-            options.update(k=config.sn_k, alpha=config.sn_alpha, lam=config.sn_lambda)
-        elif isinstance(term, TripletLoss):
-            options.update(margin=config.triplet_margin)
-        elif isinstance(term, CrossEntropyLoss):
-            options.update(label_smoothing=config.label_smoothing)
-    return build_loss(config.loss, num_classes=num_classes, feat_dim=feat_dim, **options)
-
-
 def num_workers(config: TrainConfig) -> int:
     """Data-loading processes: ``config.num_workers``, at most one per CPU core."""
     return min(config.num_workers, os.cpu_count() or 1)
 
 
-def test_transform(config: TrainConfig):
+def eval_transform(config: TrainConfig):
+    """The test-time transform of ``config``: resize and normalise (no augmentation)."""
     return build_transforms(config.height, config.width, train=False, mean=config.mean, std=config.std)
 
 
 def eval_loader(samples: list[Sample], config: TrainConfig, device: torch.device) -> torch.utils.data.DataLoader:
     """Test batches of ``samples`` (resize and normalise), from the decoded cache of ``config.decoded_cache``."""
-    dataset = build_dataset(samples, test_transform(config), config.height, config.width, config.decoded_cache,
+    dataset = build_dataset(samples, eval_transform(config), config.height, config.width, config.decoded_cache,
                             desc="test images")
     return torch.utils.data.DataLoader(dataset, batch_size=config.eval_batch_size, shuffle=False,
                                        num_workers=num_workers(config), pin_memory=device.type == "cuda")
@@ -339,23 +238,7 @@ def evaluate_model(model: nn.Module, query: list[Sample], gallery: list[Sample],
                              rerank=config.eval_rerank)
 
 
-def split_by_camera(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
-    """Query / gallery split of one sample list (e.g. the training set): the first image of every
-    (identity, camera) pair is a query, the rest is the gallery. Under the Market-1501 protocol a query is
-    then matched against its identity's images of the other cameras."""
-    seen, query, gallery = set(), [], []
-    for sample in samples:
-        key = (sample.pid, sample.camid)
-        (gallery if key in seen else query).append(sample)
-        seen.add(key)
-    return query, gallery
-
-
 # ------------------------------------------------------------------------------------------- training
-
-
-def run_dir_for(config: TrainConfig, cache_root: str | Path | None = None) -> Path:
-    return Path(cache_root or settings.cache_root()) / config_hash(config)
 
 
 def train(config: TrainConfig, cache_root: str | Path | None = None, run_dir: str | Path | None = None,
@@ -368,52 +251,36 @@ def train(config: TrainConfig, cache_root: str | Path | None = None, run_dir: st
     ``history`` and ``evaluations``). Under torchrun every process calls ``train`` (DDP).
     """
     info = distributed.init_distributed()
-    run_dir = Path(run_dir) if run_dir else run_dir_for(config, cache_root)
+    folder = RunFolder(Path(run_dir) if run_dir else run_dir_for(config, cache_root))
     created = False  # by this call: removed again when training fails before its first checkpoint
     if info.is_main:
         if fresh:
-            for name in (RESULT, CHECKPOINT, MODEL):
-                (run_dir / name).unlink(missing_ok=True)
-        run_dir.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            run_dir.mkdir()
-            created = True
-        except FileExistsError:
-            pass
+            folder.discard()
+        created = folder.create()
     distributed.barrier()
-    if (run_dir / RESULT).is_file() and (run_dir / MODEL).is_file():
-        return RunResult.load(run_dir)
+    if folder.finished:
+        return RunResult.load(folder.path)
     try:
-        with _run_lock(run_dir) if info.is_main else nullcontext():
+        with folder.lock() if info.is_main else nullcontext():
             if info.is_main:
-                settings.atomic_write(run_dir / "config.json", json.dumps(config.to_dict(), indent=2, default=str))
-            trainer = _Trainer(config, run_dir, info, progress)
+                folder.write_config(config)
+            trainer = _Trainer(config, folder, info, progress)
             if info.is_main:
                 print(trainer.data_line(), flush=True)
             result = trainer.fit(on_epoch_end)
     except BaseException:
-        if created and not (run_dir / CHECKPOINT).exists():
-            _remove_orphan(run_dir)
+        if created:
+            folder.remove_if_empty()
         raise
     distributed.barrier()
-    return result if info.is_main else RunResult.load(run_dir)
-
-
-def _remove_orphan(run_dir: Path) -> None:
-    """Remove a run folder that ``train`` created and that holds no checkpoint: its ``config.json`` (the lock is
-    gone already), then the folder unless something else was put in it."""
-    (run_dir / "config.json").unlink(missing_ok=True)
-    try:
-        run_dir.rmdir()
-    except OSError:
-        pass
+    return result if info.is_main else RunResult.load(folder.path)
 
 
 class _Trainer:
     """State of one training run (model, loss, optimiser, loaders) and the loop over epochs."""
 
-    def __init__(self, config: TrainConfig, run_dir: Path, info: distributed.DistInfo, progress: bool):
-        self.config, self.run_dir, self.info, self.progress = config, run_dir, info, progress
+    def __init__(self, config: TrainConfig, folder: RunFolder, info: distributed.DistInfo, progress: bool):
+        self.config, self.folder, self.info, self.progress = config, folder, info, progress
         self.device = resolve_device(config, info)
         self.precision = resolve_precision(config, self.device)  # fp16 on a CPU is refused here, before any work
         if info.enabled and config.p % info.world_size:
@@ -424,7 +291,7 @@ class _Trainer:
         num_classes = self.dataset.num_train_pids
         model = build_model(config.model, pretrained=config.pretrained, last_stride=config.last_stride,
                             bnneck=config.bnneck, weights_path=config.weights_path)
-        self.loss = build_loss_for(config, num_classes, model.feat_dim).to(self.device)
+        self.loss = loss_from_config(config, num_classes, model.feat_dim).to(self.device)
         if self.loss.needs_logits:
             model.add_classifier(num_classes)
         if info.enabled and config.sync_bn:
@@ -466,7 +333,7 @@ class _Trainer:
     # ----------------------------------------------------------------------------------- checkpoints
 
     def _state(self) -> dict:
-        return {"format": "snlib-train", "config_hash": config_hash(self.config),
+        return {"config_hash": config_hash(self.config),
                 "model_config": dict(self.model.config), "state_dict": self.model.state_dict(),
                 "loss_state": self.loss.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict(), "epoch": self.epoch, "history": self.history,
@@ -476,16 +343,13 @@ class _Trainer:
     def save_checkpoint(self) -> None:
         state = self._state()  # every rank takes part in gathering the RNG states
         if self.info.is_main:
-            atomic_save(state, self.run_dir / CHECKPOINT)
+            self.folder.write_checkpoint(state)
 
     def resume(self) -> bool:
-        path = self.run_dir / CHECKPOINT
-        if not path.is_file():
+        state = self.folder.read_checkpoint()
+        if state is None:
             return False
-        state = read_checkpoint(path)
-        if not isinstance(state, dict) or state.get("format") != "snlib-train":
-            raise DamagedFileError(f"{path} is not an snlib training checkpoint (no 'format': 'snlib-train'); "
-                                   f"retrain with `snlib train ... --fresh` (train(..., fresh=True)), or delete {path}")
+        path = self.folder.checkpoint
         if state.get("config_hash") != config_hash(self.config):
             raise CheckpointMismatchError(
                 f"{path} belongs to another configuration (hash {state.get('config_hash')} vs "
@@ -508,7 +372,7 @@ class _Trainer:
         config = self.config
         resumed = self.resume()
         if resumed and self.info.is_main:
-            print(f"resumed from epoch {self.epoch} of {config.epochs} ({self.run_dir / CHECKPOINT})", flush=True)
+            print(f"resumed from epoch {self.epoch} of {config.epochs} ({self.folder.checkpoint})", flush=True)
         total = config.epochs * self.iters_per_epoch
         lines = self.progress and self.info.is_main and settings.batch_mode()  # a line per epoch instead of a bar
         bar = tqdm(total=total, initial=self.epoch * self.iters_per_epoch, desc=f"train {config.loss}",
@@ -568,14 +432,14 @@ class _Trainer:
         pids = pids.to(self.device, non_blocking=True)
         with self.precision.autocast(self.device):
             out = self.net(images)
-        features = out["features"].float()
-        logits = out["logits"].float() if out["logits"] is not None else None
+        features = out.features.float()
+        logits = out.logits.float() if out.logits is not None else None
         loss = self.criterion(features, pids, logits=logits) if torch.isfinite(features).all() else None
         if loss is None or not torch.isfinite(loss):
             what = "features are NaN/inf" if loss is None else f"loss is {loss.item()} ({self.loss.last})"
             raise TrainingDivergedError(
                 f"{what} at epoch {self.epoch + 1}, iteration {it + 1}: training diverged; the last checkpoint "
-                f"({self.run_dir / CHECKPOINT}) is intact: lower lr, or use amp='off'")
+                f"({self.folder.checkpoint}) is intact: lower lr, or use amp='off'")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.info.enabled and not isinstance(self.criterion, distributed.GlobalBatchLoss):
@@ -597,18 +461,15 @@ class _Trainer:
         start = time.perf_counter()
         metrics = self._evaluate_test()
         eval_time = time.perf_counter() - start
-        result = RunResult(config=self.config, run_dir=self.run_dir, history=self.history,
+        result = RunResult(config=self.config, run_dir=self.folder.path, history=self.history,
                            evaluations=self.evaluations, metrics=metrics, wall_time_s=self.wall_time,
                            extra={"resumed": resumed, "device": str(self.device), "eval_time_s": eval_time,
                                   "world_size": self.info.world_size, "iters_per_epoch": self.iters_per_epoch,
                                   **self.precision.as_dict()})
         if self.info.is_main:
-            atomic_save(model_checkpoint(self.model), self.run_dir / MODEL)
-            settings.atomic_write(self.run_dir / "history.csv", pd.DataFrame(self.history).to_csv(index=False))
             summary = {"config": self.config.to_dict(), "config_hash": config_hash(self.config),
                        "dataset": self.dataset.name, "data_root": settings.portable_path(self.dataset.root),
                        "metrics": metrics, "evaluations": self.evaluations, "wall_time_s": self.wall_time,
                        "extra": result.extra}
-            settings.atomic_write(self.run_dir / RESULT, json.dumps(summary, indent=2, default=str))
-            (self.run_dir / CHECKPOINT).unlink(missing_ok=True)
+            self.folder.finish(model_checkpoint(self.model), self.history, summary)
         return result

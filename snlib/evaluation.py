@@ -35,11 +35,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from snlib.reranking import as_distance_matrix, check_finite, re_ranking, rows_per_block, to_numpy
+from .arrays import as_distance_matrix, check_finite, rows_per_block, to_numpy
+from .reranking import re_ranking
 
 __all__ = [
     "RankResult", "evaluate_rank", "evaluate_features", "pairwise_distance", "pool_multi_query",
-    "cuhk03_classic_cmc", "re_ranking", "JUNK_PID", "METRICS", "AP_RULES",
+    "cuhk03_classic_cmc", "market1501_removed", "re_ranking", "JUNK_PID", "METRICS", "AP_RULES",
 ]
 
 #: Gallery identity that never counts (Market-1501's junk boxes).
@@ -171,6 +172,16 @@ def pairwise_distance(qf, gf, metric: str = "euclidean", chunk_size: int | None 
     for start, stop, d in _distance_blocks(q, g, metric, _block_rows(chunk_size, len(g))):
         out[start:stop] = d
     return out
+
+
+def market1501_removed(q_pids, g_pids, q_camids, g_camids, junk_pids=(JUNK_PID,)) -> np.ndarray:
+    """(nq, ng) bool: the gallery images the Market-1501 protocol takes out of each query's ranking: those of
+    the query's identity seen by the query's camera, and junk (``junk_pids``, identity -1) for every query.
+    :func:`evaluate_rank` applies the same rule without building the mask (it places only the query's own
+    identity); the ranked lists and the CUHK03 classic draw use the mask."""
+    q_pids, g_pids = np.asarray(q_pids), np.asarray(g_pids)
+    removed = (g_pids[None, :] == q_pids[:, None]) & (np.asarray(g_camids)[None, :] == np.asarray(q_camids)[:, None])
+    return removed | np.isin(g_pids, list(junk_pids))[None, :]
 
 
 # -------------------------------------------------------------------------------------------------- ranking
@@ -401,7 +412,7 @@ def cuhk03_classic_cmc(distmat, q_pids, g_pids, q_camids, g_camids, num_repeats:
     for s in range(0, len(dist), step):
         d = check_finite(dist[s:s + step], "distmat", s)[:, columns]
         rows = np.arange(len(d))
-        removed = (pid_of_column == q_pids[s:s + step, None]) & (cam_of_column == q_camids[s:s + step, None])
+        removed = market1501_removed(q_pids[s:s + step], pid_of_column, q_camids[s:s + step], cam_of_column)
         valid = has_own[s:s + step] & np.logical_or.reduceat(~removed, start, axis=1)[rows, own[s:s + step]]
         num_valid += int(valid.sum())
         for _ in range(num_repeats):

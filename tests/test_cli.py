@@ -17,7 +17,8 @@ import snlib
 from snlib import data, engine
 from snlib.__main__ import _HelpFormatter, build_parser, main as cli
 from snlib.data import load_dataset
-from snlib.engine import CHECKPOINT, MODEL, RESULT, run_dir_for, train
+from snlib.engine import train
+from snlib.runs import CHECKPOINT, MODEL, RESULT, run_dir_for
 from snlib.errors import ConfigError, DamagedFileError
 from snlib.models import load_model
 from snlib.presets import config_hash, get_preset

@@ -11,7 +11,7 @@ import pytest
 
 import snlib.reproduce
 from _data_fixtures import make_duke, make_market, write_images
-from snlib import engine, settings
+from snlib import engine, runs, settings
 from snlib.__main__ import main as cli
 from snlib.data import (CorruptImageError, DataNotFoundError, check_files, check_options, detect_dataset,
                         load_dataset)
@@ -87,7 +87,7 @@ def test_train_detects_market_and_writes_nothing_into_it(market, tmp_path, capsy
     shown = settings.portable_path(market)  # absolute: pytest's folder lies outside the repository
     assert f"data: market1501 at {shown} (3 train ids, 5 train images, 3 queries, 9 gallery" in out
     (run,) = (tmp_path / "cache").iterdir()
-    result = json.loads((run / engine.RESULT).read_text())
+    result = json.loads((run / runs.RESULT).read_text())
     assert (result["dataset"], result["data_root"]) == ("market1501", shown)
     assert result["config"]["dataset"] == "market1501" and result["config"]["dataset_options"] == {}
 
@@ -167,7 +167,7 @@ def test_a_zero_byte_gallery_image_fails_before_training_and_in_verify(market, t
         engine.train(config, cache_root=tmp_path / "cache", on_epoch_end=lambda epoch, state: epochs.append(epoch))
     # 5 train + 3 query + 9 gallery + 4 multi-query (gt_bbox) files
     assert "1 of 21 files" in str(err.value) and f"{empty} (gallery:" in str(err.value)
-    assert epochs == [] and not list((tmp_path / "cache").rglob(engine.CHECKPOINT))
+    assert epochs == [] and not list((tmp_path / "cache").rglob(runs.CHECKPOINT))
     with pytest.raises(CorruptImageError, match="1 not readable as images: .*0003_c4s2_000401_01.jpg"):
         cli(["verify", "--dataset", "market1501", "--data-root", str(market), "--debug"])
     with pytest.raises(SystemExit):

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from snlib.data import (SyntheticConfig, color_histogram_baseline, color_histogram_features, ensure_synthetic,
-                        generate_synthetic, load_dataset, read_image, render_identity_sheet)
+from _image_helpers import color_histogram_baseline, color_histogram_features, render_identity_sheet
+from snlib.data import SyntheticConfig, ensure_synthetic, generate_synthetic, load_dataset, read_image
 from snlib.data.synthetic import CONFIG_FILE, config_tag
 
 TINY = dict(num_train_ids=6, num_test_ids=5, num_cameras=3, images_per_camera=(2, 3), num_distractors=4,

@@ -12,10 +12,23 @@ import torch
 from snlib import engine, settings
 from snlib.__main__ import main as cli
 from snlib.data import load_dataset
-from snlib.engine import (CHECKPOINT, MODEL, RESULT, TIMING_KEYS, atomic_save, evaluate_model, lr_factor,
-                          split_by_camera, train)
+from snlib.data import Sample
+from snlib.engine import TIMING_KEYS, evaluate_model, lr_factor, train
 from snlib.models import build_model
 from snlib.presets import TrainConfig, config_hash, get_preset, parse_overrides
+from snlib.runs import CHECKPOINT, MODEL, RESULT, atomic_save
+
+
+def split_by_camera(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
+    """Query / gallery split of one sample list (e.g. the training set): the first image of every
+    (identity, camera) pair is a query, the rest is the gallery. Under the Market-1501 protocol a query is
+    then matched against its identity's images of the other cameras."""
+    seen, query, gallery = set(), [], []
+    for sample in samples:
+        key = (sample.pid, sample.camid)
+        (gallery if key in seen else query).append(sample)
+        seen.add(key)
+    return query, gallery
 
 
 @pytest.fixture(scope="module")

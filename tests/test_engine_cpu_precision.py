@@ -10,25 +10,17 @@ import torch
 from torch import nn
 
 from snlib import engine
-from snlib.data import load_dataset
-from snlib.engine import CHECKPOINT, RESULT, Precision, cpu_fastest, resolve_precision, train
+from snlib.engine import Precision, cpu_fastest, resolve_precision, train
+from snlib.runs import CHECKPOINT, RESULT
 from snlib.errors import ConfigError
 from snlib.models import build_model, extract_features
 from snlib.presets import get_preset
 
-from test_engine import _assert_same_run, _Killed
+from test_engine import _assert_same_run, _Killed, data_root  # noqa: F401 (data_root: the smoke set, a fixture)
 
 CPU = torch.device("cpu")
 #: A hand-made speed table: channels-last fp32 fastest, then NCHW bf16.
 FIGURES = {(False, "off"): 1.0, (True, "off"): 3.0, (False, "bf16"): 2.0, (True, "bf16"): 0.5}
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "synthetic-smoke"
-    config = get_preset("smoke")
-    load_dataset(config.dataset, root, **config.dataset_options)
-    return str(root)
 
 
 @pytest.fixture

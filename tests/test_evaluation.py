@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from snlib.evaluation import (
-    cuhk03_classic_cmc, evaluate_features, evaluate_rank, pairwise_distance, pool_multi_query, re_ranking,
+    cuhk03_classic_cmc, evaluate_features, evaluate_rank, market1501_removed, pairwise_distance, pool_multi_query,
+    re_ranking,
 )
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -424,3 +425,12 @@ def test_other_bad_input():
         re_ranking(np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="pids has 2 entries but there are 3 features"):
         pool_multi_query(np.ones((3, 4)), [1, 2], [0, 0, 0])
+
+
+def test_market1501_removed_by_hand():
+    # gallery: id 1 cam 0, id 1 cam 1, junk (-1) cam 0, id 2 cam 0, distractor (0) cam 1
+    g_pids, g_camids = [1, 1, -1, 2, 0], [0, 1, 0, 0, 1]
+    removed = market1501_removed([1, 2], g_pids, [0, 1], g_camids)
+    # query id 1 in cam 0: its own cam-0 image and the junk go; query id 2 in cam 1: only the junk goes
+    assert removed.tolist() == [[True, False, True, False, False], [False, False, True, False, False]]
+    assert not market1501_removed([1], g_pids, [0], g_camids, junk_pids=())[0, 2]

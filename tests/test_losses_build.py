@@ -158,3 +158,38 @@ def test_demo_prints_the_parts_of_every_reading(capsys):
     out = capsys.readouterr().out
     assert all(reading in out for reading in ("paper", "neighbors", "released", "none"))
     assert all(part in out for part in PARTS) and "S+" in out
+
+
+# ---- the registry ----------------------------------------------------------------------------------------------
+
+def test_registered_config_fields_are_train_config_fields():
+    import dataclasses
+
+    from snlib.losses import LOSSES
+    from snlib.presets import TrainConfig
+
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert LOSS_NAMES == tuple(LOSSES)
+    for name, term in LOSSES.items():
+        assert set(term.config_fields) <= fields, name
+
+
+def test_a_registered_loss_is_built_from_a_config(monkeypatch):
+    from snlib import losses
+    from snlib.presets import get_preset
+
+    monkeypatch.setattr(losses, "LOSSES", dict(losses.LOSSES))
+
+    @losses.register_loss({"scaled-triplet": {}}, config_fields={"triplet_margin": "margin", "sn_alpha": "scale"})
+    class ScaledTriplet(TripletLoss):
+        def __init__(self, margin: float = 0.3, scale: float = 1.0) -> None:
+            super().__init__(margin=margin)
+            self.scale = scale
+
+    built = losses.loss_from_config(get_preset("smoke", loss="scaled-triplet+ce", triplet_margin=0.7,
+                                               sn_alpha=3.0, label_smoothing=0.2), num_classes=4, feat_dim=8)
+    term = built.terms["scaled-triplet"]
+    assert (type(term), term.margin, term.scale, built.terms["ce"].label_smoothing) == (ScaledTriplet, 0.7, 3.0, 0.2)
+    assert built.needs_logits
+    with pytest.raises(ValueError, match="registered twice"):
+        losses.register_loss({"sn": {}})(TripletLoss)

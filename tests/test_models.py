@@ -36,7 +36,7 @@ def _imagenet_logits(model: ReIDModel, images: torch.Tensor) -> torch.Tensor:
     """Backbone of ``model`` + the ImageNet head of the packaged EfficientNet-Lite0 file (``_fc``)."""
     head = models._efficientnet_lite0_state()
     with torch.no_grad():
-        return model.eval()(images) @ head["_fc.weight"].T + head["_fc.bias"]
+        return model.eval()(images).embedding @ head["_fc.weight"].T + head["_fc.bias"]
 
 
 def test_efficientnet_lite0_imagenet_weights_classify_known_photographs():
@@ -59,7 +59,7 @@ def test_resnet50_last_stride_gives_the_paper_feature_map(last_stride, grid):
     seen = {}
     model.backbone.layer4.register_forward_hook(lambda m, i, out: seen.update(map=out.shape))
     with torch.no_grad():
-        feature = model(torch.randn(1, 3, 256, 128))
+        feature = model(torch.randn(1, 3, 256, 128)).embedding
     assert seen["map"][1:] == (2048, *grid)
     assert feature.shape == (1, 2048)
 
@@ -118,14 +118,14 @@ def test_forward_modes_bnneck_and_classifier():
     model = build_model("resnet18", pretrained=False, bnneck=True, num_classes=7)
     x = torch.randn(4, 3, 64, 32)
     out = model.train()(x)
-    assert out["features"].shape == (4, 512) and out["logits"].shape == (4, 7)
+    assert out.features.shape == (4, 512) and out.logits.shape == (4, 7)
     model.eval()
     with torch.no_grad():
-        neck = model(x)
+        neck = model(x).embedding
         raw = model.backbone(x)
     assert torch.allclose(neck, model.bottleneck(raw))  # test feature: after the neck (Bag of Tricks)
     plain = build_model("resnet18", pretrained=False).train()
-    assert plain(x)["logits"] is None
+    assert plain(x).logits is None
 
 
 def test_checkpoint_roundtrip_and_refusal_of_another_model(tmp_path):
@@ -135,7 +135,7 @@ def test_checkpoint_roundtrip_and_refusal_of_another_model(tmp_path):
     restored = load_model(tmp_path / "model.pt").eval()
     x = torch.randn(2, 3, 64, 32)
     with torch.no_grad():
-        assert torch.equal(model(x), restored(x))
+        assert torch.equal(model(x).embedding, restored(x).embedding)
     other = build_model("resnet18", pretrained=False, num_classes=6)
     with pytest.raises(CheckpointMismatchError, match="num_classes: checkpoint 5 vs model 6"):
         load_model_weights(other, torch.load(tmp_path / "model.pt", weights_only=True))

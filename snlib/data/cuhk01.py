@@ -33,7 +33,7 @@ def parse_image_name(name: str) -> tuple[int, int]:
     return pid, (index - 1) // 2
 
 
-def test_identities(pids: list[int], num_test_ids: int, split_id: int, seed: int) -> set[int]:
+def pick_test_identities(pids: list[int], num_test_ids: int, split_id: int, seed: int) -> set[int]:
     """Split ``split_id`` of ``NUM_SPLITS`` random draws of ``num_test_ids`` identities (deterministic)."""
     if not 0 <= split_id < NUM_SPLITS:
         raise ValueError(f"split_id={split_id} outside 0..{NUM_SPLITS - 1}")
@@ -48,7 +48,7 @@ def load_cuhk01(root: str | Path, split_id: int = 0, num_test_ids: int = 100, se
     """CUHK01 with ``num_test_ids`` test identities (100 in the paper: 871 / 100)."""
     data_dir = find_or_unpack(root, SOURCES["cuhk01"], CANDIDATES, ("campus",))
     samples = scan_folder(data_dir / "campus", parse_image_name, "NNNNIII.png (identity, image 001-004)")
-    test_pids = test_identities(sorted({s.pid for s in samples}), num_test_ids, split_id, seed)
+    test_pids = pick_test_identities(sorted({s.pid for s in samples}), num_test_ids, split_id, seed)
     train = [s for s in samples if s.pid not in test_pids]
     query = [s for s in samples if s.pid in test_pids and s.camid == 0]
     gallery = [s for s in samples if s.pid in test_pids and s.camid == 1]

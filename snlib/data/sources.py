@@ -1,17 +1,17 @@
 """Where each real data set comes from, the layout its loader expects, and a checked download helper.
 
 Only Market-1501 and DukeMTMC-reID were ever served from a public URL; CUHK01, CUHK03 and MSMT17 are
-released on request (a form and a licence). :func:`download` fetches an official archive with a short
-socket timeout, checks its MD5 and extracts it; when the network or the host is unavailable it fails
-at once with the manual instructions (``Source.help``). An archive placed by hand next to the data
-(``<root>/<folder>/<archive>``) is verified and extracted without any network access.
+released on request (a form and a licence). :func:`download` fetches an official archive with ``pooch``
+(progress bar, MD5 check, a temporary file moved into place only when the checksum matches) under a short
+timeout, and extracts it; when the network or the host is unavailable it fails at once with the manual
+instructions (``Source.help``). An archive placed by hand next to the data (``<root>/<folder>/<archive>``) is
+verified and extracted without any network access.
 
 MD5 sums are those open-reid (Cysu/open-reid) checks for the same archives.
 """
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import shutil
 import socket
 import tempfile
@@ -29,7 +29,6 @@ from ..errors import ConfigError
 
 #: Seconds a host lookup, a connection or a stalled read may take before a download gives up.
 DEFAULT_TIMEOUT = 10.0
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -138,20 +137,19 @@ SOURCES: dict[str, Source] = {
 
 
 def md5sum(path: str | Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    import pooch
+
+    return pooch.file_hash(str(path), alg="md5")
 
 
 def _resolve(url: str, timeout: float) -> None:
-    """Look the host up within ``timeout`` (``urlopen``'s timeout does not bound a stalled DNS lookup)."""
+    """Look the host up within ``timeout`` (the timeout of a request bounds connecting and reading, not a stalled
+    DNS lookup)."""
     parsed = urllib.parse.urlsplit(url)
     if not parsed.hostname:
         return
     def look_up():
-        with contextlib.suppress(OSError):  # a failed lookup is reported by urlopen itself
+        with contextlib.suppress(OSError):  # a failed lookup is reported by the download itself
             socket.getaddrinfo(parsed.hostname, parsed.port or 80)
 
     lookup = threading.Thread(target=look_up, daemon=True)
@@ -161,21 +159,19 @@ def _resolve(url: str, timeout: float) -> None:
         raise TimeoutError(f"looking up {parsed.hostname} took more than {timeout:g} s")
 
 
-def _fetch(url: str, target: Path, timeout: float) -> None:
-    """Stream ``url`` into ``target`` (via a temporary file, so a broken transfer leaves nothing)."""
+def _copy_local(url: str, output_file, _pooch=None) -> None:
+    """A pooch downloader for ``file://`` URLs (an archive on a local or mounted disk)."""
+    shutil.copyfile(urllib.request.url2pathname(urllib.parse.urlsplit(url).path), output_file)
+
+
+def _fetch(url: str, target: Path, md5: str, timeout: float) -> None:
+    """Download ``url`` to ``target`` with pooch, checked against ``md5``: a broken transfer or a file with another
+    checksum leaves nothing (``ValueError`` on a checksum mismatch, ``OSError`` on a network failure)."""
+    import pooch
+
     _resolve(url, timeout)
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        total = int(response.headers.get("Content-Length") or 0) or None
-        with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as tmp, \
-                tqdm(total=total, unit="B", unit_scale=True, desc=target.name) as bar:
-            try:
-                for block in iter(lambda: response.read(CHUNK), b""):
-                    tmp.write(block)
-                    bar.update(len(block))
-            except BaseException:
-                Path(tmp.name).unlink(missing_ok=True)
-                raise
-    Path(tmp.name).replace(target)
+    downloader = _copy_local if url.startswith("file:") else pooch.HTTPDownloader(progressbar=True, timeout=timeout)
+    pooch.retrieve(url, known_hash=f"md5:{md5}", fname=target.name, path=target.parent, downloader=downloader)
 
 
 def extract_zip(archive: Path, dest: Path) -> None:
@@ -216,14 +212,12 @@ def download(name: str, root: str | Path, timeout: float = DEFAULT_TIMEOUT) -> P
         dest.mkdir(parents=True, exist_ok=True)
         for url in source.urls:
             try:
-                _fetch(url, archive, timeout)
-            except OSError as err:  # URLError, timeouts, refused connections are all OSError
-                errors.append(f"{url}: {err}")
-                continue
-            if md5sum(archive) == source.md5:
+                _fetch(url, archive, source.md5, timeout)
                 break
-            errors.append(f"{url}: served a file whose MD5 is not {source.md5} (an HTML page?)")
-            archive.unlink()
+            except OSError as err:  # requests' errors, timeouts, refused connections are all OSError
+                errors.append(f"{url}: {err}")
+            except ValueError:  # pooch: the checksum does not match (the file is not kept)
+                errors.append(f"{url}: served a file whose MD5 is not {source.md5} (an HTML page?)")
         else:
             raise DataNotFoundError(
                 f"could not download {source.title}:\n  " + "\n  ".join(errors) + "\n" + source.help())

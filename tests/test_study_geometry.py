@@ -1,5 +1,6 @@
-"""snlib.visualize: the numbers behind the figures (sets, gradients, layouts, composition, clustering, ranked
-lists, the explorer's state), checked against plain loops, finite differences and snlib's own evaluator."""
+"""snlib.study (geometry, pools, composition, embeddings, ranking, explorer): the numbers behind the figures
+(sets, gradients, layouts, composition, clustering, ranked lists, the explorer's state), checked against plain
+loops, finite differences and snlib's own evaluator."""
 from __future__ import annotations
 
 import math
@@ -10,8 +11,9 @@ import pandas as pd
 import pytest
 import torch
 
-from snlib import visualize as viz
-from snlib.data import Sample
+from snlib.study import composition, embeddings, geometry, images, pools, ranking
+from snlib.study.explorer import SupportNeighborExplorer
+from snlib.data import Sample, images_allowed
 from snlib.evaluation import evaluate_rank
 from snlib.losses import SQUEEZE_READINGS, support_neighbor_loss_reference
 
@@ -46,7 +48,7 @@ def sets_by_loop(features, labels, anchor, k, normalize):
 def test_anchor_view_matches_plain_loop(k, normalize):
     features, labels = clustered(spread=0.8)
     for anchor in range(len(labels)):
-        view = viz.anchor_view(features, labels, anchor, k=k, normalize=normalize)
+        view = geometry.anchor_view(features, labels, anchor, k=k, normalize=normalize)
         d, threshold, pos, neg, furthest = sets_by_loop(features, labels.tolist(), anchor, k, normalize)
         assert view.positive.tolist() == sorted(pos, key=lambda j: d[j])
         assert view.negative.tolist() == sorted(neg, key=lambda j: d[j])
@@ -58,7 +60,7 @@ def test_anchor_view_matches_plain_loop(k, normalize):
 @pytest.mark.parametrize("squeeze", SQUEEZE_READINGS)
 def test_anchor_terms_average_to_the_reference_loss(squeeze):
     features, labels = clustered(spread=0.9, seed=1)
-    totals = [viz.anchor_view(features, labels, a, k=5, lam=0.3, squeeze=squeeze).total for a in range(len(labels))]
+    totals = [geometry.anchor_view(features, labels, a, k=5, lam=0.3, squeeze=squeeze).total for a in range(len(labels))]
     reference = support_neighbor_loss_reference(features, labels, k=5, lam=0.3, squeeze=squeeze)
     assert np.mean(totals) == pytest.approx(float(reference), rel=1e-9)
 
@@ -68,28 +70,28 @@ def test_anchor_without_positive_is_refused():
     labels = labels.clone()
     labels[0] = 99
     with pytest.raises(ValueError, match="no other image of its identity"):
-        viz.anchor_view(features, labels, 0)
+        geometry.anchor_view(features, labels, 0)
     with pytest.raises(ValueError, match="not a row"):
-        viz.anchor_view(features, labels, len(labels))
+        geometry.anchor_view(features, labels, len(labels))
 
 
 def test_pick_anchor_cases():
-    features, labels = viz.toy_batch(seed=6)
-    mixed = viz.anchor_view(features, labels, viz.pick_anchor(features, labels, k=5, normalize=False), k=5,
+    features, labels = geometry.toy_batch(seed=6)
+    mixed = geometry.anchor_view(features, labels, geometry.pick_anchor(features, labels, k=5, normalize=False), k=5,
                             normalize=False)
     assert not mixed.fallback and len(mixed.negative) > 0
     assert mixed.furthest_positive not in mixed.neighbors
-    fallback = viz.anchor_view(features, labels, viz.pick_anchor(features, labels, k=5, want="fallback",
+    fallback = geometry.anchor_view(features, labels, geometry.pick_anchor(features, labels, k=5, want="fallback",
                                                                  normalize=False), k=5, normalize=False)
     assert fallback.fallback and len(fallback.positive) == 1
     assert fallback.positive[0] not in fallback.neighbors
     # perfectly separated identities: no fallback; a tuple of cases falls through to the next one
     far, labels = clustered(spread=0.01)
     with pytest.raises(LookupError, match="fallback"):
-        viz.pick_anchor(far, labels, k=3, want="fallback")
-    assert viz.pick_anchor(far, labels, k=3, want=("fallback", "hardest")) in range(len(labels))
+        geometry.pick_anchor(far, labels, k=3, want="fallback")
+    assert geometry.pick_anchor(far, labels, k=3, want=("fallback", "hardest")) in range(len(labels))
     with pytest.raises(ValueError, match="want"):
-        viz.pick_anchor(far, labels, want="nope")
+        geometry.pick_anchor(far, labels, want="nope")
 
 
 # ---------------------------------------------------------------------------------------------- gradients
@@ -99,10 +101,10 @@ def test_anchor_gradient_parts_sum_and_touch_only_the_sets(squeeze):
     features, labels = clustered(spread=0.9, seed=2)
     anchor, k = 3, 5
     opts = dict(k=k, squeeze=squeeze, lam=0.5)
-    whole = viz.sn_gradients(features, labels, anchor, **opts)
-    parts = sum(viz.sn_gradients(features, labels, anchor, part=p, **opts) for p in ("separation", "squeeze"))
+    whole = geometry.sn_gradients(features, labels, anchor, **opts)
+    parts = sum(geometry.sn_gradients(features, labels, anchor, part=p, **opts) for p in ("separation", "squeeze"))
     np.testing.assert_allclose(whole, parts, atol=1e-12)
-    view = viz.anchor_view(features, labels, anchor, **opts)
+    view = geometry.anchor_view(features, labels, anchor, **opts)
     involved = {anchor, *view.positive.tolist(), *view.negative.tolist()}
     if squeeze == "paper":
         involved.add(view.furthest_positive)
@@ -113,13 +115,13 @@ def test_anchor_gradient_parts_sum_and_touch_only_the_sets(squeeze):
 def test_anchor_gradient_matches_finite_differences():
     features, labels = clustered(spread=0.9, seed=3)
     anchor, opts = 2, dict(k=5, squeeze="paper", lam=0.5, alpha=5.0)
-    grad = viz.sn_gradients(features, labels, anchor, **opts)
+    grad = geometry.sn_gradients(features, labels, anchor, **opts)
 
     def loss(x):
-        return viz.anchor_view(x, labels, anchor, **opts).total
+        return geometry.anchor_view(x, labels, anchor, **opts).total
 
     eps = 1e-6
-    for i, j in [(anchor, 0), (int(viz.anchor_view(features, labels, anchor, **opts).positive[0]), 1)]:
+    for i, j in [(anchor, 0), (int(geometry.anchor_view(features, labels, anchor, **opts).positive[0]), 1)]:
         step = torch.zeros_like(features)
         step[i, j] = eps
         numeric = (loss(features + step) - loss(features - step)) / (2 * eps)
@@ -128,21 +130,21 @@ def test_anchor_gradient_matches_finite_differences():
 
 def test_batch_gradient_is_the_mean_of_anchor_gradients():
     features, labels = clustered(spread=0.9, seed=4)
-    batch = viz.sn_gradients(features, labels, None, k=5)
-    anchors = [viz.sn_gradients(features, labels, a, k=5) for a in range(len(labels))]
+    batch = geometry.sn_gradients(features, labels, None, k=5)
+    anchors = [geometry.sn_gradients(features, labels, a, k=5) for a in range(len(labels))]
     np.testing.assert_allclose(batch, np.mean(anchors, axis=0), atol=1e-12)
     with pytest.raises(ValueError, match="part"):
-        viz.sn_gradients(features, labels, None, part="squeeze")
+        geometry.sn_gradients(features, labels, None, part="squeeze")
 
 
 def test_radial_velocity_matches_a_small_descent_step():
     features, labels = clustered(spread=0.9, seed=5)
     anchor = 1
-    grads = viz.sn_gradients(features, labels, anchor, k=5)
-    velocity = viz.radial_velocity(features, grads, anchor)
+    grads = geometry.sn_gradients(features, labels, anchor, k=5)
+    velocity = geometry.radial_velocity(features, grads, anchor)
     eps = 1e-6
-    before = viz.anchor_view(features, labels, anchor, k=5).distances
-    after = viz.anchor_view(features - eps * torch.from_numpy(grads), labels, anchor, k=5).distances
+    before = geometry.anchor_view(features, labels, anchor, k=5).distances
+    after = geometry.anchor_view(features - eps * torch.from_numpy(grads), labels, anchor, k=5).distances
     np.testing.assert_allclose(velocity, (after - before) / eps, rtol=1e-3, atol=1e-6)
     assert velocity[anchor] == 0
 
@@ -152,18 +154,18 @@ def test_squeeze_pairs_say_which_way_the_squeeze_moves(squeeze):
     features, labels = clustered(num_ids=4, per_id=6, spread=0.9, seed=6)
     checked = 0
     for anchor in range(len(labels)):
-        view = viz.anchor_view(features, labels, anchor, k=8, squeeze=squeeze)
-        grads = viz.sn_gradients(features, labels, anchor, k=8, squeeze=squeeze, part="squeeze")
-        velocity = viz.radial_velocity(features, grads, anchor)
-        for j, sign in viz.squeeze_pairs(view):
+        view = geometry.anchor_view(features, labels, anchor, k=8, squeeze=squeeze)
+        grads = geometry.sn_gradients(features, labels, anchor, k=8, squeeze=squeeze, part="squeeze")
+        velocity = geometry.radial_velocity(features, grads, anchor)
+        for j, sign in geometry.squeeze_pairs(view):
             assert np.sign(velocity[j]) == -sign
             checked += 1
     assert checked >= len(labels)
 
 
 def test_squeeze_readings_table():
-    features, labels = viz.toy_batch(seed=6)
-    table = viz.squeeze_readings(features, labels, 8, k=5, normalize=False)
+    features, labels = geometry.toy_batch(seed=6)
+    table = geometry.squeeze_readings(features, labels, 8, k=5, normalize=False)
     assert table["reading"].tolist() == list(SQUEEZE_READINGS)
     assert table["L_sep"].nunique() == 1          # the squeeze reading leaves the separation term alone
     assert table.set_index("reading").loc["none", "L_sqz"] == 0
@@ -175,7 +177,7 @@ def test_squeeze_readings_table():
 def test_project_2d_is_pca():
     from sklearn.decomposition import PCA
     features, _ = clustered(dim=10, seed=7)
-    xy, components = viz.project_2d(features)
+    xy, components = geometry.project_2d(features)
     expected = PCA(n_components=2).fit_transform(features.numpy())
     np.testing.assert_allclose(np.abs(xy), np.abs(expected), atol=1e-8)
     np.testing.assert_allclose(components @ components.T, np.eye(2), atol=1e-10)
@@ -184,10 +186,10 @@ def test_project_2d_is_pca():
 @pytest.mark.parametrize("normalize", [True, False])
 def test_anchor_layout_keeps_the_anchor_distances(normalize):
     features, labels = clustered(dim=16, seed=8)
-    view = viz.anchor_view(features, labels, 5, k=6, normalize=normalize)
-    xy = viz.anchor_layout(features, view, normalize=normalize)
+    view = geometry.anchor_view(features, labels, 5, k=6, normalize=normalize)
+    xy = geometry.anchor_layout(features, view, normalize=normalize)
     np.testing.assert_allclose(np.linalg.norm(xy - xy[5], axis=1), view.distances, atol=1e-9)
-    zoomed = viz.anchor_layout(features, view, normalize=normalize, offset=view.zoom_offset)
+    zoomed = geometry.anchor_layout(features, view, normalize=normalize, offset=view.zoom_offset)
     radius = np.linalg.norm(zoomed, axis=1)
     assert radius[5] == 0 and (np.delete(radius, 5) > 0).all()
     np.testing.assert_allclose(np.delete(radius, 5), np.delete(view.distances, 5) - view.zoom_offset, atol=1e-9)
@@ -197,19 +199,19 @@ def test_anchor_layout_keeps_the_anchor_distances(normalize):
 
 def test_sample_pk_batch():
     pids = np.array([1] * 5 + [2] * 2 + [3] * 1 + [4] * 6 + [5] * 3)
-    batch = viz.sample_pk_batch(pids, p=3, k=4, seed=0)
+    batch = pools.sample_pk_batch(pids, p=3, k=4, seed=0)
     assert len(set(batch.tolist())) == len(batch)
     chosen = np.unique(pids[batch])
     assert len(chosen) == 3 and 3 not in chosen               # identity 3 has a single image
     for pid in chosen:
         assert (pids[batch] == pid).sum() == min(4, (pids == pid).sum())
-    np.testing.assert_array_equal(batch, viz.sample_pk_batch(pids, p=3, k=4, seed=0))
-    assert len(np.unique(pids[viz.sample_pk_batch(pids, p=10, k=2)])) == 4   # all eligible identities
+    np.testing.assert_array_equal(batch, pools.sample_pk_batch(pids, p=3, k=4, seed=0))
+    assert len(np.unique(pids[pools.sample_pk_batch(pids, p=10, k=2)])) == 4   # all eligible identities
     with pytest.raises(ValueError, match="two identities"):
-        viz.sample_pk_batch(np.array([1, 1, 2]), p=2, k=2)
+        pools.sample_pk_batch(np.array([1, 1, 2]), p=2, k=2)
 
 
-def test_test_pool_drops_junk_and_distractors():
+def test_identity_pool_drops_junk_and_distractors():
     class Data:
         query = [Sample(f"q{i}", pid, 0) for i, pid in enumerate([1, 2])]
         gallery = [Sample(f"g{i}", pid, 1) for i, pid in enumerate([1, -1, 0, 2, 2])]
@@ -217,20 +219,20 @@ def test_test_pool_drops_junk_and_distractors():
 
     feats = {"query": (torch.arange(2.0)[:, None], np.array([1, 2]), np.zeros(2, int)),
              "gallery": (torch.arange(2.0, 7.0)[:, None], np.array([1, -1, 0, 2, 2]), np.ones(5, int))}
-    pool = viz.test_pool(feats, Data())
+    pool = pools.identity_pool(feats, Data())
     assert pool.pids.tolist() == [1, 2, 1, 2, 2]
     assert [s.path for s in pool.samples] == ["q0", "q1", "g0", "g3", "g4"]
     assert pool.features.flatten().tolist() == [0, 1, 2, 5, 6]
     Data.gallery = Data.gallery[:-1]
     with pytest.raises(ValueError, match="another version"):
-        viz.test_pool(feats, Data())
+        pools.identity_pool(feats, Data())
 
 
 def test_support_composition_of_separated_identities():
     features, labels = clustered(num_ids=8, per_id=4, dim=32, spread=0.01)
-    composition = viz.support_composition(features, labels.numpy(), k=10, p=5, batch_k=4, num_batches=3)
-    assert composition == pytest.approx({"knn_without_positive": 0.0, "support_pos": 3.0, "support_neg": 7.0})
-    mixed = viz.support_composition(torch.randn(64, 4), np.repeat(np.arange(16), 4), k=3, p=16, num_batches=4)
+    measured = composition.support_composition(features, labels.numpy(), k=10, p=5, batch_k=4, num_batches=3)
+    assert measured == pytest.approx({"knn_without_positive": 0.0, "support_pos": 3.0, "support_neg": 7.0})
+    mixed = composition.support_composition(torch.randn(64, 4), np.repeat(np.arange(16), 4), k=3, p=16, num_batches=4)
     assert 0 < mixed["knn_without_positive"] < 1 and mixed["support_pos"] + mixed["support_neg"] == pytest.approx(3)
 
 
@@ -238,33 +240,33 @@ def test_composition_history_reads_the_sn_term():
     history = pd.DataFrame({"epoch": [1, 1], "iteration": [1, 2], "loss": [3.0, 2.0],
                             "sn-paper/knn_without_positive": [0.5, 0.4], "sn-paper/support_pos": [1.0, 1.5],
                             "sn-paper/support_neg": [9.0, 8.5]})
-    curves = viz.composition_history(history)
-    assert curves.columns.tolist() == ["iteration", "epoch", *viz.COMPOSITION]
+    curves = composition.composition_history(history)
+    assert curves.columns.tolist() == ["iteration", "epoch", *composition.COMPOSITION]
     assert curves["support_pos"].tolist() == [1.0, 1.5]
     with pytest.raises(ValueError, match="SN term"):
-        viz.composition_history(history[["epoch", "iteration", "loss"]])
+        composition.composition_history(history[["epoch", "iteration", "loss"]])
 
 
 # ---------------------------------------------------------------------------------------------- embeddings
 
 def test_cluster_quality():
     features, labels = clustered(num_ids=5, per_id=4, spread=0.05)
-    tight = viz.cluster_quality(features, labels.numpy())
+    tight = embeddings.cluster_quality(features, labels.numpy())
     assert tight["silhouette"] > 0.9 and tight["nn_same_identity"] == 1.0
     shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))].numpy()
-    assert viz.cluster_quality(features, shuffled)["silhouette"] < 0.2
+    assert embeddings.cluster_quality(features, shuffled)["silhouette"] < 0.2
     # nearest neighbour by a plain loop, identities with a single image not counted
     x, y = torch.randn(30, 3, dtype=torch.float64), np.array(list(range(10)) * 2 + list(range(20, 30)))
     hits = [y[min((j for j in range(30) if j != i), key=lambda j: float((x[i] - x[j]).norm()))] == y[i]
             for i in range(30) if (y == y[i]).sum() > 1]
-    assert viz.cluster_quality(x, y)["nn_same_identity"] == pytest.approx(np.mean(hits))
+    assert embeddings.cluster_quality(x, y)["nn_same_identity"] == pytest.approx(np.mean(hits))
 
 
 def test_tsne_is_deterministic():
     features, _ = clustered(num_ids=4, per_id=5)
-    first = viz.tsne_2d(features, seed=3, max_iter=250)
+    first = embeddings.tsne_2d(features, seed=3, max_iter=250)
     assert first.shape == (20, 2)
-    np.testing.assert_array_equal(first, viz.tsne_2d(features, seed=3, max_iter=250))
+    np.testing.assert_array_equal(first, embeddings.tsne_2d(features, seed=3, max_iter=250))
 
 
 # -------------------------------------------------------------------------------------------- ranked lists
@@ -274,7 +276,7 @@ def test_ranked_lists_follow_the_market_protocol():
     gf = np.array([[0.1], [0.2], [0.3], [0.2], [9.0], [10.0]])
     g_pids = np.array([1, -1, 1, 2, 2, 7])
     g_cams = np.array([0, 1, 1, 1, 0, 0])
-    ranked = viz.ranked_lists(qf, gf, [1, 2], g_pids, [0, 0], g_cams, topk=5)
+    ranked = ranking.ranked_lists(qf, gf, [1, 2], g_pids, [0, 0], g_cams, topk=5)
     # query 0 (id 1, cam 0): gallery 0 removed (same id + camera), 1 junk; ties (0.2) keep gallery order
     assert ranked.index[0].tolist() == [3, 2, 4, 5, -1]
     assert ranked.correct[0].tolist() == [False, True, False, False, False]
@@ -288,7 +290,7 @@ def test_ranked_lists_agree_with_evaluate_rank():
     qf, gf = gen.normal(size=(40, 6)), gen.normal(size=(150, 6))
     q_pids, g_pids = gen.integers(0, 20, 40), gen.integers(-1, 20, 150)
     q_cams, g_cams = gen.integers(0, 3, 40), gen.integers(0, 3, 150)
-    ranked = viz.ranked_lists(qf, gf, q_pids, g_pids, q_cams, g_cams, topk=10)
+    ranked = ranking.ranked_lists(qf, gf, q_pids, g_pids, q_cams, g_cams, topk=10)
     result = evaluate_rank(np.sqrt(((qf[:, None] - gf[None]) ** 2).sum(-1)), q_pids, g_pids, q_cams, g_cams)
     valid = np.isfinite(result.ap)
     for k in (1, 5, 10):
@@ -298,7 +300,7 @@ def test_ranked_lists_agree_with_evaluate_rank():
 def test_choose_queries():
     correct = np.array([[True, False], [False, True], [True, True], [False, False], [True, False], [False, False]])
     ap = np.array([0.9, 0.5, 1.0, 0.1, 0.9, np.nan])
-    chosen = viz.choose_queries(correct, ap, num_success=2, num_failure=5)
+    chosen = ranking.choose_queries(correct, ap, num_success=2, num_failure=5)
     assert chosen["query"].tolist() == [2, 0, 3, 1]
     assert chosen["kind"].tolist() == ["success", "success", "failure", "failure"]
     assert chosen["hits in top-k"].tolist() == [2, 1, 0, 1]
@@ -307,18 +309,18 @@ def test_choose_queries():
 # --------------------------------------------------------------------------------------------------- explorer
 
 def make_pool(features, labels, cams):
-    return viz.Pool(features.float(), labels.numpy(), cams, [Sample(f"img{i}", int(p), int(c))
+    return pools.Pool(features.float(), labels.numpy(), cams, [Sample(f"img{i}", int(p), int(c))
                                                             for i, (p, c) in enumerate(zip(labels, cams))])
 
 
 def test_explorer_state():
     features, labels = clustered(num_ids=6, per_id=4, dim=16, spread=0.6, seed=9)
     cams = np.tile([0, 1], 12)
-    pools = {"a": make_pool(features, labels, cams), "b": make_pool(-features, labels, cams)}
+    networks = {"a": make_pool(features, labels, cams), "b": make_pool(-features, labels, cams)}
     batch = np.arange(4, 20)
-    explorer = viz.SupportNeighborExplorer(pools, batch, topk=5, k=4)
+    explorer = SupportNeighborExplorer(networks, batch, topk=5, k=4)
     state = explorer.state("b", 3, k=4, alpha=20.0, lam=0.2, squeeze="paper")
-    expected = viz.anchor_view(-features[batch].float().double(), labels[batch], 3, 4, 20.0, 0.2, "paper")
+    expected = geometry.anchor_view(-features[batch].float().double(), labels[batch], 3, 4, 20.0, 0.2, "paper")
     assert state["view"].positive.tolist() == expected.positive.tolist()
     assert state["view"].total == pytest.approx(expected.total)
     assert state["query"] == batch[3]
@@ -328,23 +330,23 @@ def test_explorer_state():
     fig = explorer.render(**explorer.defaults)         # draws headless (Agg)
     assert len(fig.axes) >= 3
     with pytest.raises(ValueError, match="different test sets"):
-        viz.SupportNeighborExplorer({"a": pools["a"], "c": pools["a"].subset(np.arange(5))}, batch)
+        SupportNeighborExplorer({"a": networks["a"], "c": networks["a"].subset(np.arange(5))}, batch)
 
 
 def test_images_allowed_only_for_synthetic():
-    assert viz.images_allowed("synthetic")
-    assert not any(viz.images_allowed(name) for name in ("market1501", "cuhk03", "dukemtmc", "msmt17", "cuhk01"))
+    assert images_allowed("synthetic")
+    assert not any(images_allowed(name) for name in ("market1501", "cuhk03", "dukemtmc", "msmt17", "cuhk01"))
 
 
 # ------------------------------------------------------------------------------------------------ epoch 0
 
 @pytest.mark.slow
 def test_initial_run_is_the_seeded_untrained_model(tmp_path, monkeypatch):
-    from snlib.experiments import open_study
+    from snlib.study import open_study
     from snlib.models import build_model
     monkeypatch.setenv("SNLIB_CACHE", str(tmp_path / "cache"))
     study = open_study("smoke", output_dir=tmp_path / "out", pretrained=False)   # a seeded random initialisation
-    run = viz.initial_run(study, seed=3)
+    run = study.initial_run(seed=3)
     assert run.run_dir.parent == tmp_path / "cache" and run.model_path.is_file()
     config = run.config
     torch.manual_seed(3)
@@ -352,9 +354,9 @@ def test_initial_run_is_the_seeded_untrained_model(tmp_path, monkeypatch):
                            bnneck=config.bnneck).state_dict()
     loaded = run.load_model().state_dict()
     assert all(torch.equal(loaded[name], value) for name, value in expected.items())
-    assert viz.initial_run(study, seed=3).model_path.stat().st_mtime_ns == run.model_path.stat().st_mtime_ns
+    assert study.initial_run(seed=3).model_path.stat().st_mtime_ns == run.model_path.stat().st_mtime_ns
     first_weight = next(iter(expected))
-    assert not torch.equal(viz.initial_run(study, seed=4).load_model().state_dict()[first_weight],
+    assert not torch.equal(study.initial_run(seed=4).load_model().state_dict()[first_weight],
                            expected[first_weight])
 
 
@@ -366,7 +368,7 @@ def test_identity_thumbnails_one_per_identity(tmp_path):
         path = tmp_path / f"{i}.png"
         Image.new("RGB", (4, 8), (i, 0, 0)).save(path)
         samples.append(Sample(str(path), int(pid), 0))
-    pool = viz.Pool(torch.zeros(len(pids), 2), pids, np.zeros(len(pids), int), samples)
-    thumbs = viz.identity_thumbnails(pool, max_ids=3)
+    pool = pools.Pool(torch.zeros(len(pids), 2), pids, np.zeros(len(pids), int), samples)
+    thumbs = images.identity_thumbnails(pool, max_ids=3)
     assert [i for i, t in enumerate(thumbs) if t is not None] == [0, 2, 3]
     assert thumbs[3][0, 0].tolist() == [3, 0, 0] and thumbs[3].shape == (8, 4, 3)

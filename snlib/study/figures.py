@@ -1,5 +1,6 @@
-"""The notebooks' figures (matplotlib + seaborn): every function takes a long table (one row per run, epoch or
-step, as ``snlib.experiments`` produces them) and returns a ``matplotlib.figure.Figure``.
+"""The notebooks' result figures (matplotlib + seaborn): each function takes a long table (one row per run, epoch
+or step, as :class:`~snlib.study.study.Study` and :mod:`~snlib.study.tables` produce them) or embeddings and
+returns a ``matplotlib.figure.Figure`` (or draws into the axes it is given).
 
 Spread across seeds is shown the same way everywhere: the mean as a bar or line, one point per seed, and a
 band or error bar of one standard deviation (ddof=1; absent for a single seed).
@@ -8,20 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import MaxNLocator
 import pandas as pd
 import seaborn as sns
+from matplotlib.colors import ListedColormap
+from matplotlib.ticker import MaxNLocator
 
-from .experiments import LOSS_LABELS
+from .style import NEGATIVE, POSITIVE, loss_label, metric_label
 
 #: The loss spec of each method of the paper's Figure 4 (``paper.published("figure4")``).
 FIGURE4_LOSSES = {"SN loss": "sn", "TriNet (batch-hard triplet)": "triplet"}
-
-#: Axis labels of the metric columns (percent).
-METRIC_LABELS = {"rank1": "rank-1 (%)", "rank5": "rank-5 (%)", "rank10": "rank-10 (%)", "mAP": "mAP (%)",
-                 "mINP": "mINP (%)", "train_loss": "training loss", "train_loss_rel": "training loss / epoch 1"}
 
 
 def _panels(count: int, width: float = 4.2, height: float = 3.4, sharex: bool = False):
@@ -29,23 +28,18 @@ def _panels(count: int, width: float = 4.2, height: float = 3.4, sharex: bool = 
     return fig, list(axes[0])
 
 
-def _labelled(df: pd.DataFrame, column: str) -> pd.Series:
-    """The loss specs of ``column`` as readable names (other values unchanged)."""
-    return df[column].map(lambda v: LOSS_LABELS.get(v, v))
-
-
 def metric_bars(df: pd.DataFrame, x: str = "loss", metrics: Sequence[str] = ("rank1", "mAP"),
                 order: Sequence | None = None, title: str | None = None):
     """One panel per metric: a bar per ``x`` value (the mean over seeds), its standard deviation as an error
-    bar and one dot per seed. Loss specs on ``x`` are written out (``LOSS_LABELS``)."""
-    data = df.assign(**{x: _labelled(df, x)})
-    order = [LOSS_LABELS.get(v, v) for v in (order if order is not None else df[x].drop_duplicates())]
+    bar and one dot per seed. Loss specs on ``x`` are written out (``style.loss_label``)."""
+    data = df.assign(**{x: df[x].map(loss_label)})
+    order = [loss_label(v) for v in (order if order is not None else df[x].drop_duplicates())]
     fig, axes = _panels(len(metrics), width=0.9 * len(order) + 1.5, height=3.8)
     for ax, metric in zip(axes, metrics):
         sns.barplot(data=data, y=x, x=metric, order=order, errorbar="sd", ax=ax, color="#9ecae1", capsize=0.2,
                     err_kws={"linewidth": 1.2})
         sns.stripplot(data=data, y=x, x=metric, order=order, ax=ax, color="black", size=4, jitter=0.15)
-        ax.set_xlabel(METRIC_LABELS.get(metric, metric))
+        ax.set_xlabel(metric_label(metric))
         ax.set_ylabel("")
         if ax is not axes[0]:
             ax.set_yticklabels([])
@@ -80,7 +74,7 @@ def sweep_curves(df: pd.DataFrame, param: str, metrics: Sequence[str] = ("rank1"
         if log:
             ax.set_xscale("log")
         ax.set_xlabel(label or param)
-        ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+        ax.set_ylabel(metric_label(metric))
     fig.tight_layout()
     return fig
 
@@ -112,10 +106,10 @@ def training_curves(curves: pd.DataFrame, y: Sequence[str] = ("train_loss_rel", 
         for i, metric in enumerate(y):
             ax = grid[i][j]
             for h, name in enumerate(hues):
-                _band(ax, subset[subset[hue] == name], x, metric, f"C{h}", LOSS_LABELS.get(name, name))
+                _band(ax, subset[subset[hue] == name], x, metric, f"C{h}", loss_label(name))
             ax.set_xlabel(x)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel(METRIC_LABELS.get(metric, metric) if j == 0 else "")
+            ax.set_ylabel(metric_label(metric) if j == 0 else "")
             if col is not None and i == 0:
                 ax.set_title(f"{col} = {value}")
     grid[0][-1].legend(fontsize=8, loc="best")
@@ -145,7 +139,7 @@ def gallery_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("mAP", "rank1
     fig, axes = _panels(len(metrics))
     for ax, metric in zip(axes, metrics):
         for h, name in enumerate(hues):
-            _band(ax, data[data[hue] == name], "growth", metric, f"C{h}", f"{LOSS_LABELS.get(name, name)} (reproduced)")
+            _band(ax, data[data[hue] == name], "growth", metric, f"C{h}", f"{loss_label(name)} (reproduced)")
         if published is not None:
             for method, points in published.groupby("method", sort=False):
                 loss = FIGURE4_LOSSES.get(method)
@@ -155,9 +149,105 @@ def gallery_curves(curves: pd.DataFrame, metrics: Sequence[str] = ("mAP", "rank1
                         label=f"{method} (paper, Market-1501)")
         ax.set_xscale("log")
         ax.set_xlabel("gallery size / original gallery size")
-        label = METRIC_LABELS.get(metric, metric)
+        label = metric_label(metric)
         ax.set_ylabel(f"{label.split(' (')[0]}, % of the original gallery's" if relative else label)
     axes[-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
+
+def plot_hit_matrix(ax, correct: np.ndarray, row_labels: list[str]) -> None:
+    """The ranked lists without images (real data sets): one row per query, green = correct, red = wrong."""
+    ax.imshow(np.asarray(correct, dtype=float), cmap=ListedColormap([NEGATIVE, POSITIVE]), vmin=0, vmax=1,
+              aspect="auto")
+    ax.set_yticks(range(len(row_labels)), row_labels, fontsize=8)
+    ax.set_xticks(range(correct.shape[1]), [str(r + 1) for r in range(correct.shape[1])], fontsize=8)
+    ax.set_xlabel("rank")
+
+
+def _identity_colours(labels) -> np.ndarray:
+    palette = np.concatenate([matplotlib.colormaps[name](np.linspace(0, 1, 20))
+                              for name in ("tab20", "tab20b", "tab20c")])
+    _, codes = np.unique(np.asarray(labels), return_inverse=True)
+    return palette[(codes * 7) % len(palette)]
+
+
+def plot_embedding(ax, xy: np.ndarray, labels, title: str | None = None, thumbnails=None,
+                   thumb_zoom: float = 0.35) -> None:
+    """A 2-D embedding, points coloured by identity; with ``thumbnails`` (list of images, or None entries) the
+    image is drawn at its point, framed in the identity's colour."""
+    xy = np.asarray(xy)
+    colours = _identity_colours(labels)
+    ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=10, linewidths=0)
+    if thumbnails is not None:
+        from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+        for point, image, colour in zip(xy, thumbnails, colours):
+            if image is not None:
+                box = AnnotationBbox(OffsetImage(image, zoom=thumb_zoom), point, frameon=True, pad=0.1,
+                                     bboxprops={"edgecolor": colour, "linewidth": 1.5})
+                ax.add_artist(box)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def plot_composition(curves: pd.DataFrame, reference: pd.DataFrame | None = None):
+    """Support-set composition during training (``composition_history``; thin: every iteration, bold: epoch
+    means) and, with ``reference`` (rows: model, columns as ``support_composition``), the same measured on
+    test-set batches, as horizontal lines."""
+    names = {"knn_without_positive": "share of anchors with no positive in the k-NN",
+             "support_pos": "mean |S+| in the k-NN (before fallback)", "support_neg": "mean |S-| in the k-NN"}
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    per_epoch = curves.groupby("epoch").agg({"iteration": "max", **{c: "mean" for c in names}})
+    for ax, (column, label) in zip(axes, names.items()):
+        ax.plot(curves["iteration"], curves[column], lw=0.6, color="grey", alpha=0.7, label="training batch")
+        ax.plot(per_epoch["iteration"], per_epoch[column], "o-", color="black", label="epoch mean")
+        if reference is not None:
+            for n, (model, values) in enumerate(reference.iterrows()):
+                ax.axhline(values[column], ls=("--", "-.", ":")[n % 3], lw=1.4, color=f"C{n % 10}",
+                           label=f"test batches: {model}")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("iteration")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def sweep_grid(results: pd.DataFrame, defaults: dict, noise: pd.DataFrame, labels: dict[str, str]):
+    """:func:`sweep_curves` for every swept field of ``results`` (``Study.sweep`` rows; ``labels``: field ->
+    axis label, in row order), one row of rank-1 and mAP panels each; the fields other than ``sn_k`` on a
+    log axis."""
+    fig, axes = plt.subplots(len(labels), 2, figsize=(9, 3.2 * len(labels)), squeeze=False)
+    for row, (name, label) in zip(axes, labels.items()):
+        sweep_curves(results[results["swept"] == name], name, default=defaults[name], log=name != "sn_k",
+                     label=label, noise=noise, axes=row)
+    fig.tight_layout()
+    return fig
+
+
+def tsne_grid(embedded: dict[str, np.ndarray], pools: dict, quality: pd.DataFrame):
+    """A 2 x 2 grid of :func:`plot_embedding`, one per network of ``embedded`` (name -> 2-D points of its
+    ``pools`` entry), titled with its silhouette and nearest-image score (``quality``, by ``network``)."""
+    fig, axes = plt.subplots(2, 2, figsize=(13, 13))
+    for ax, (name, xy) in zip(axes.flat, embedded.items()):
+        q = quality.set_index("network").loc[name]
+        plot_embedding(ax, xy, pools[name].pids, title=f"{name}\nsilhouette {q['silhouette']:.3f}   "
+                                                        f"nearest image same identity {q['nn_same_identity']:.1%}")
+    return fig
+
+
+def hit_matrices(ranked: dict, chosen: pd.DataFrame):
+    """:func:`plot_hit_matrix` of the ``chosen`` queries (``ranking.figure5_queries``) side by side, one panel
+    per network of ``ranked`` (name -> ``RankedLists``)."""
+    labels = query_labels(chosen)
+    fig, axes = plt.subplots(1, len(ranked), figsize=(12, 0.5 * len(chosen) + 1.5), sharey=True)
+    for ax, (name, lists) in zip(axes, ranked.items()):
+        plot_hit_matrix(ax, lists.correct[chosen["query"]], labels)
+        ax.set_title(name, fontsize=10)
+    return fig
+
+
+def query_labels(chosen: pd.DataFrame) -> list[str]:
+    """``"query <q> (<kind>)"`` for each chosen query."""
+    return [f"query {q} ({kind})" for q, kind in zip(chosen["query"], chosen["kind"])]

@@ -1,4 +1,4 @@
-"""snlib.experiments: the logic the reproduction notebooks share (tables, summaries, multi-query and gallery-size
+"""snlib.study (study, views, tables, figures): the logic the reproduction notebooks share (tables, summaries, multi-query and gallery-size
 evaluation, train subsets, synthetic distractors), on a tiny synthetic set with features made by hand (no training).
 """
 from __future__ import annotations
@@ -11,13 +11,15 @@ import pandas as pd
 import pytest
 import torch
 
-from snlib import engine, experiments, plots
+from snlib import engine
 from snlib.data import load_dataset
 from snlib.evaluation import cuhk03_classic_cmc, evaluate_features, pairwise_distance
-from snlib.experiments import (beside_published, convergence_summary, deviations_from_paper, find_datasets,
-                               format_mean_std, mean_and_spread, open_study, paired_differences, paper_layout,
-                               relative_drop, summary_table, synthetic_distractors, train_subset_root,
-                               training_curve)
+from snlib.study import figures, style, views
+from snlib.study.study import AP_RULES, TABLE1_SETTINGS, Study, find_datasets, open_study
+from snlib.study.tables import (beside_published, convergence_summary, deviations_from_paper, format_mean_std,
+                                mean_and_spread, paired_differences, paper_layout, relative_drop, summary_table,
+                                training_curve)
+from snlib.study.views import gallery_steps, synthetic_distractors, train_subset_root
 from snlib.paper import published
 from snlib.presets import get_preset
 
@@ -54,8 +56,8 @@ def fake_run(study, tmp_path, monkeypatch):
         calls.append(desc)
         return _identity_features(pids, camids, noise=0.9, seed=len(samples)), pids, camids
 
-    monkeypatch.setattr(experiments.engine, "extract_features", extract)
-    monkeypatch.setattr(experiments.Study, "_model", lambda self, run, device: None)
+    monkeypatch.setattr(engine, "extract_features", extract)
+    monkeypatch.setattr(Study, "_model", lambda self, run, device: None)
     run = engine.RunResult(config=study.config("sn", 0), run_dir=tmp_path, history=[], evaluations=[], metrics={},
                            wall_time_s=0.0)
     run.calls = calls
@@ -80,7 +82,7 @@ def test_format_and_summary_table():
                        "mINP": [0.0, 0.0, 1.0]})
     table = summary_table(df).set_index("loss")
     assert table.loc["sn", "rank1"] == "15.0 ± 7.1" and table.loc["ce", "mAP"] == "5.0"
-    assert table.loc["sn", "method"] == experiments.LOSS_LABELS["sn"] and table.loc["sn", "seeds"] == 2
+    assert table.loc["sn", "method"] == style.LOSS_LABELS["sn"] and table.loc["sn", "seeds"] == 2
 
 
 def test_paired_differences_pairs_by_seed():
@@ -99,8 +101,8 @@ def _long_table():
     rows = []
     for loss, level in (("sn", 60.0), ("triplet", 50.0), ("ce", 40.0)):
         for seed in (0, 1):
-            for query, rerank in experiments.TABLE1_SETTINGS:
-                for ap in experiments.AP_RULES:
+            for query, rerank in TABLE1_SETTINGS:
+                for ap in AP_RULES:
                     shift = 5 * (query == "multi") + 10 * rerank + seed - (ap == "market")
                     rows.append({"loss": loss, "seed": seed, "query": query, "rerank": rerank, "ap": ap,
                                  "rank1": level + shift + 20, "mAP": level + shift})
@@ -187,11 +189,11 @@ def test_find_datasets_splits_present_and_absent(study, tmp_path):
 
 
 def test_train_subsets_are_nested_and_keep_the_test_set(study, monkeypatch, tmp_path):
-    monkeypatch.setattr(experiments, "SUBSET_DIR", tmp_path / "subsets")
+    monkeypatch.setattr(views, "SUBSET_DIR", tmp_path / "subsets")
     full = study.data
-    views = [train_subset_root(full, f) for f in (0.25, 0.5)]
-    assert views[0] == train_subset_root(full, 0.25)  # built once
-    subsets = [load_dataset("synthetic", v, **SMOKE_OPTIONS) for v in views]
+    roots = [train_subset_root(full, f) for f in (0.25, 0.5)]
+    assert roots[0] == train_subset_root(full, 0.25)  # built once
+    subsets = [load_dataset("synthetic", v, **SMOKE_OPTIONS) for v in roots]
     original = {v: k for k, v in full.train_pid_map.items()}  # label -> original identity
     ids = [set(d.train_pid_map) for d in subsets]
     assert [len(i) for i in ids] == [round(0.25 * full.num_train_pids), round(0.5 * full.num_train_pids)]
@@ -201,11 +203,11 @@ def test_train_subsets_are_nested_and_keep_the_test_set(study, monkeypatch, tmp_
         assert len(d.gallery) == len(full.gallery) and len(d.multi_query) == len(full.multi_query)
         kept = {Path(s.path).name for s in full.train if original[s.pid] in set(d.train_pid_map)}
         assert {Path(s.path).name for s in d.train} == kept
-    next((views[0] / "bounding_box_train").iterdir()).unlink()  # a damaged view is built again
-    assert train_subset_root(full, 0.25) == views[0]
-    assert len(load_dataset("synthetic", views[0], **SMOKE_OPTIONS).train) == len(subsets[0].train)
+    next((roots[0] / "bounding_box_train").iterdir()).unlink()  # a damaged view is built again
+    assert train_subset_root(full, 0.25) == roots[0]
+    assert len(load_dataset("synthetic", roots[0], **SMOKE_OPTIONS).train) == len(subsets[0].train)
     config = study.config("sn", 0, train_fraction=0.5)
-    assert Path(config.data_root) == views[1] and study.config("sn", 0).data_root == study.base.data_root
+    assert Path(config.data_root) == roots[1] and study.config("sn", 0).data_root == study.base.data_root
     with pytest.raises(ValueError, match="fraction"):
         train_subset_root(full, 1.5)
 
@@ -265,38 +267,38 @@ def test_classic_cmc_matches_the_evaluator(study, fake_run):
 
 def test_gallery_size_curve_only_falls(study, fake_run):
     distractors = study.distractors(7)
-    curve = study.gallery_size_curve(fake_run, distractors, steps=[0, 3, 7], ap_rules=("standard",))
+    curve = study.gallery_size_curve([fake_run], distractors, steps=[0, 3, 7], ap_rules=("standard",))
     assert list(curve["distractors"]) == [0, 3, 7]
     assert list(curve["gallery_size"]) == [len(study.data.gallery) + n for n in (0, 3, 7)]
     assert curve.iloc[0]["mAP"] == pytest.approx(study.evaluate(fake_run).as_dict()["mAP"])
     assert (np.diff(curve["mAP"]) <= 1e-9).all() and (np.diff(curve["rank1"]) <= 1e-9).all()
     with pytest.raises(ValueError, match="only 7"):
-        study.gallery_size_curve(fake_run, distractors, steps=[8])
+        study.gallery_size_curve([fake_run], distractors, steps=[8])
 
 
 def test_gallery_steps_grow_geometrically():
-    steps = experiments.gallery_steps(1000, 7000, num_steps=4)  # galleries 1000, 2000, 4000, 8000
+    steps = gallery_steps(1000, 7000, num_steps=4)  # galleries 1000, 2000, 4000, 8000
     assert steps == [0, 1000, 3000, 7000]
-    assert experiments.gallery_steps(1000, 0) == [0]
-    assert experiments.gallery_steps(10, 3, num_steps=10) == [0, 1, 2, 3]  # rounding never repeats a step
+    assert gallery_steps(1000, 0) == [0]
+    assert gallery_steps(10, 3, num_steps=10) == [0, 1, 2, 3]  # rounding never repeats a step
 
 
-# ------------------------------------------------------------------------------------------- plots
+# ------------------------------------------------------------------------------------------- figures
 def test_plots_draw_the_long_tables():
     long = _long_table()
     single = long[(long["query"] == "single") & ~long["rerank"] & (long["ap"] == "standard")]
-    fig = plots.metric_bars(single, order=["sn", "triplet", "ce"])
+    fig = figures.metric_bars(single, order=["sn", "triplet", "ce"])
     assert len(fig.axes) == 2
     sweep = pd.DataFrame({"sn_k": [2, 5, 10, 2], "seed": [0, 0, 0, 1], "rank1": [1.0, 2, 3, 4], "mAP": [1.0, 2, 3, 4]})
     noise = mean_and_spread(single[single["loss"] == "sn"], "loss")
-    assert len(plots.sweep_curves(sweep, "sn_k", default=10, noise=noise).axes) == 2
+    assert len(figures.sweep_curves(sweep, "sn_k", default=10, noise=noise).axes) == 2
     curves = pd.DataFrame({"loss": ["sn"] * 4, "seed": [0, 0, 1, 1], "epoch": [1, 2, 1, 2], "train_fraction": 1.0,
                            "train_loss_rel": [1.0, 0.5, 1.0, 0.6], "rank1": [10.0, 20, 12, 18]})
-    assert len(plots.training_curves(curves, col="train_fraction").axes) == 2
+    assert len(figures.training_curves(curves, col="train_fraction").axes) == 2
     gallery = pd.DataFrame({"loss": ["sn", "sn"], "seed": 0, "gallery_size": [100, 400], "mAP": [50.0, 40],
                             "rank1": [70.0, 60]})
-    assert len(plots.gallery_curves(gallery, published=published("figure4")).axes) == 2
-    relative = plots.gallery_curves(gallery, metrics=("mAP",), relative=True).axes[0].lines[0].get_ydata()
+    assert len(figures.gallery_curves(gallery, published=published("figure4")).axes) == 2
+    relative = figures.gallery_curves(gallery, metrics=("mAP",), relative=True).axes[0].lines[0].get_ydata()
     np.testing.assert_allclose(relative, [100.0, 80.0])
     import matplotlib.pyplot as plt
     plt.close("all")
