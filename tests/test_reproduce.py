@@ -220,12 +220,13 @@ COMMON_PARAMETERS = ("preset", "dataset", "data_root", "output_dir", "overrides"
 @pytest.mark.parametrize("path", sorted(reproduce.NOTEBOOK_DIR.glob("*.ipynb")), ids=lambda p: p.stem)
 def test_every_notebook_takes_the_common_parameters_and_applies_overrides(path):
     """Each notebook opens with a markdown claim, then one tagged ``parameters`` cell defining the parameters
-    ``make reproduce`` passes, and hands ``overrides`` (TrainConfig fields) to every study it opens."""
+    ``make reproduce`` passes, and hands ``overrides`` (TrainConfig fields) to its one ``setup`` call (which applies them to every run)."""
     nb = nbformat.read(path, as_version=4)
     assert nb.cells[0].cell_type == "markdown"
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and tagged[0] is nb.cells[1]
     names = {line.split("=")[0].strip() for line in tagged[0].source.splitlines() if "=" in line}
     assert set(COMMON_PARAMETERS) <= names
-    calls = [c.source for c in nb.cells if c.cell_type == "code" and "open_study(" in c.source]
-    assert calls and all(src.count("open_study(") == src.count("(overrides or {})") for src in calls)
+    calls = [c.source for c in nb.cells if c.cell_type == "code" and "setup(" in c.source]
+    assert len(calls) == 1 and "overrides" in calls[0].split("setup(", 1)[1].split(")")[0], (
+        f"{path.name}: one setup(...) call that passes overrides (snlib.study.plans.setup hands them to every run)")

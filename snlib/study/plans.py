@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import settings
 from ..presets import get_preset
 from .study import Study, open_study
 from ..data import images_allowed
@@ -189,4 +190,5 @@ def setup(plan: str, preset: str | None = None, dataset: str | None = None, data
     made = globals()[plan](study, **parameters)
     print(study.describe(getattr(made, "seeds", None)))
     print(f"plan: {made}")
+    print(f"figures and tables go to {settings.portable_path(study.output_dir)}")
     return study, made
