@@ -21,14 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench_train import OLD_PATH   # the path before issue 13: NCHW, JPEG decoding in the loop
 from snlib import settings
 from snlib.engine import train
 from snlib.presets import get_preset
 from snlib.reporting import save_table
 from snlib.settings import atomic_write
 
-#: The path before issue 13: NCHW on the CPU and JPEG decoding in the training loop.
-OLD_PATH = {"channels_last": False, "decoded_cache": "off"}
 METRICS = ("rank1", "mAP")
 
 

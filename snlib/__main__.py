@@ -82,13 +82,11 @@ def _dry_run(config, args) -> None:
 
 
 def _evaluate(args) -> None:
-    import torch
-
     from . import settings
     from .data import check_files, load_dataset
     from .engine import evaluate_model, resolve_device
     from .distributed import DistInfo
-    from .models import build_model, load_model
+    from .models import initial_model, load_model
     from .errors import RunNotFoundError, UsageError
     from .presets import get_preset, parse_overrides
     from .runs import CONFIG, RunFolder, read_config, run_info
@@ -115,9 +113,7 @@ def _evaluate(args) -> None:
     config = config.replace(**overrides)
     device = resolve_device(config, DistInfo())
     if args.initial:  # the preset's model before any re-ID training (ImageNet weights if it is pretrained)
-        torch.manual_seed(config.seed)
-        model = build_model(config.model, pretrained=config.pretrained, last_stride=config.last_stride,
-                            bnneck=config.bnneck, weights_path=config.weights_path).to(device)
+        model = initial_model(config).to(device)
         model_file = f"{config.model} before re-ID training (pretrained={config.pretrained})"
     else:  # read before the data: a damaged model.pt fails at once
         model = load_model(model_file, map_location=device).to(device)

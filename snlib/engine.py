@@ -36,7 +36,8 @@ from .data.decoded import build_dataset
 from .errors import ConfigError, SnlibError
 from .evaluation import RankResult, evaluate_features
 from .losses import loss_from_config
-from .models import CheckpointMismatchError, build_model, extract_features, load_model_weights, model_checkpoint
+from .models import (CheckpointMismatchError, build_model, extract_features, load_model_weights, model_checkpoint,
+                     model_options)
 from .presets import TrainConfig, config_hash
 from .runs import RunFolder, RunResult, run_dir_for
 from . import settings
@@ -289,8 +290,7 @@ class _Trainer:
         self.dataset = load_dataset(config.dataset, settings.repo_path(config.data_root), **config.dataset_options)
         check_files(self.dataset)  # a missing or unreadable image fails here, not at the final evaluation
         num_classes = self.dataset.num_train_pids
-        model = build_model(config.model, pretrained=config.pretrained, last_stride=config.last_stride,
-                            bnneck=config.bnneck, weights_path=config.weights_path)
+        model = build_model(**model_options(config))
         self.loss = loss_from_config(config, num_classes, model.feat_dim).to(self.device)
         if self.loss.needs_logits:
             model.add_classifier(num_classes)

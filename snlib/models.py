@@ -305,6 +305,20 @@ def build_model(name: str = "resnet50", pretrained: bool = True, last_stride: in
     return ReIDModel(net, feat_dim, config, bnneck=bnneck, num_classes=num_classes)
 
 
+def model_options(config) -> dict:
+    """The :func:`build_model` arguments a ``TrainConfig`` fixes (backbone, ImageNet weights, last stride, BNNeck)."""
+    return dict(name=config.model, pretrained=config.pretrained, last_stride=config.last_stride,
+                bnneck=config.bnneck, weights_path=config.weights_path)
+
+
+def initial_model(config) -> ReIDModel:
+    """``config``'s model as training starts it: ImageNet weights where pretrained, else the random
+    initialisation of ``config.seed`` (drawn without touching the caller's random state)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        return build_model(**model_options(config))
+
+
 def model_checkpoint(model: nn.Module) -> dict:
     """What a model file holds: the architecture (``build_model`` arguments) and the weights."""
     model = unwrap(model)

@@ -25,7 +25,7 @@ import torch
 from .. import distributed, engine, settings
 from ..data import DataNotFoundError, ReIDDataset, Sample, load_dataset
 from ..evaluation import RankResult, cuhk03_classic_cmc, evaluate_features, pairwise_distance, pool_multi_query
-from ..models import build_model, model_checkpoint, read_checkpoint
+from ..models import initial_model, model_checkpoint, read_checkpoint
 from ..presets import TrainConfig, get_preset
 from ..reporting import save_figure, save_table
 from ..runs import RunFolder, RunResult, atomic_save, initial_run_dir
@@ -105,11 +105,7 @@ class Study:
         config = self.config(loss, seed, **overrides)
         folder = RunFolder(initial_run_dir(config))
         if not folder.model.is_file():
-            with torch.random.fork_rng():
-                torch.manual_seed(config.seed)
-                model = build_model(config.model, pretrained=config.pretrained, last_stride=config.last_stride,
-                                    bnneck=config.bnneck, weights_path=config.weights_path)
-            folder.write_model(model_checkpoint(model))
+            folder.write_model(model_checkpoint(initial_model(config)))
         return RunResult(config=config, run_dir=folder.path, history=[], evaluations=[], metrics={},
                          wall_time_s=0.0, from_cache=True, extra={"epoch": 0})
 
