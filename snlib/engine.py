@@ -13,7 +13,16 @@ Learning rate (the released code; ``ep`` 1-based, ``s`` = decay start, ``T`` = e
     lr(ep) = base                                          ep < s
     lr(ep) = base * final_factor ** ((ep + 1 - s) / (T + 1 - s))   ep >= s
 
-times an optional linear warm-up over the first ``warmup_epochs`` (per iteration).
+times an optional linear warm-up over the first ``warmup_epochs`` (per iteration). With an iteration budget
+(``iterations`` = T > 0, the protocol's), the same shape per iteration ``t`` (0-based), ``s = round(76/150 T)``::
+
+    lr(t) = base * final_factor ** max(0, (t + 1 - s) / (T - s))
+
+times a linear warm-up from ``warmup_factor`` over the first ``warmup_iterations``; evaluations every
+``eval_every_iterations``; the run stops after exactly T iterations (the last epoch may be cut short).
+
+A run trains on ``run_dataset(config)``: the data set, split for validation when ``split="val"``
+(``snlib.data.validation_split``) and cut to ``train_fraction`` of its training identities.
 """
 from __future__ import annotations
 
@@ -31,14 +40,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
-from .data import PKSampler, Sample, build_transforms, check_files, load_dataset
+from .data import PKSampler, ReIDDataset, Sample, build_transforms, check_files, load_dataset, train_share, validation_split
 from .data.decoded import build_dataset
 from .errors import ConfigError, SnlibError
 from .evaluation import RankResult, evaluate_features
 from .losses import loss_from_config
 from .models import (CheckpointMismatchError, build_model, extract_features, load_model_weights, model_checkpoint,
                      model_options)
-from .presets import TrainConfig, config_hash
+from .presets import PAPER_DECAY_START, PAPER_EPOCHS, TrainConfig, config_hash
 from .runs import RunFolder, RunResult, run_dir_for
 from . import settings
 
@@ -89,6 +98,8 @@ def set_rng_state(state: dict) -> None:
 
 def lr_factor(config: TrainConfig, epoch: int, iteration: int = 0, iters_per_epoch: int = 1) -> float:
     """Learning-rate multiplier at 0-based ``epoch`` and 0-based ``iteration`` inside it (module docstring)."""
+    if config.iterations:
+        return _iteration_lr_factor(config, epoch * iters_per_epoch + iteration)
     ep, start, total = epoch + 1, config.decay_start, config.epochs
     factor = 1.0
     if ep >= start:
@@ -98,6 +109,25 @@ def lr_factor(config: TrainConfig, epoch: int, iteration: int = 0, iters_per_epo
         if progress < 1:
             factor *= config.warmup_factor + (1 - config.warmup_factor) * progress
     return factor
+
+
+def _iteration_lr_factor(config: TrainConfig, t: int) -> float:
+    """The multiplier at 0-based iteration ``t`` of an iteration budget (module docstring)."""
+    total = config.iterations
+    start = min(total - 1, round(PAPER_DECAY_START / PAPER_EPOCHS * total))
+    factor = config.final_lr_factor ** max(0.0, (t + 1 - start) / (total - start))
+    if t + 1 < config.warmup_iterations:
+        factor *= config.warmup_factor + (1 - config.warmup_factor) * (t + 1) / config.warmup_iterations
+    return factor
+
+
+def run_dataset(config: TrainConfig) -> ReIDDataset:
+    """What ``config`` trains and is scored on: its data set, split for validation (``split="val"``), on
+    ``train_fraction`` of the training identities."""
+    dataset = load_dataset(config.dataset, settings.repo_path(config.data_root), **config.dataset_options)
+    if config.split == "val":
+        dataset = validation_split(dataset)
+    return train_share(dataset, config.train_fraction)
 
 
 def resolve_device(config: TrainConfig, info: distributed.DistInfo) -> torch.device:
@@ -239,6 +269,14 @@ def evaluate_model(model: nn.Module, query: list[Sample], gallery: list[Sample],
                              rerank=config.eval_rerank)
 
 
+def per_query(rank: RankResult, query: list[Sample]) -> dict[str, list]:
+    """A rank result per query, as a record stores it: ``pid``, ``camid``, ``ap`` (NaN where skipped) and
+    ``first`` (0-based rank of the first true match, -1 where skipped) in the order of ``query`` (JSON: null for
+    NaN)."""
+    return {"pid": [int(s.pid) for s in query], "camid": [int(s.camid) for s in query],
+            "ap": [None if np.isnan(v) else round(float(v), 6) for v in rank.ap], "first": [int(v) for v in rank.first]}
+
+
 # ------------------------------------------------------------------------------------------- training
 
 
@@ -287,7 +325,7 @@ class _Trainer:
         if info.enabled and config.p % info.world_size:
             raise ConfigError(f"p={config.p} identities per batch cannot be split over {info.world_size} processes")
         seed_everything(config.seed + info.rank, config.deterministic)
-        self.dataset = load_dataset(config.dataset, settings.repo_path(config.data_root), **config.dataset_options)
+        self.dataset = run_dataset(config)
         check_files(self.dataset)  # a missing or unreadable image fails here, not at the final evaluation
         num_classes = self.dataset.num_train_pids
         model = build_model(**model_options(config))
@@ -320,15 +358,18 @@ class _Trainer:
         self.iters_per_epoch = len(self.sampler) // self.batch_size
         if self.iters_per_epoch < 1:
             raise ConfigError(f"the training set has too few identities ({num_classes}) for p={config.p}")
+        self.total_iterations = config.iterations or config.epochs * self.iters_per_epoch
+        self.num_epochs = -(-self.total_iterations // self.iters_per_epoch)
         self.train_set = build_dataset(self.dataset.train, transform, config.height, config.width,
                                        config.decoded_cache, desc="training images")
         self.epoch, self.history, self.evaluations, self.wall_time = 0, [], [], 0.0
 
     def data_line(self) -> str:
         """``data: <name> at <root> (<counts>)``: what the run trains on, printed before training."""
-        ds = self.dataset
+        ds, split = self.dataset, ("validation " if self.config.split == "val" else "")
         return (f"data: {ds.name} at {settings.portable_path(ds.root)} ({ds.num_train_pids} train ids, "
-                f"{ds.num_train_imgs} train images, {ds.num_query_imgs} queries, {ds.num_gallery_imgs} gallery images)")
+                f"{ds.num_train_imgs} train images, {ds.num_query_imgs} {split}queries, {ds.num_gallery_imgs} "
+                f"{split}gallery images)")
 
     # ----------------------------------------------------------------------------------- checkpoints
 
@@ -371,28 +412,29 @@ class _Trainer:
     def fit(self, on_epoch_end) -> RunResult:
         config = self.config
         resumed = self.resume()
+        epochs = self.num_epochs
         if resumed and self.info.is_main:
-            print(f"resumed from epoch {self.epoch} of {config.epochs} ({self.folder.checkpoint})", flush=True)
-        total = config.epochs * self.iters_per_epoch
+            print(f"resumed from epoch {self.epoch} of {epochs} ({self.folder.checkpoint})", flush=True)
         lines = self.progress and self.info.is_main and settings.batch_mode()  # a line per epoch instead of a bar
-        bar = tqdm(total=total, initial=self.epoch * self.iters_per_epoch, desc=f"train {config.loss}",
+        bar = tqdm(total=self.total_iterations, initial=len(self.history), desc=f"train {config.recipe or config.loss}",
                    disable=not (self.progress and self.info.is_main) or lines, mininterval=2.0, dynamic_ncols=True)
-        name = f"{settings.BATCH_LINE_PREFIX}training {config.loss} seed {config.seed} ({config_hash(config)})"
+        name = (f"{settings.BATCH_LINE_PREFIX}training {config.recipe or config.loss} seed {config.seed} "
+                f"({config_hash(config)})")
         if lines:
-            print(f"{name}: {config.epochs} epochs", flush=True)   # a resume has its own line above
-        while self.epoch < config.epochs:
+            print(f"{name}: {epochs} epochs, {self.total_iterations} iterations", flush=True)
+        while self.epoch < epochs:
             start = time.perf_counter()
             self._train_epoch(bar)
             self.epoch += 1
-            if config.eval_every and self.epoch % config.eval_every == 0 and self.epoch < config.epochs:
+            if config.eval_every and self.epoch % config.eval_every == 0 and self.epoch < epochs:
                 self._evaluate_test()
             self.wall_time += time.perf_counter() - start
-            if self.epoch % config.checkpoint_every == 0 or self.epoch == config.epochs:
+            if self.epoch % config.checkpoint_every == 0 or self.epoch == epochs:
                 self.save_checkpoint()
             if on_epoch_end is not None:
                 on_epoch_end(self.epoch, {"history": self.history, "evaluations": self.evaluations})
             if lines:
-                print(f"{name}: epoch {self.epoch}/{config.epochs}, loss {self.loss.last['loss']:.4f}, "
+                print(f"{name}: epoch {self.epoch}/{epochs}, loss {self.loss.last['loss']:.4f}, "
                       f"{time.perf_counter() - start:.0f} s", flush=True)
         bar.close()
         return self._finish(resumed)
@@ -412,6 +454,8 @@ class _Trainer:
         self.net.train()
         tick = time.perf_counter()
         for it, (images, pids, *_) in enumerate(loader):
+            if len(self.history) >= self.total_iterations:
+                break
             lr = config.lr * lr_factor(config, self.epoch, it, self.iters_per_epoch)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
@@ -423,6 +467,10 @@ class _Trainer:
             tick = now
             bar.update(1)
             bar.set_postfix(epoch=self.epoch + 1, loss=f"{self.loss.last['loss']:.4f}", lr=f"{lr:.2e}", refresh=False)
+            done = len(self.history)
+            if config.eval_every_iterations and done % config.eval_every_iterations == 0 and done < self.total_iterations:
+                self._evaluate_test()
+                self.net.train()
 
     def _step(self, images: torch.Tensor, pids: torch.Tensor, it: int) -> None:
         """One optimisation step on a batch (forward under autocast, loss in float32, backward, Adam)."""
@@ -451,9 +499,10 @@ class _Trainer:
         """Query-vs-gallery metrics of the current model (main process), logged in ``evaluations``."""
         metrics = {}
         if self.info.is_main:
-            metrics = evaluate_model(self.model, self.dataset.query, self.dataset.gallery, self.config,
-                                     self.device).as_dict()
-            self.evaluations.append({"epoch": self.epoch, **metrics})
+            self.last_rank = evaluate_model(self.model, self.dataset.query, self.dataset.gallery, self.config,
+                                            self.device)
+            metrics = self.last_rank.as_dict()
+            self.evaluations.append({"epoch": self.epoch, "iteration": len(self.history), **metrics})
         distributed.barrier()
         return metrics
 
@@ -461,7 +510,8 @@ class _Trainer:
         start = time.perf_counter()
         metrics = self._evaluate_test()
         eval_time = time.perf_counter() - start
-        result = RunResult(config=self.config, run_dir=self.folder.path, history=self.history,
+        queries = per_query(self.last_rank, self.dataset.query) if self.info.is_main else {}
+        result = RunResult(config=self.config, run_dir=self.folder.path, history=self.history, per_query=queries,
                            evaluations=self.evaluations, metrics=metrics, wall_time_s=self.wall_time,
                            extra={"resumed": resumed, "device": str(self.device), "eval_time_s": eval_time,
                                   "world_size": self.info.world_size, "iters_per_epoch": self.iters_per_epoch,
@@ -469,7 +519,7 @@ class _Trainer:
         if self.info.is_main:
             summary = {"config": self.config.to_dict(), "config_hash": config_hash(self.config),
                        "dataset": self.dataset.name, "data_root": settings.portable_path(self.dataset.root),
-                       "metrics": metrics, "evaluations": self.evaluations, "wall_time_s": self.wall_time,
-                       "extra": result.extra}
+                       "split": self.config.split, "metrics": metrics, "evaluations": self.evaluations,
+                       "wall_time_s": self.wall_time, "extra": result.extra, "per_query": queries}
             self.folder.finish(model_checkpoint(self.model), self.history, summary)
         return result

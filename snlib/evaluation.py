@@ -269,7 +269,8 @@ class RankResult:
     """Result of :func:`evaluate_rank` (fractions in [0, 1]; ``as_dict`` gives percentages).
 
     cmc: rank-1..max_rank accuracy; mAP, mINP: means over valid queries; ap, inp: per query (NaN where the
-    query was skipped); num_valid_q: queries evaluated; num_skipped: queries without any valid gallery match;
+    query was skipped); first: per query, the 0-based rank of the first true match (-1 where skipped; a query is
+    a rank-1 hit when it is 0); num_valid_q: queries evaluated; num_skipped: queries without any valid gallery match;
     ap_rule: the AP convention ("standard" or "market").
     """
 
@@ -281,6 +282,7 @@ class RankResult:
     num_valid_q: int
     num_skipped: int
     ap_rule: str = "standard"
+    first: np.ndarray | None = None
 
     def rank(self, k: int) -> float:
         """Rank-k accuracy (fraction), k = 1..max_rank."""
@@ -309,7 +311,7 @@ def _evaluate_blocks(blocks, q_pids, q_camids, gallery: _Gallery, max_rank: int,
     cmc = np.cumsum(np.bincount(np.minimum(first[valid], max_rank), minlength=max_rank + 1)[:max_rank]) / num_valid
     return RankResult(
         cmc=cmc, mAP=float(ap[valid].mean()), mINP=float(inp[valid].mean()), ap=ap, inp=inp,
-        num_valid_q=num_valid, num_skipped=num_q - num_valid, ap_rule=ap_rule,
+        num_valid_q=num_valid, num_skipped=num_q - num_valid, ap_rule=ap_rule, first=np.where(valid, first, -1),
     )
 
 

@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 #: The squeeze-term readings of docs/paper.md ("released" produced the published numbers).
-SQUEEZE_READINGS = ("paper", "neighbors", "released", "none")
+SQUEEZE_READINGS = ("paper", "neighbors", "released", "none", "pair")
 
 #: Squared distances are clamped to this before the square root (finite gradients at distance 0).
 _SQ_DIST_EPS = 1e-12
@@ -284,6 +284,12 @@ def _sn_sets(features: Tensor, labels: Tensor, k: int, alpha: float, squeeze: st
         squeeze_rows = torch.where(pos.sum(dim=1) == 1, nearest, spread)
     elif squeeze == "paper":
         squeeze_rows = d.masked_fill(~same_rows, -math.inf).max(dim=1).values - nearest
+    elif squeeze == "pair":
+        # D_nf between the nearest support positive n and the furthest positive f (first index among ties);
+        # where n = f the entry is the clamped diagonal (1e-6, zero gradient), replaced by an exact 0.
+        n_idx = d.detach().masked_fill(~pos, math.inf).argmin(dim=1)
+        f_idx = d.detach().masked_fill(~same_rows, -math.inf).argmax(dim=1)
+        squeeze_rows = torch.where(n_idx == f_idx, 0.0, dist[n_idx, f_idx])
     else:
         squeeze_rows = torch.zeros_like(nearest)
     undefined = dist.new_full((n,), math.nan)
@@ -312,7 +318,8 @@ def support_neighbors(features: Tensor, labels: Tensor, k: int = 10, alpha: floa
 
 @register_loss({"sn": {"squeeze": "released"}, "sn-released": {"squeeze": "released"},
                 "sn-paper": {"squeeze": "paper"}, "sn-neighbors": {"squeeze": "neighbors"},
-                "sn-none": {"squeeze": "none"}, "sep": {"squeeze": "none"}},
+                "sn-none": {"squeeze": "none"}, "sep": {"squeeze": "none"},
+                "sn-pair": {"squeeze": "pair"}, "pair": {"squeeze": "pair"}},
                config_fields={"sn_k": "k", "sn_alpha": "alpha", "sn_lambda": "lam"})
 class SupportNeighborLoss(_LoggedLoss):
     """Support Neighbor loss (Li et al., ACM MM 2018), as defined in docs/paper.md.
@@ -325,6 +332,9 @@ class SupportNeighborLoss(_LoggedLoss):
     - ``"neighbors"``: max_{S+} D_ij - min_{S+} D_ij, or min_{S+} D_ij when |S+| = 1
     - ``"released"``:  min_{S+} D_ij   (what the released code optimised)
     - ``"none"``:      0   (separation term alone)
+    - ``"pair"``:      D_nf, n = argmin_{S+} D_ij, f = argmax_{p: y_p = y_i, p != i} D_ip (first index among ties);
+      0 when n = f   (the abstract read literally: pulls the nearest support positive and the furthest positive
+      together)
 
     Conventions (all vectorised; ``support_neighbors`` returns the sets):
 
@@ -424,6 +434,10 @@ def support_neighbor_loss_reference(features: Tensor, labels: Tensor, k: int = 1
             sqz = d_pos.min() if len(pos) == 1 else d_pos.max() - d_pos.min()
         elif squeeze == "paper":
             sqz = row[same].max() - d_pos.min()
+        elif squeeze == "pair":
+            nearest, furthest = min(pos, key=lambda j: values[j]), max(same, key=lambda j: values[j])
+            sqz = (torch.zeros((), dtype=row.dtype) if nearest == furthest
+                   else (features[nearest] - features[furthest]).norm())
         else:
             sqz = torch.zeros((), dtype=row.dtype)
         terms.append(separation + lam * sqz)
@@ -655,10 +669,10 @@ def build_loss(spec: str, num_classes: int | None = None, feat_dim: int | None =
     """Build a :class:`CombinedLoss` from a spec such as ``"sn"``, ``"sn+ce"``, ``"triplet+0.5*ce"``.
 
     Terms are joined by ``+``, each optionally weighted ``"w*name"``; names: ``sn`` (released squeeze),
-    ``sn-paper``, ``sn-neighbors``, ``sn-released``, ``sn-none`` / ``sep`` (no squeeze), ``triplet``,
-    ``triplet-soft``, ``contrastive``, ``center`` (needs num_classes and feat_dim), ``ce``. ``options`` go to
-    every term whose constructor takes them (``k``, ``alpha``, ``lam``, ``normalize``, ``margin``,
-    ``label_smoothing``); an option no term takes, or one that contradicts a term's name, is an error.
+    ``sn-paper``, ``sn-neighbors``, ``sn-released``, ``sn-pair`` / ``pair``, ``sn-none`` / ``sep`` (no squeeze),
+    ``triplet``, ``triplet-soft``, ``contrastive``, ``center`` (needs num_classes and feat_dim), ``ce``.
+    ``options`` go to every term whose constructor takes them (``k``, ``alpha``, ``lam``, ``normalize``,
+    ``margin``, ``label_smoothing``); an option no term takes, or one that contradicts a term's name, is an error.
     """
     parsed = _parse_spec(spec)
     used = set()

@@ -45,6 +45,12 @@ def _operational(default, **kwargs):
     return field(default=default, metadata={"hash": False}, **kwargs)
 
 
+def _added(default, **kwargs):
+    """A field added after runs were cached: in the run hash only when it differs from ``default``, so that
+    every configuration that existed before it keeps its hash (and its cached run)."""
+    return field(default=default, metadata={"hash": "unless-default"}, **kwargs)
+
+
 @dataclass
 class TrainConfig:
     """Every hyper-parameter of a training run. Defaults are the paper's recipe (``paper`` preset)."""
@@ -53,6 +59,9 @@ class TrainConfig:
     dataset: str = "market1501"
     data_root: str = "data/market1501"                    # relative: to the repository (settings.repo_path)
     dataset_options: dict = field(default_factory=dict)   # passed to snlib.data.load_dataset
+    split: str = _added("test")                           # "test": train on train, score on query/gallery;
+    #                                                       "val": train on the rest, score on the validation ids
+    train_fraction: float = _added(1.0)                   # train on this nested share of the training ids
     height: int = 256
     width: int = 128
     flip: bool = True                                     # random horizontal flip (the paper's only augmentation)
@@ -86,6 +95,11 @@ class TrainConfig:
     final_lr_factor: float = 1e-3
     warmup_epochs: int = 0                                # linear warm-up (per iteration) from warmup_factor
     warmup_factor: float = 0.01
+    # a budget in iterations (the protocol's: the same number of updates for every loss and training-set size);
+    # 0: the budget is ``epochs``. The schedule is then per iteration (engine.lr_factor).
+    iterations: int = _added(0)
+    warmup_iterations: int = _added(0)                    # linear warm-up over the first iterations
+    eval_every_iterations: int = _added(0)                # evaluations during training, every N iterations
     # precision and layout (engine.resolve_precision): "auto" / None = the device's fastest
     amp: str = "auto"                                     # "off" | "bf16" | "fp16" (CUDA only) | "auto"
     channels_last: bool | None = None                     # None: on CUDA yes, on a CPU as measured fastest
@@ -99,6 +113,7 @@ class TrainConfig:
     eval_rerank: bool = False
     # operational (not hashed)
     preset: str = _operational("")
+    recipe: str = _operational("")                       # the snlib.recipes name that built it (a label)
     num_workers: int = _operational(8)                   # data-loading processes (GPU machines)
     eval_batch_size: int = _operational(128)
     checkpoint_every: int = _operational(1)
@@ -130,6 +145,15 @@ class TrainConfig:
             problems.append(f"p={self.p}, k={self.k}: a P x K batch needs p >= 2 identities and k >= 2 images")
         if self.epochs < 1:
             problems.append(f"epochs={self.epochs} must be >= 1")
+        if self.split not in SPLITS:
+            problems.append(f"split={self.split!r} must be one of {', '.join(SPLITS)}")
+        if not 0 < self.train_fraction <= 1:
+            problems.append(f"train_fraction={self.train_fraction} must be in (0, 1]")
+        for name in ("iterations", "warmup_iterations", "eval_every_iterations"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name}={getattr(self, name)} must be >= 0")
+        if (self.warmup_iterations or self.eval_every_iterations) and not self.iterations:
+            problems.append("warmup_iterations and eval_every_iterations need an iteration budget (iterations > 0)")
         if self.decay_start_epoch is not None and not 1 <= self.decay_start_epoch:
             problems.append(f"decay_start_epoch={self.decay_start_epoch} must be >= 1 (1-based) or None")
         if not 0 < self.final_lr_factor <= 1:
@@ -167,7 +191,9 @@ class TrainConfig:
 
     def hashed_dict(self) -> dict:
         """The fields that define the result (the run hash covers these)."""
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("hash", True)}
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.metadata.get("hash", True) is True
+                or (f.metadata["hash"] == "unless-default" and getattr(self, f.name) != f.default)}
         # a relative data_root is repository-relative; stored portable: the same hash from any folder or machine
         data["data_root"] = settings.portable_path(settings.repo_path(self.data_root))
         return data
@@ -175,6 +201,9 @@ class TrainConfig:
 
 #: The backbones ``snlib.models.build_model`` knows by snlib's own name (any timm model name works too).
 BUILTIN_MODELS = tuple(BACKBONES)
+#: What a run is scored on (``split``): the test query/gallery, or the validation identities
+#: (``snlib.data.validation_split``; hyper-parameters are chosen there).
+SPLITS = ("test", "val")
 #: Mixed-precision modes (``amp``).
 AMP_MODES = ("off", "bf16", "fp16", "auto")
 

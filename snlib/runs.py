@@ -192,6 +192,7 @@ class RunResult:
     wall_time_s: float
     from_cache: bool = False
     extra: dict = field(default_factory=dict)
+    per_query: dict = field(default_factory=dict)   # the final evaluation per query (engine.per_query)
 
     @property
     def model_path(self) -> Path:
@@ -210,7 +211,8 @@ class RunResult:
         summary = folder.read_result()
         return cls(config=TrainConfig.from_dict(summary["config"]), run_dir=folder.path,
                    history=folder.read_history(), evaluations=summary["evaluations"], metrics=summary["metrics"],
-                   wall_time_s=summary["wall_time_s"], from_cache=True, extra=summary.get("extra", {}))
+                   wall_time_s=summary["wall_time_s"], from_cache=True, extra=summary.get("extra", {}),
+                   per_query=summary.get("per_query", {}))
 
 
 # ------------------------------------------------------------------------------------------ the cache listed

@@ -362,7 +362,7 @@ def test_batch_runs_print_one_line_per_epoch_instead_of_a_bar(smoke, capsys):
     out, err = capsys.readouterr()
     name = f"[snlib] training {smoke.loss} seed {smoke.seed} ({config_hash(smoke)})"
     assert [line for line in out.splitlines() if line.startswith("[snlib]")][:3] == [
-        f"{name}: 2 epochs", *[line for line in out.splitlines() if line.startswith(f"{name}: epoch ")]]
+        f"{name}: 2 epochs, 8 iterations", *[line for line in out.splitlines() if line.startswith(f"{name}: epoch ")]]
     assert [line.split(",")[0] for line in out.splitlines() if line.startswith(f"{name}: epoch ")] == \
         [f"{name}: epoch 1/2", f"{name}: epoch 2/2"]
     assert f"train {smoke.loss}" not in err  # no progress bar

@@ -39,7 +39,7 @@ def _random_case(seed: int) -> dict:
     dim = [2, 2048, 3, 512][seed // 2 % 4] if seed < 8 else int(rng.choice([2, 5, 16, 64, 300, 2048]))
     return dict(seed=seed, num_ids=num_ids, dim=dim, k=int(rng.choice([1, 2, 5, 10, 30, 1000])),
                 alpha=float(rng.choice([1.0, 10.0, 50.0, 100.0])), lam=float(rng.choice([0.0, 0.1, 1.0, 10.0])),
-                squeeze=SQUEEZE_READINGS[seed % 4], normalize=bool(seed % 7 != 3))
+                squeeze=SQUEEZE_READINGS[seed % len(SQUEEZE_READINGS)], normalize=bool(seed % 7 != 3))
 
 
 RANDOM_CASES = [_random_case(seed) for seed in range(48)]
@@ -83,6 +83,104 @@ def test_last_parts_match_definitions():
     assert last["knn_without_positive"] == pytest.approx((knn_pos == 0).double().mean().item())
     assert last["support_pos"] + last["support_neg"] == pytest.approx(
         sets.neighbors.sum(1)[anchors].double().mean().item())
+
+
+# ---- the "pair" reading: L_sqz(i) = D_nf -------------------------------------------------------------------
+
+def _pk_batch(seed, num_ids, per_id, dim, spread=0.6):
+    """P x K float64 batch: one Gaussian centre per identity plus noise, rows shuffled."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.arange(num_ids).repeat_interleave(per_id)
+    features = torch.randn(num_ids, dim, generator=gen, dtype=torch.float64)[labels]
+    features = features + spread * torch.randn(len(labels), dim, generator=gen, dtype=torch.float64)
+    order = torch.randperm(len(labels), generator=gen)
+    return features[order], labels[order]
+
+
+@pytest.mark.parametrize("seed, num_ids, per_id, dim, k, normalize", [
+    (0, 2, 2, 2, 1, True), (1, 4, 3, 3, 2, False), (2, 8, 4, 16, 5, True), (3, 16, 4, 64, 10, True),
+    (4, 6, 6, 8, 3, False), (5, 3, 8, 5, 30, True), (6, 32, 4, 128, 10, False), (7, 5, 2, 2048, 4, True),
+])
+def test_pair_matches_reference_loop(seed, num_ids, per_id, dim, k, normalize):
+    features, labels = _pk_batch(seed, num_ids, per_id, dim)
+    options = dict(k=k, alpha=10.0, lam=1.0, squeeze="pair", normalize=normalize)
+    value, grad = _value_and_grad(_loss, features, labels, **options)
+    ref_value, ref_grad = _value_and_grad(support_neighbor_loss_reference, features, labels, **options)
+    torch.testing.assert_close(value, ref_value, **TOL)
+    torch.testing.assert_close(grad, ref_grad, **TOL)
+
+
+def test_pair_by_hand():
+    """Identity 1: 0 (0, 0), 1 (1, 0), 2 (0, 3); identity 2: 3 (0, -1.5), 4 (5, 5); k = 2, unnormalised.
+    Anchor 0: 2-NN {1, 3}, n = 1, f = 2: D_12 = sqrt(10). Anchor 1: 2-NN {0, 3}, n = 0, f = 2: D_02 = 3.
+    Anchor 2: 2-NN {0, 1}, n = 0, f = 1: D_01 = 1. Anchors 3 and 4: one positive, n = f: 0."""
+    features = torch.tensor([(0, 0), (1, 0), (0, 3), (0, -1.5), (5, 5)], dtype=torch.float64)
+    labels = torch.tensor([1, 1, 1, 2, 2])
+    sets = support_neighbors(features, labels, k=2, squeeze="pair", normalize=False)
+    torch.testing.assert_close(sets.squeeze, torch.tensor([math.sqrt(10), 3, 1, 0, 0], dtype=torch.float64),
+                               **TOL)
+    paper = support_neighbors(features, labels, k=2, squeeze="paper", normalize=False)
+    assert paper.squeeze[0].item() == pytest.approx(3 - 1, abs=1e-12)   # D_02 - D_01, not D_12
+    loss_fn = SupportNeighborLoss(k=2, squeeze="pair", normalize=False)
+    loss_fn(features, labels)
+    assert loss_fn.last["squeeze"] == pytest.approx((math.sqrt(10) + 4) / 5, abs=1e-12)
+
+
+def test_pair_is_an_exact_zero_with_zero_gradient_when_n_is_f():
+    # identity 0: two images (n = f); identity 1: anchor 2's two positives tie at distance 1, so the nearest and
+    # the furthest are both sample 3 (lowest index); identity 7: one image (no positive)
+    features = torch.tensor([(4, 4), (4, 5), (0, 0), (1, 0), (0, 1), (9, 9)], dtype=torch.float64)
+    labels = torch.tensor([0, 0, 1, 1, 1, 7])
+    x = features.clone().requires_grad_(True)
+    sets = support_neighbors(x, labels, k=2, squeeze="pair", normalize=False)
+    assert sets.positive[2].nonzero().flatten().tolist() == [3, 4]
+    assert sets.squeeze[0].item() == sets.squeeze[1].item() == sets.squeeze[2].item() == 0.0
+    assert math.isnan(sets.squeeze[5].item())
+    (grad,) = torch.autograd.grad(sets.squeeze[:3].sum(), x)
+    assert torch.equal(grad, torch.zeros_like(grad))
+    torch.testing.assert_close(_loss(features, labels, k=2, squeeze="pair", normalize=False),
+                               support_neighbor_loss_reference(features, labels, k=2, squeeze="pair",
+                                                               normalize=False), **TOL)
+    # every identity of two images: the squeeze is 0 for every anchor, normalised or not, with a zero gradient
+    pairs, pair_labels = _pk_batch(10, num_ids=5, per_id=2, dim=8)
+    for normalize in (True, False):
+        x = pairs.clone().requires_grad_(True)
+        squeeze = support_neighbors(x, pair_labels, k=3, squeeze="pair", normalize=normalize).squeeze
+        assert torch.equal(squeeze, torch.zeros_like(squeeze))
+        (grad,) = torch.autograd.grad(squeeze.sum(), x)
+        assert torch.equal(grad, torch.zeros_like(grad))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_pair_gradcheck(normalize):
+    features, labels = _pk_batch(8, num_ids=3, per_id=4, dim=4)
+    keep = (labels != 0) | (torch.cumsum(labels == 0, dim=0) <= 2)   # identities of 2, 4, 4 images: n = f, n != f
+    features, labels = features[keep], labels[keep]
+    features.requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda f: support_neighbors(f, labels, k=3, squeeze="pair", normalize=normalize).squeeze, (features,))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_pair_gradient_pulls_n_and_f_together(normalize):
+    features, labels = _pk_batch(9, num_ids=4, per_id=5, dim=6, spread=0.8)
+    checked = 0
+    for anchor in range(len(labels)):
+        x = features.clone().requires_grad_(True)
+        sets = support_neighbors(x, labels, k=4, squeeze="pair", normalize=normalize)
+        d = sets.distances.detach()
+        positives = d[anchor].masked_fill(~sets.positive[anchor], math.inf)
+        n_idx = int(positives.argmin())
+        f_idx = int(d[anchor].masked_fill(~sets.same_identity[anchor], -math.inf).argmax())
+        if n_idx == f_idx:
+            continue
+        (grad,) = torch.autograd.grad(sets.squeeze[anchor], x)
+        moved = (grad != 0).any(dim=1).nonzero().flatten().tolist()
+        assert moved == sorted([n_idx, f_idx])                 # the anchor itself is not moved
+        after = euclidean_distance_matrix(features - 1e-3 * grad, normalize=normalize)
+        assert after[n_idx, f_idx] < d[n_idx, f_idx]
+        checked += 1
+    assert checked >= len(labels) // 2
 
 
 # ---- edge cases ----------------------------------------------------------------------------------------------

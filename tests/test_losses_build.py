@@ -24,6 +24,8 @@ def _batch(num_ids=8, images=4, dim=16, seed=0):
     ("sn-released", SupportNeighborLoss, {"squeeze": "released"}),
     ("sep", SupportNeighborLoss, {"squeeze": "none"}),
     ("sn-none", SupportNeighborLoss, {"squeeze": "none"}),
+    ("sn-pair", SupportNeighborLoss, {"squeeze": "pair"}),
+    ("pair", SupportNeighborLoss, {"squeeze": "pair"}),
     ("triplet", TripletLoss, {"soft": False}),
     ("triplet-soft", TripletLoss, {"soft": True}),
     ("contrastive", ContrastiveLoss, {}),
@@ -156,7 +158,7 @@ def test_demo_prints_the_parts_of_every_reading(capsys):
 
     main(["--k", "3"])
     out = capsys.readouterr().out
-    assert all(reading in out for reading in ("paper", "neighbors", "released", "none"))
+    assert all(reading in out for reading in ("paper", "neighbors", "released", "none", "pair"))
     assert all(part in out for part in PARTS) and "S+" in out
 
 

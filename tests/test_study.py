@@ -12,14 +12,13 @@ import pytest
 import torch
 
 from snlib import engine
-from snlib.data import load_dataset
 from snlib.evaluation import cuhk03_classic_cmc, evaluate_features, pairwise_distance
-from snlib.study import figures, style, views
+from snlib.study import figures, style
 from snlib.study.study import AP_RULES, TABLE1_SETTINGS, Study, find_datasets, open_study
 from snlib.study.tables import (beside_published, convergence_summary, deviations_from_paper, format_mean_std,
                                 mean_and_spread, paired_differences, paper_layout, relative_drop, summary_table,
                                 training_curve)
-from snlib.study.views import gallery_steps, synthetic_distractors, train_subset_root
+from snlib.study.views import gallery_steps, synthetic_distractors
 from snlib.paper import published
 from snlib.presets import get_preset
 
@@ -188,30 +187,6 @@ def test_find_datasets_splits_present_and_absent(study, tmp_path):
     assert skipped[0][:2] == ("dukemtmc", str(tmp_path / "nothing")) and "no data set found" in skipped[0][2]
 
 
-def test_train_subsets_are_nested_and_keep_the_test_set(study, monkeypatch, tmp_path):
-    monkeypatch.setattr(views, "SUBSET_DIR", tmp_path / "subsets")
-    full = study.data
-    roots = [train_subset_root(full, f) for f in (0.25, 0.5)]
-    assert roots[0] == train_subset_root(full, 0.25)  # built once
-    subsets = [load_dataset("synthetic", v, **SMOKE_OPTIONS) for v in roots]
-    original = {v: k for k, v in full.train_pid_map.items()}  # label -> original identity
-    ids = [set(d.train_pid_map) for d in subsets]
-    assert [len(i) for i in ids] == [round(0.25 * full.num_train_pids), round(0.5 * full.num_train_pids)]
-    assert ids[0] < ids[1] < {original[s.pid] for s in full.train}
-    for d in subsets:
-        assert [Path(s.path).name for s in d.query] == [Path(s.path).name for s in full.query]
-        assert len(d.gallery) == len(full.gallery) and len(d.multi_query) == len(full.multi_query)
-        kept = {Path(s.path).name for s in full.train if original[s.pid] in set(d.train_pid_map)}
-        assert {Path(s.path).name for s in d.train} == kept
-    next((roots[0] / "bounding_box_train").iterdir()).unlink()  # a damaged view is built again
-    assert train_subset_root(full, 0.25) == roots[0]
-    assert len(load_dataset("synthetic", roots[0], **SMOKE_OPTIONS).train) == len(subsets[0].train)
-    config = study.config("sn", 0, train_fraction=0.5)
-    assert Path(config.data_root) == roots[1] and study.config("sn", 0).data_root == study.base.data_root
-    with pytest.raises(ValueError, match="fraction"):
-        train_subset_root(full, 1.5)
-
-
 def test_synthetic_distractors_are_new_people(study):
     extra = synthetic_distractors(study.base.data_root, SMOKE_OPTIONS, 7)
     original = {Path(s.path).name for s in study.data.gallery}
@@ -308,6 +283,6 @@ def test_open_study_applies_overrides_to_every_run(tmp_path):
     s = open_study("smoke", output_dir=tmp_path / "o", lr=2e-4, epochs=3)
     assert (s.base.lr, s.base.epochs) == (2e-4, 3)
     config = s.config("triplet", seed=1)
-    assert (config.lr, config.epochs, config.loss, config.seed) == (2e-4, 3, "triplet", 1)
+    assert (config.lr, config.epochs, config.loss, config.recipe, config.seed) == (2e-4, 3, "triplet-soft", "triplet", 1)
     with pytest.raises((TypeError, ValueError)):
         open_study("smoke", output_dir=tmp_path / "o", learning_rate=2e-4)   # not a TrainConfig field

@@ -106,7 +106,7 @@ def test_anchor_gradient_parts_sum_and_touch_only_the_sets(squeeze):
     np.testing.assert_allclose(whole, parts, atol=1e-12)
     view = geometry.anchor_view(features, labels, anchor, **opts)
     involved = {anchor, *view.positive.tolist(), *view.negative.tolist()}
-    if squeeze == "paper":
+    if squeeze in ("paper", "pair"):
         involved.add(view.furthest_positive)
     moved = set(np.flatnonzero(np.abs(whole).sum(axis=1) > 0).tolist())
     assert moved <= involved
@@ -149,16 +149,16 @@ def test_radial_velocity_matches_a_small_descent_step():
     assert velocity[anchor] == 0
 
 
-@pytest.mark.parametrize("squeeze", ["paper", "neighbors", "released"])
+@pytest.mark.parametrize("squeeze", ["paper", "neighbors", "released", "pair"])
 def test_squeeze_pairs_say_which_way_the_squeeze_moves(squeeze):
     features, labels = clustered(num_ids=4, per_id=6, spread=0.9, seed=6)
     checked = 0
     for anchor in range(len(labels)):
         view = geometry.anchor_view(features, labels, anchor, k=8, squeeze=squeeze)
         grads = geometry.sn_gradients(features, labels, anchor, k=8, squeeze=squeeze, part="squeeze")
-        velocity = geometry.radial_velocity(features, grads, anchor)
-        for j, sign in geometry.squeeze_pairs(view):
-            assert np.sign(velocity[j]) == -sign
+        for a, b, sign in geometry.squeeze_pairs(view):
+            assert a == (view.positive[0] if squeeze == "pair" else anchor)
+            assert np.sign(geometry.radial_velocity(features, grads, a)[b]) == -sign
             checked += 1
     assert checked >= len(labels)
 

@@ -7,6 +7,7 @@
     PKSampler(pids, p, k, seed, rank, world_size)            one pass over the identities per epoch
     build_transforms(...), build_loaders(dataset, ...)
     ensure_synthetic(root, SyntheticConfig(...))             the embedded default, in root/synthetic-<tag>
+    validation_split(dataset), train_share(dataset, f)       held-out identities, nested training shares
 """
 from .base import (CorruptImageError, DataNotFoundError, FileNameError, ReIDDataset, Sample, check_files, read_image,
                    relabel, verify_images)
@@ -15,6 +16,7 @@ from .loaders import ImageDataset, Loaders, build_loaders
 from .registry import DATASETS, DatasetSpec, check_options, dataset_spec, detect_dataset, images_allowed, load_dataset
 from .sampler import PKSampler
 from .synthetic import SyntheticConfig, ensure_synthetic, generate_synthetic
+from .validation import train_share, validation_split
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, PAPER_MEAN, PAPER_STD, build_transforms
 
 __all__ = [
@@ -23,5 +25,5 @@ __all__ = [
     "dataset_spec", "images_allowed", "SOURCES",
     "download", "ImageDataset", "Loaders", "build_loaders",
     "PKSampler", "build_transforms", "PAPER_MEAN", "PAPER_STD", "IMAGENET_MEAN", "IMAGENET_STD",
-    "SyntheticConfig", "ensure_synthetic", "generate_synthetic",
+    "SyntheticConfig", "ensure_synthetic", "generate_synthetic", "validation_split", "train_share",
 ]

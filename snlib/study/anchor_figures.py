@@ -55,9 +55,9 @@ def _legend(ax) -> None:
 
 
 def _squeeze_lines(ax, xy, view: AnchorView) -> None:
-    for j, sign in squeeze_pairs(view):
-        ax.plot(*zip(xy[view.anchor], xy[j]), ls=":", lw=2.5, color=FALLBACK, zorder=2)
-        ax.annotate("pull" if sign > 0 else "push", xy[j], textcoords="offset points", xytext=(6, -12),
+    for a, b, sign in squeeze_pairs(view):
+        ax.plot(*zip(xy[a], xy[b]), ls=":", lw=2.5, color=FALLBACK, zorder=2)
+        ax.annotate("pull" if sign > 0 else "push", xy[b], textcoords="offset points", xytext=(6, -12),
                     fontsize=7, color=FALLBACK)
 
 
@@ -125,7 +125,7 @@ def toy_anchor(features, labels, view: AnchorView, options: dict):
 def squeeze_reading_panels(features, labels, anchor: int, options: dict):
     """One panel per squeeze reading: the descent direction of lambda L_sqz alone for ``anchor`` of a 2-D batch."""
     xy = np.asarray(features)
-    fig, axes = plt.subplots(1, len(SQUEEZE_READINGS), figsize=(22, 5.2))
+    fig, axes = plt.subplots(1, len(SQUEEZE_READINGS), figsize=(5.5 * len(SQUEEZE_READINGS), 5.2))
     for ax, reading in zip(axes, SQUEEZE_READINGS):
         grads = sn_gradients(features, labels, anchor, squeeze=reading, part="squeeze", **options)
         longest = np.linalg.norm(grads, axis=1).max()

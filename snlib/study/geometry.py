@@ -43,7 +43,8 @@ class AnchorView:
     """The support-neighbour sets and SN terms of one anchor (indices into the batch, sorted by distance).
 
     ``positive`` is S+ (with the fallback positive when the k-NN held none: ``fallback`` is then True),
-    ``negative`` S-; ``furthest_positive`` the anchor's furthest same-identity sample in the batch;
+    ``negative`` S-; ``furthest_positive`` the anchor's furthest same-identity sample in the batch (lowest index
+    among ties, as the loss);
     ``total = separation + lam * squeeze``; ``distances`` the anchor's row of D (the anchor itself 0).
     """
     anchor: int
@@ -98,13 +99,13 @@ def anchor_view(features, labels, anchor: int, k: int = 10, alpha: float = 50.0,
                          "the batch, so it has no positive and no SN loss; pick another anchor")
     row = sets.distances[anchor].double().cpu().numpy()
     row[anchor] = 0.0
-    same = sets.same_identity[anchor]
+    same = sets.same_identity[anchor].nonzero().flatten().cpu().numpy()
     return AnchorView(
         anchor=anchor, label=int(labels[anchor]), k=k, alpha=float(alpha), lam=float(lam), squeeze_reading=squeeze,
         distances=row, threshold=float(sets.threshold[anchor]),
         neighbors=_by_distance(sets.neighbors[anchor], row), positive=_by_distance(sets.positive[anchor], row),
         negative=_by_distance(sets.negative[anchor], row), fallback=not bool(sets.knn_has_positive[anchor]),
-        furthest_positive=int(_by_distance(same, row)[-1]),
+        furthest_positive=int(same[np.argmax(row[same])]),   # first among ties
         separation=float(sets.separation[anchor]), squeeze=float(sets.squeeze[anchor]),
     )
 
@@ -173,30 +174,36 @@ def radial_velocity(features, grads, anchor: int, normalize: bool = True) -> np.
     return velocity.numpy()
 
 
-def squeeze_pairs(view: AnchorView) -> list[tuple[int, int]]:
-    """The distances D_{anchor,j} in the anchor's squeeze term as ``(j, sign)``: +1 the term grows with the
-    distance (gradient descent pulls j in), -1 it shrinks with it (j is pushed out)."""
-    nearest, spread_end = int(view.positive[0]), int(view.positive[-1])
+def squeeze_pairs(view: AnchorView) -> list[tuple[int, int, int]]:
+    """The distances D_ab in the anchor's squeeze term as ``(a, b, sign)``: +1 the term grows with the distance
+    (gradient descent pulls a and b together), -1 it shrinks with it (pushes them apart). a is the anchor except
+    for ``"pair"``, whose term is D_nf (nearest support positive n, furthest positive f)."""
+    anchor, nearest, spread_end = view.anchor, int(view.positive[0]), int(view.positive[-1])
+    furthest = view.furthest_positive
     return {
-        "released": [(nearest, +1)],
-        "neighbors": [(nearest, +1)] if len(view.positive) == 1 else [(spread_end, +1), (nearest, -1)],
-        "paper": [(view.furthest_positive, +1), (nearest, -1)] if view.furthest_positive != nearest else [],
+        "released": [(anchor, nearest, +1)],
+        "neighbors": ([(anchor, nearest, +1)] if len(view.positive) == 1
+                      else [(anchor, spread_end, +1), (anchor, nearest, -1)]),
+        "paper": [(anchor, furthest, +1), (anchor, nearest, -1)] if furthest != nearest else [],
         "none": [],
+        "pair": [(nearest, furthest, +1)] if furthest != nearest else [],
     }[view.squeeze_reading]
 
 
 def squeeze_readings(features, labels, anchor: int, k: int = 10, alpha: float = 50.0, lam: float = 0.1,
                      normalize: bool = True) -> pd.DataFrame:
     """One row per squeeze reading (docs/paper.md) for ``anchor``: what its squeeze term measures, its value and the
-    anchor's loss."""
+    anchor's loss. "pulls in" / "pushes out": the samples moved towards / away from the anchor, or ``"n-f"`` for
+    two samples moved towards each other (``"pair"``)."""
     rows = []
     for reading in SQUEEZE_READINGS:
         view = anchor_view(features, labels, anchor, k, alpha, lam, reading, normalize)
-        pulls = [j for j, sign in squeeze_pairs(view) if sign > 0]
-        pushes = [j for j, sign in squeeze_pairs(view) if sign < 0]
+        moved = [(str(b) if a == anchor else f"{a}-{b}", sign) for a, b, sign in squeeze_pairs(view)]
+        pulls = [name for name, sign in moved if sign > 0]
+        pushes = [name for name, sign in moved if sign < 0]
         rows.append({"reading": reading, "L_sep": view.separation, "L_sqz": view.squeeze,
                      "lambda * L_sqz": lam * view.squeeze, "anchor loss": view.total,
-                     "pulls in": ", ".join(map(str, pulls)) or "-", "pushes out": ", ".join(map(str, pushes)) or "-"})
+                     "pulls in": ", ".join(pulls) or "-", "pushes out": ", ".join(pushes) or "-"})
     return pd.DataFrame(rows)
 
 

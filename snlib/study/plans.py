@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .. import settings
 from ..presets import get_preset
+from .protocol import Protocol
 from .study import Study, open_study
 from ..data import images_allowed
 
@@ -181,12 +182,29 @@ def template(study: Study, seeds=None) -> Comparison:
     return Comparison(_given(seeds, (0,)), ("sn",))
 
 
+#: Overrides of every run of a (preset, data set) study, so that its whole protocol fits ``make reproduce``'s
+#: hour on a 2-core CPU: the synthetic set at 64x32 (engine.CPU_STEP_SPEED: 3.4x the step rate of 128x64).
+STUDY_OVERRIDES = {("cpu", "synthetic"): {"height": 64, "width": 32}}
+
+
+def protocol(study: Study) -> Protocol:
+    """The fair-comparison protocol (``snlib.study.protocol``) at the study's size: at the smoke preset two
+    recipes and rates, a 4-identity batch and a few iterations (every code path, seconds)."""
+    if study.preset == "smoke":
+        return Protocol(selection=("sn", "triplet"), family=("sep",), lrs=(1e-3, 2e-3), iterations=12, seeds=(0, 1),
+                        long_factor=2, evaluations=3, fractions=(0.5, 1.0), convergence_losses=("sn", "triplet"),
+                        convergence_seeds=(0, 1), num_distractors=20, overrides={"p": 4})
+    return Protocol(num_distractors=3000 if study.dataset_name == "synthetic" else None)
+
+
 def setup(plan: str, preset: str | None = None, dataset: str | None = None, data_root=None, output_dir=None,
           overrides: dict | None = None, **parameters) -> tuple[Study, object]:
     """A notebook's study (:func:`~snlib.study.study.open_study` of its common parameters, ``overrides`` applied
     to every run) and its plan (the function ``plan`` of this module, given the notebook's other parameters);
     prints what the numbers come from and the plan."""
-    study = open_study(preset, dataset, data_root, output_dir, **(overrides or {}))
+    preset = settings.default_preset(preset)
+    fixed = STUDY_OVERRIDES.get((preset, dataset or get_preset(preset).dataset), {})
+    study = open_study(preset, dataset, data_root, output_dir, **{**fixed, **(overrides or {})})
     made = globals()[plan](study, **parameters)
     print(study.describe(getattr(made, "seeds", None)))
     print(f"plan: {made}")

@@ -27,8 +27,11 @@ from ..data import DataNotFoundError, ReIDDataset, Sample, load_dataset
 from ..evaluation import RankResult, cuhk03_classic_cmc, evaluate_features, pairwise_distance, pool_multi_query
 from ..models import initial_model, model_checkpoint, read_checkpoint
 from ..presets import TrainConfig, get_preset
+from ..recipes import RECIPES, apply_recipe
+from ..records import RunRecord, read_record, thin_history, write_record
 from ..reporting import save_figure, save_table
 from ..runs import RunFolder, RunResult, atomic_save, initial_run_dir
+from ..records import records_dir
 from . import views
 
 #: The four evaluation settings of the paper's Table 1: (query mode, k-reciprocal re-ranking).
@@ -87,12 +90,12 @@ class Study:
         return Study(preset=self.preset, base=base, output_dir=self.output_dir)
 
     # ------------------------------------------------------------------------------------------- runs
-    def config(self, loss: str = "sn", seed: int = 0, train_fraction: float = 1.0, **overrides) -> TrainConfig:
-        """The preset's configuration with ``loss``, ``seed`` and any other TrainConfig field replaced;
-        ``train_fraction`` < 1 trains on that fraction of the training identities."""
-        if train_fraction != 1.0:
-            overrides["data_root"] = str(views.train_subset_root(self.data, train_fraction))
-        return self.base.replace(loss=loss, seed=seed, **overrides)
+    def config(self, loss: str = "sn", seed: int = 0, **overrides) -> TrainConfig:
+        """The preset's configuration with ``loss``, ``seed`` and any other TrainConfig field replaced. ``loss``
+        is a recipe of ``snlib.recipes`` (its loss and fields, e.g. ``"ce"``: label smoothing and BNNeck) or a
+        plain loss spec (``"sn+0.5*ce"``)."""
+        config = self.base.replace(seed=seed, **overrides)
+        return apply_recipe(config, loss) if loss in RECIPES else config.replace(loss=loss)
 
     def run(self, loss: str = "sn", seed: int = 0, progress: bool = True, **overrides) -> RunResult:
         """Train (or read from the cache) the run ``config(loss, seed, **overrides)``."""
@@ -108,6 +111,52 @@ class Study:
             folder.write_model(model_checkpoint(initial_model(config)))
         return RunResult(config=config, run_dir=folder.path, history=[], evaluations=[], metrics={},
                          wall_time_s=0.0, from_cache=True, extra={"epoch": 0})
+
+    def record(self, loss: str = "sn", seed: int = 0, variants: Sequence[str] = ("sq",), progress: bool = True,
+               **overrides) -> RunRecord:
+        """The record (``snlib.records``) of ``config(loss, seed, **overrides)`` holding the per-query results of
+        ``variants``: read from ``results/runs/<preset>/`` when it is there, else trained (or read from the run
+        cache), evaluated and written there. Variants other than ``sq`` need the test split."""
+        config = self.config(loss, seed, **overrides)
+        record = read_record(config, self.records_root)
+        if record is not None and set(variants) <= set(record.per_query):
+            return record
+        run = engine.train(config, progress=progress)
+        per_query = {"sq": run.per_query, **(record.per_query if record else {})}
+        for variant in variants:
+            if variant not in per_query:
+                per_query[variant] = self.variant_per_query(run, variant)
+        record = RunRecord(config=config, dataset=config.dataset, split=config.split, metrics=run.metrics,
+                           evaluations=run.evaluations, history=thin_history(run.history),
+                           wall_time_s=run.wall_time_s, per_query=per_query)
+        write_record(record, self.records_root)
+        return record
+
+    @property
+    def records_root(self) -> Path:
+        """Where this study's run records are kept: ``results/runs/<preset>`` (``snlib.records``)."""
+        return records_dir(self.preset)
+
+    def variant_per_query(self, run: RunResult, variant: str) -> dict:
+        """Per-query results of ``run`` (a test-split run) under ``variant``: ``mq``, ``rerank`` or
+        ``distractors-<n>`` (``snlib.records``)."""
+        if run.config.split != "test":
+            raise ValueError(f"variant {variant!r} needs a run scored on the test split, not {run.config.split!r}")
+        if variant == "mq":
+            feats = self.features(run)
+            qf, q_pids, q_camids = pool_multi_query(*feats.get("multi_query", feats["query"]))
+            _, gf, _, g_pids, _, g_camids = query_gallery(feats)
+            rank = evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=run.config.eval_metric)
+            return _per_query(rank, q_pids, q_camids)
+        if variant == "rerank":
+            rank = self.evaluate(run, rerank=True)
+            return _per_query(rank, *query_gallery(self.features(run))[2::2])
+        if variant.startswith("distractors-"):
+            count = int(variant.split("-", 1)[1])
+            qf, gf, q_pids, g_pids, q_camids, g_camids = self.with_distractors(run, count)
+            rank = evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=run.config.eval_metric)
+            return _per_query(rank, q_pids, q_camids)
+        raise ValueError(f"unknown variant {variant!r}: one of sq, mq, rerank, distractors-<n>")
 
     def named_runs(self, losses: dict[str, str | None]) -> dict[str, RunResult]:
         """``{name: run}`` for ``{name: loss spec}`` (seed 0); a spec of None is the :meth:`initial_run`."""
@@ -223,7 +272,7 @@ class Study:
             for query, rerank in settings:
                 for ap in ap_rules:
                     result = self.evaluate(run, multi_query=query == "multi", rerank=rerank, ap=ap)
-                    rows.append({"loss": run.config.loss, "seed": run.config.seed, "query": query,
+                    rows.append({"loss": run_name(run), "seed": run.config.seed, "query": query,
                                  "rerank": rerank, "ap": ap, **result.as_dict()})
         return pd.DataFrame(rows)
 
@@ -236,7 +285,7 @@ class Study:
             qf, gf, *ids = query_gallery(self.features(run))
             dist = pairwise_distance(qf, gf, run.config.eval_metric)  # features are L2-normalised
             cmc = cuhk03_classic_cmc(dist, *ids, num_repeats=num_repeats, max_rank=max(ranks), seed=run.config.seed)
-            rows.append({"loss": run.config.loss, "seed": run.config.seed,
+            rows.append({"loss": run_name(run), "seed": run.config.seed,
                          **{f"rank{k}": 100 * float(cmc[k - 1]) for k in ranks}})
         return pd.DataFrame(rows)
 
@@ -267,22 +316,36 @@ class Study:
         """
         if max(steps) > len(distractors):
             raise ValueError(f"steps go up to {max(steps)} distractors but only {len(distractors)} were given")
-        order = np.random.default_rng(seed).permutation(len(distractors))
         rows = []
         for run in runs:
             qf, gf, q_pids, g_pids, q_camids, g_camids = query_gallery(self.features(run))
-            xf, x_pids, x_camids = self.extract(run, distractors, "distractors") if distractors else \
-                (gf[:0], g_pids[:0], g_camids[:0])
-            xf, x_pids, x_camids = xf[torch.from_numpy(order)], x_pids[order], x_camids[order]
+            xf, x_pids, x_camids = self._shuffled_distractors(run, distractors, seed)
             for n in steps:
                 gallery = (torch.cat([gf, xf[:n]]), np.concatenate([g_pids, x_pids[:n]]),
                            np.concatenate([g_camids, x_camids[:n]]))
                 for ap in ap_rules:
                     result = evaluate_features(qf, gallery[0], q_pids, gallery[1], q_camids, gallery[2],
                                                metric=run.config.eval_metric, normalize=True, ap=ap)
-                    rows.append({"loss": run.config.loss, "seed": run.config.seed, "distractors": n,
+                    rows.append({"loss": run_name(run), "seed": run.config.seed, "distractors": n,
                                  "gallery_size": len(gallery[1]), "ap": ap, **result.as_dict()})
         return pd.DataFrame(rows)
+
+    def _shuffled_distractors(self, run: RunResult, distractors: Sequence[Sample], seed: int = 0):
+        """``(features, pids, camids)`` of ``distractors`` under ``run``, shuffled once with ``seed``."""
+        order = np.random.default_rng(seed).permutation(len(distractors))
+        if not distractors:
+            _, gf, _, g_pids, _, g_camids = query_gallery(self.features(run))
+            return gf[:0], g_pids[:0], g_camids[:0]
+        xf, x_pids, x_camids = self.extract(run, distractors, "distractors")
+        return xf[torch.from_numpy(order)], x_pids[order], x_camids[order]
+
+    def with_distractors(self, run: RunResult, count: int) -> tuple:
+        """:func:`query_gallery` of ``run`` with the study's ``count`` distractors (:meth:`distractors`) in the
+        gallery."""
+        qf, gf, q_pids, g_pids, q_camids, g_camids = query_gallery(self.features(run))
+        xf, x_pids, x_camids = self._shuffled_distractors(run, self.distractors(count))
+        return (qf, torch.cat([gf, xf]), q_pids, np.concatenate([g_pids, x_pids]), q_camids,
+                np.concatenate([g_camids, x_camids]))
 
     # -------------------------------------------------------------------------------------------- writing
     def save_table(self, df: pd.DataFrame, name: str) -> Path:
@@ -327,6 +390,17 @@ def find_datasets(entries: Iterable[Sequence]) -> tuple[list[tuple], list[tuple[
         else:
             present.append((name, str(root), dict(options)))
     return present, skipped
+
+
+def run_name(run) -> str:
+    """The recipe a run (or record) trained, else its loss spec."""
+    return run.config.recipe or run.config.loss
+
+
+def _per_query(rank: RankResult, pids, camids) -> dict[str, list]:
+    """``engine.per_query``'s columns from a rank result and the queries' identities and cameras."""
+    return {"pid": [int(p) for p in pids], "camid": [int(c) for c in camids],
+            "ap": [None if np.isnan(v) else round(float(v), 6) for v in rank.ap], "first": [int(v) for v in rank.first]}
 
 
 def _file_digests(samples: Sequence[Sample]) -> list[str]:

@@ -1,73 +1,17 @@
-"""Views of a data set for the experiments: train subsets (nested fractions of the training identities),
-distractor images that join the gallery (the gallery-size experiment, the paper's Figure 4; where they come
-from: the data set's ``snlib.data.DatasetSpec``).
-
-Subsets and distractors are built once on disk (ignored by git, as every generated data set) and load with the
-data set's own loader.
+"""Distractor images that join the gallery (the gallery-size experiment, the paper's Figure 4; where they come
+from: the data set's ``snlib.data.DatasetSpec``), and the gallery sizes of the experiment. Generated
+distractors are built once on disk (ignored by git, as every generated data set). (Nested shares of the training
+identities: ``snlib.data.train_share``, the ``train_fraction`` of a run.)
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .. import settings
 from ..data import DataNotFoundError, ReIDDataset, Sample, dataset_spec, load_dataset
 from ..data.synthetic import SyntheticConfig
 from ..presets import TrainConfig
-
-#: Where train-subset views of data sets are built.
-SUBSET_DIR = settings.data_dir() / "subsets"
-
-
-def _link(source: Path, target: Path) -> None:
-    try:
-        os.symlink(source, target, target_is_directory=source.is_dir())
-    except OSError:  # no symlinks (Windows without privilege): copy
-        (shutil.copytree if source.is_dir() else shutil.copyfile)(source, target)
-
-
-def train_subset_root(dataset: ReIDDataset, fraction: float, subset_seed: int = 0) -> Path:
-    """A view of ``dataset`` (Market-1501 layout) that trains on ``fraction`` of its training identities.
-
-    The identities are the first ``round(fraction * C)`` of one fixed permutation (``subset_seed``), so the
-    subsets of growing fractions are nested; query, gallery and the other folders are the originals (linked).
-    The view is built once under ``data/subsets/`` (and again if the original's training images changed) and
-    loads with the same loader and options as the original.
-    """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"train fraction {fraction} must lie in (0, 1]")
-    source = Path(dataset.root)
-    if not (source / "bounding_box_train").is_dir():
-        raise NotImplementedError(f"train subsets are built for data sets in the Market-1501 layout "
-                                  f"(bounding_box_train/ ...); {dataset.name} at {source} is not one")
-    labels = np.random.default_rng(subset_seed).permutation(dataset.num_train_pids)
-    keep = set(labels[:max(1, round(fraction * len(labels)))].tolist())
-    chosen = [Path(s.path) for s in dataset.train if s.pid in keep]
-    tag = hashlib.sha256(str(source).encode()).hexdigest()[:8]
-    view = SUBSET_DIR / f"{dataset.name}-{tag}-{len(keep)}of{len(labels)}ids-seed{subset_seed}"
-    if view.is_dir():
-        linked = list((view / "bounding_box_train").iterdir())
-        if {p.name for p in linked} == {p.name for p in chosen} and all(p.exists() for p in linked):
-            return view
-        shutil.rmtree(view)  # the original was regenerated or moved since: build the view again
-    SUBSET_DIR.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=SUBSET_DIR, prefix=f".{view.name}."))
-    try:
-        for entry in source.iterdir():
-            if entry.name != "bounding_box_train":
-                _link(entry, staging / entry.name)
-        (staging / "bounding_box_train").mkdir()
-        for path in chosen:
-            _link(path, staging / "bounding_box_train" / path.name)
-        os.replace(staging, view)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return view
 
 
 def synthetic_distractors(data_root: str | Path, options: dict, count: int) -> list[Sample]:

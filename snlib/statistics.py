@@ -1,0 +1,188 @@
+"""Paired comparisons of two re-ID methods from per-query results, and the verdict rule.
+
+Input: per method, one per-query score array per seed (AP in [0, 1], or the rank-1 hit 0/1), all over the
+same queries in the same order; seed s of method a is paired with seed s of method b (same data). A query
+that is NaN (skipped by the evaluation) in any run of any method compared is dropped from every run.
+
+With A_q = mean_s a[s][q] and B_q = mean_s b[s][q] (per-query means over seeds):
+
+    d_q = A_q - B_q,    delta = mean_q d_q,    per_seed[s] = mean_q (a[s][q] - b[s][q])
+
+in the unit of the input (multiply by 100 for percent). The interval is a bootstrap over queries: queries
+are resampled with replacement, the same indices for every array, and the seeds are kept, so it measures
+the query-sampling uncertainty given these seeds; agreement across seeds is ``same_sign_seeds``.
+
+Interval method: BCa (bias-corrected and accelerated, ``scipy.stats.bootstrap``). Per-query differences of
+AP or of 0/1 hits are bounded, often skewed and heavy at 0, and the relative drop is a ratio of means; BCa
+corrects the bias and skewness of the bootstrap distribution (one-sided coverage error O(1/n), against
+O(1/sqrt(n)) for the percentile interval; the verdict reads one bound). Where BCa is degenerate (it gives
+NaN: e.g. all differences equal, so the jackknife has no spread) the percentile interval of the same
+resamples is used (``method`` says which); for all-equal differences c it is [c, c], exactly [0, 0] for c = 0.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+VERDICT_RULE = (
+    'A claim is phrased "a better than b"; [ci_low, ci_high] is the interval on delta (a - b). '
+    '"supported": ci_low > 0 and every seed\'s difference has the sign of delta (same_sign_seeds == seeds). '
+    '"refuted": ci_high < 0 (b is better, the interval excluding 0). '
+    '"unresolved": otherwise (the interval touches or straddles 0, or some seed disagrees).'
+)
+
+_BATCH_ELEMENTS = 1 << 21  # resamples x queries per bootstrap batch (and jackknife batch): about 16 MiB
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """delta = mean_q d_q with its bootstrap interval [ci_low, ci_high] over queries; per_seed[s] the same
+    difference for seed s alone; same_sign_seeds the seeds whose difference has the sign of delta (0 when
+    delta == 0); method the interval's ("BCa", or "percentile" where BCa is degenerate)."""
+
+    delta: float
+    ci_low: float
+    ci_high: float
+    per_seed: tuple[float, ...]
+    seeds: int
+    same_sign_seeds: int
+    num_queries: int
+    confidence: float
+    method: str
+
+    @property
+    def verdict(self) -> str:
+        """``verdict(ci_low, ci_high, seeds, same_sign_seeds)``: see ``VERDICT_RULE``."""
+        return verdict(self.ci_low, self.ci_high, self.seeds, self.same_sign_seeds)
+
+
+def verdict(ci_low: float, ci_high: float, seeds: int, same_sign_seeds: int) -> str:
+    """The verdict by ``VERDICT_RULE``: "supported", "refuted" or "unresolved" (a bound exactly 0: unresolved)."""
+    if seeds < 1 or not 0 <= same_sign_seeds <= seeds:
+        raise ValueError(f"need seeds >= 1 and 0 <= same_sign_seeds <= seeds, got {seeds}, {same_sign_seeds}")
+    if ci_low > ci_high:
+        raise ValueError(f"ci_low {ci_low} > ci_high {ci_high}")
+    if ci_low > 0 and same_sign_seeds == seeds:
+        return "supported"
+    if ci_high < 0:
+        return "refuted"
+    return "unresolved"
+
+
+def paired_difference(a: Sequence[np.ndarray], b: Sequence[np.ndarray], confidence: float = 0.95,
+                      n_resamples: int = 10_000, seed: int = 0) -> PairedDifference:
+    """Paired difference a - b: d_q = mean_s a[s][q] - mean_s b[s][q], delta = mean_q d_q, BCa interval of
+    mean_q d_q over resampled queries, per_seed[s] = mean_q (a[s][q] - b[s][q]).
+
+    ``a``, ``b``: one 1-D per-query array per seed (or a seeds x queries array), same seeds and queries;
+    queries NaN in any run of a or b are dropped. ``seed`` seeds the resampling (same seed, same interval).
+    """
+    _check_confidence(confidence)
+    a, b = _paired_runs(a=a, b=b)
+    per_seed = a.mean(axis=1) - b.mean(axis=1)
+    d = a.mean(axis=0) - b.mean(axis=0)
+    return _result(float(np.mean(d)), per_seed, (d,), np.mean, confidence, n_resamples, seed)
+
+
+def relative_drop(base: Sequence[np.ndarray], big: Sequence[np.ndarray]) -> float:
+    """Relative mAP drop of one method from the base gallery to the gallery with distractors,
+    (mAP_base - mAP_big) / mAP_base, mAP being the mean over seeds and over the queries not NaN in any run."""
+    base, big = _paired_runs(base=base, big=big)
+    _check_positive(base=base)
+    return float(_drop(base.mean(axis=0), big.mean(axis=0)))
+
+
+def relative_drop_difference(a_base: Sequence[np.ndarray], a_big: Sequence[np.ndarray],
+                             b_base: Sequence[np.ndarray], b_big: Sequence[np.ndarray],
+                             confidence: float = 0.95, n_resamples: int = 10_000,
+                             seed: int = 0) -> PairedDifference:
+    """Paired difference of relative mAP drops, delta = drop_b - drop_a: positive means a degrades less.
+
+    drop_m = (mAP_base - mAP_big) / mAP_base = 1 - mean_q M_big[q] / mean_q M_base[q], with M[q] the mean over
+    seeds of method m's per-query AP. The BCa interval resamples the query indices, the same ones for all four
+    arrays, and takes the ratio of means on each resample (``scipy.stats.bootstrap``, paired=True).
+    per_seed[s] is the same difference for seed s alone (drops are ratios, so delta is not mean(per_seed)).
+    Queries NaN in any of the four are dropped; a mAP_base of 0 (for a seed) raises ValueError.
+    """
+    _check_confidence(confidence)
+    runs = _paired_runs(a_base=a_base, a_big=a_big, b_base=b_base, b_big=b_big)
+    _check_positive(a_base=runs[0], b_base=runs[2])
+    per_seed = _drop_gap(*runs, axis=1)
+    samples = tuple(x.mean(axis=0) for x in runs)
+    return _result(float(_drop_gap(*samples)), per_seed, samples, _drop_gap, confidence, n_resamples, seed)
+
+
+def _drop(base, big, axis=-1):
+    """1 - mean(big) / mean(base) along ``axis``."""
+    return 1.0 - np.mean(big, axis=axis) / np.mean(base, axis=axis)
+
+
+def _drop_gap(a_base, a_big, b_base, b_big, axis=-1):
+    """drop_b - drop_a along ``axis``."""
+    return _drop(b_base, b_big, axis) - _drop(a_base, a_big, axis)
+
+
+def _result(delta, per_seed, samples, statistic, confidence, n_resamples, seed) -> PairedDifference:
+    ci_low, ci_high, method = _interval(samples, statistic, confidence, n_resamples, seed)
+    signs = np.sign(per_seed) == np.sign(delta)
+    return PairedDifference(
+        delta=delta, ci_low=ci_low, ci_high=ci_high, per_seed=tuple(float(x) for x in per_seed),
+        seeds=len(per_seed), same_sign_seeds=0 if delta == 0 else int(signs.sum()),
+        num_queries=samples[0].shape[0], confidence=confidence, method=method)
+
+
+def _interval(samples, statistic, confidence, n_resamples, seed):
+    """(low, high, method): the BCa interval, or the percentile one where BCa gives NaN."""
+    options = dict(n_resamples=n_resamples, batch=max(1, _BATCH_ELEMENTS // samples[0].shape[0]),
+                   vectorized=True, paired=True, axis=-1, confidence_level=confidence)
+    with warnings.catch_warnings():  # a degenerate BCa warns (0/0 acceleration), and is replaced below
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ci = stats.bootstrap(samples, statistic, method="BCa", rng=np.random.default_rng(seed),
+                             **options).confidence_interval
+    method = "BCa"
+    if not (np.isfinite(ci.low) and np.isfinite(ci.high)):
+        ci = stats.bootstrap(samples, statistic, method="percentile", rng=np.random.default_rng(seed),
+                             **options).confidence_interval
+        method = "percentile"
+    return float(ci.low), float(ci.high), method
+
+
+def _check_confidence(confidence):
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+
+
+def _check_positive(**bases):
+    for name, base in bases.items():
+        if np.any(base.mean(axis=1) <= 0):
+            raise ValueError(f"{name}: mAP_base is 0 for some seed; the relative drop is undefined")
+
+
+def _paired_runs(**methods: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each method's runs as a seeds x queries array, the queries NaN in any run of any method dropped."""
+    stacked = {}
+    for name, runs in methods.items():
+        arrays = [np.asarray(x, dtype=float) for x in runs]
+        if not arrays:
+            raise ValueError(f"{name}: needs at least 1 seed, got 0")
+        if any(x.ndim != 1 for x in arrays):
+            raise ValueError(f"{name}: each seed's scores must be a 1-D per-query array")
+        lengths = sorted({len(x) for x in arrays})
+        if len(lengths) > 1:
+            raise ValueError(f"{name}: its seeds have different numbers of queries {lengths}")
+        stacked[name] = np.stack(arrays)
+    seeds = {name: x.shape[0] for name, x in stacked.items()}
+    if len(set(seeds.values())) > 1:
+        raise ValueError(f"different numbers of seeds (seeds are paired): {seeds}")
+    queries = {name: x.shape[1] for name, x in stacked.items()}
+    if len(set(queries.values())) > 1:
+        raise ValueError(f"different numbers of queries (queries are paired): {queries}")
+    keep = ~np.any([np.isnan(x).any(axis=0) for x in stacked.values()], axis=0)
+    if keep.sum() < 2:
+        raise ValueError(f"{int(keep.sum())} queries left after dropping NaN ones; the bootstrap needs 2")
+    return [x[:, keep] for x in stacked.values()]

@@ -1,0 +1,117 @@
+"""The paper's claims as comparisons computed from run records, each with an interval and a verdict.
+
+A claim reads "a better than b" on one metric (rank-1 or mAP, in percent). For claims on the test queries the
+difference is paired query by query (``snlib.statistics.paired_difference``: seeds paired by seed number, a
+bootstrap interval over queries of the per-seed-mean difference). Two evaluation variants of one run (single
+vs multi-query) are paired per (identity, camera): the single-query results of a group are averaged first.
+Claims about training curves (iterations to reach 90 % of the final validation rank-1) have one value per seed:
+their interval is Student's t over the per-seed differences (none with one seed). The verdict rule is
+``snlib.statistics.VERDICT_RULE``; with no interval a claim is unresolved.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..records import RunRecord
+from ..statistics import paired_difference, relative_drop_difference, verdict
+
+#: The columns of ``claims.csv`` (then the per-seed differences, the queries and the records it comes from).
+COLUMNS = ("claim", "a", "b", "metric", "delta", "ci_low", "ci_high", "seeds", "same_sign_seeds", "verdict")
+METRICS = ("rank1", "mAP")
+
+
+def _by_seed(records: Sequence[RunRecord]) -> dict[int, RunRecord]:
+    return {r.config.seed: r for r in records}
+
+
+def _group_means(keys: np.ndarray, values: np.ndarray) -> dict[tuple[int, int], float]:
+    """Mean of ``values`` per (pid, camid) key, NaN values left out (NaN when a group has none)."""
+    groups: dict[tuple[int, int], list[float]] = {}
+    for key, value in zip(map(tuple, keys.tolist()), values):
+        groups.setdefault(key, []).append(value)
+    return {key: float(np.nanmean(v)) if np.isfinite(v).any() else np.nan for key, v in groups.items()}
+
+
+def aligned_scores(a: Sequence[RunRecord], b: Sequence[RunRecord], metric: str, variant_a: str = "sq",
+                   variant_b: str = "sq") -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
+    """Per-seed per-query score arrays of ``a`` and ``b`` (fractions) over the same queries, for the seeds both
+    have: identical query lists pair directly, else per (identity, camera) group (module docstring)."""
+    a_seeds, b_seeds = _by_seed(a), _by_seed(b)
+    seeds = sorted(set(a_seeds) & set(b_seeds))
+    if not seeds:
+        raise ValueError(f"no seed in common: {sorted(a_seeds)} vs {sorted(b_seeds)}")
+    out_a, out_b = [], []
+    for seed in seeds:
+        ka, va = a_seeds[seed].scores(variant_a, metric)
+        kb, vb = b_seeds[seed].scores(variant_b, metric)
+        if ka.shape == kb.shape and (ka == kb).all():
+            out_a.append(va), out_b.append(vb)
+            continue
+        ga, gb = _group_means(ka, va), _group_means(kb, vb)
+        common = sorted(set(ga) & set(gb))
+        out_a.append(np.array([ga[k] for k in common])), out_b.append(np.array([gb[k] for k in common]))
+    return out_a, out_b, seeds
+
+
+def _row(claim: str, a: str, b: str, metric: str, delta: float, low: float, high: float, per_seed,
+         queries: int, records: Sequence[RunRecord]) -> dict:
+    seeds = len(per_seed)
+    same = int(sum(np.sign(d) == np.sign(delta) != 0 for d in per_seed))
+    decided = verdict(low, high, seeds, same) if np.isfinite(low) and np.isfinite(high) else "unresolved"
+    return {"claim": claim, "a": a, "b": b, "metric": metric, "delta": delta, "ci_low": low, "ci_high": high,
+            "seeds": seeds, "same_sign_seeds": same, "verdict": decided,
+            "per_seed": " ".join(f"{d:+.2f}" for d in per_seed), "queries": queries,
+            "records": " ".join(sorted(r.hash for r in records))}
+
+
+def query_claim(claim: str, a: Sequence[RunRecord], b: Sequence[RunRecord], metric: str, variant_a: str = "sq",
+                variant_b: str = "sq", a_name: str | None = None, b_name: str | None = None) -> dict:
+    """One claims row: ``a`` (records, one per seed) better than ``b`` on ``metric``, paired per query."""
+    sa, sb, seeds = aligned_scores(a, b, metric, variant_a, variant_b)
+    d = paired_difference(sa, sb)
+    used = [r for r in (*a, *b) if r.config.seed in seeds]
+    return _row(claim, a_name or a[0].name, b_name or b[0].name, metric, 100 * d.delta, 100 * d.ci_low,
+                100 * d.ci_high, [100 * x for x in d.per_seed], d.num_queries, used)
+
+
+def drop_claim(claim: str, a: Sequence[RunRecord], b: Sequence[RunRecord], big: str) -> dict:
+    """``a`` loses a smaller share of its mAP than ``b`` when the gallery grows (variant ``big``);
+    delta = drop_b - drop_a in percentage points of the relative drop."""
+    a_base, b_base, seeds = aligned_scores(a, b, "mAP")
+    a_big, b_big, _ = aligned_scores(a, b, "mAP", big, big)
+    d = relative_drop_difference(a_base, a_big, b_base, b_big)
+    used = [r for r in (*a, *b) if r.config.seed in seeds]
+    return _row(claim, a[0].name, b[0].name, f"relative mAP drop ({big})", 100 * d.delta, 100 * d.ci_low,
+                100 * d.ci_high, [100 * x for x in d.per_seed], d.num_queries, used)
+
+
+def seed_claim(claim: str, a: str, b: str, metric: str, a_values: dict[int, float], b_values: dict[int, float],
+               records: Sequence[RunRecord]) -> dict:
+    """``a`` better than ``b`` on a per-seed value (``{seed: value}``, larger is better): delta the mean of the
+    per-seed differences, a 95 % Student-t interval over them (none with one seed)."""
+    seeds = sorted(set(a_values) & set(b_values))
+    diffs = np.array([a_values[s] - b_values[s] for s in seeds], dtype=float)
+    delta = float(diffs.mean())
+    if len(diffs) > 1 and diffs.std(ddof=1) > 0:
+        half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+        low, high = delta - half, delta + half
+    elif len(diffs) > 1:
+        low = high = delta
+    else:
+        low = high = np.nan
+    return _row(claim, a, b, metric, delta, low, high, diffs.tolist(), 0, records)
+
+
+def claims_markdown(table: pd.DataFrame) -> str:
+    """``claims.md``: one line per claim and metric, the interval and the verdict."""
+    lines = ["| claim | a | b | metric | delta | 95% interval | seeds (same sign) | verdict |",
+             "|---|---|---|---|---:|---|---|---|"]
+    for r in table.itertuples():
+        interval = f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]" if np.isfinite(r.ci_low) else "none (one seed)"
+        lines.append(f"| {r.claim} | {r.a} | {r.b} | {r.metric} | {r.delta:+.2f} | {interval} | "
+                     f"{r.seeds} ({r.same_sign_seeds}) | **{r.verdict}** |")
+    return "\n".join(lines) + "\n"

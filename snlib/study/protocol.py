@@ -1,0 +1,215 @@
+"""The fair-comparison protocol: per-recipe learning rates chosen on validation identities, equal iteration
+budgets, several seeds, every run a record (``snlib.records``).
+
+1. **Selection** (``select_rates``): every recipe of ``Protocol.selection`` trains on the training identities
+   left after the validation split, at every rate of ``Protocol.lrs`` (seed 0), and is scored on the validation
+   identities. A run that ends below the untrained network on validation (rank-1 and mAP) counts as *collapsed*
+   and is run again with seed 1; both runs are kept. The selected rate of a recipe has the highest mean
+   validation ``Protocol.metric`` over its runs (ties: the smaller rate). SN's variants take SN's rate.
+2. **Final runs** (``final_records``): every recipe at its selected rate, ``Protocol.seeds``, the same budget,
+   trained on all training identities and scored on the test split; ``long_records``: ``Protocol.long_factor``
+   times the budget, seed 0.
+3. **Convergence** (``convergence_records``): fixed iterations on nested shares of the training identities,
+   scored on validation every ``iterations / evaluations`` iterations.
+
+Every recipe gets the same budget (``Protocol.budget``): ``iterations`` updates of P x K images, a linear warm-up
+over the first ``warmup_share`` of them, the paper's schedule shape (constant, then exponential decay to 0.001x
+from 76/150 of the budget).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .. import engine
+from ..models import initial_model
+from ..recipes import SN_FAMILY
+from ..records import RunRecord
+from .study import Study
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The protocol's sizes (``snlib.study.plans.protocol`` gives them per preset)."""
+
+    selection: tuple[str, ...] = ("sn", "ce", "triplet", "triplet-0.3", "bot", "contrastive")
+    family: tuple[str, ...] = ("sep", "sn-paper", "sn-neighbors", "pair", "sn+ce")
+    lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 2e-3)
+    iterations: int = 100
+    seeds: tuple[int, ...] = (0, 1, 2)
+    long_factor: int = 3
+    warmup_share: float = 0.1
+    evaluations: int = 10
+    metric: str = "mAP"
+    fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
+    convergence_losses: tuple[str, ...] = ("sn", "triplet", "contrastive", "ce")
+    convergence_seeds: tuple[int, ...] = (0, 1)
+    num_distractors: int | None = None
+    gallery_losses: tuple[str, ...] = ("sn", "triplet")
+    overrides: dict = field(default_factory=dict)   # TrainConfig fields of every protocol run (the smoke batch)
+
+    @property
+    def recipes(self) -> tuple[str, ...]:
+        """Every recipe of the final runs: the selected ones, then SN's variants."""
+        return self.selection + tuple(r for r in self.family if r not in self.selection)
+
+    def budget(self, iterations: int | None = None) -> dict:
+        """The ``TrainConfig`` fields of a budget of ``iterations`` (default: the protocol's), with ``overrides``."""
+        total = iterations or self.iterations
+        return {**self.overrides, "iterations": total, "warmup_iterations": max(1, round(self.warmup_share * total)),
+                "eval_every_iterations": max(1, total // self.evaluations)}
+
+
+def untrained(study: Study, protocol: Protocol, split: str = "val") -> dict:
+    """Metrics (percent) of the network training starts from (ImageNet weights where the preset has them) on
+    ``split``: the floor below which a run counts as collapsed."""
+    config = study.config("sn", seed=0, split=split, **protocol.overrides)
+    data = engine.run_dataset(config)
+    return engine.evaluate_model(initial_model(config), data.query, data.gallery, config, "cpu").as_dict()
+
+
+def collapsed(record: RunRecord, floor: dict) -> bool:
+    """The run ended below the untrained network on both rank-1 and mAP."""
+    return record.metrics["rank1"] < floor["rank1"] and record.metrics["mAP"] < floor["mAP"]
+
+
+def select_rates(study: Study, protocol: Protocol, progress: bool = True) -> pd.DataFrame:
+    """One row per (recipe, lr): ``loss, lr, split, rank1, mAP, selected, runs, collapsed`` (validation means
+    over the runs; ``collapsed``: share of its runs that collapsed), plus ``seeds`` and ``runs_hashes``."""
+    floor = untrained(study, protocol, "val")
+    rows = []
+    for loss in protocol.selection:
+        for lr in protocol.lrs:
+            records = [study.record(loss, seed=0, split="val", lr=lr, progress=progress, **protocol.budget())]
+            if collapsed(records[0], floor):
+                records.append(study.record(loss, seed=1, split="val", lr=lr, progress=progress,
+                                            **protocol.budget()))
+            rows.append({"loss": loss, "lr": lr, "split": "val",
+                         "rank1": np.mean([r.metrics["rank1"] for r in records]),
+                         "mAP": np.mean([r.metrics["mAP"] for r in records]),
+                         "runs": len(records), "collapsed": np.mean([collapsed(r, floor) for r in records]),
+                         "seeds": " ".join(str(r.config.seed) for r in records),
+                         "records": " ".join(r.hash for r in records)})
+    table = pd.DataFrame(rows)
+    best = table.sort_values([protocol.metric, "lr"], ascending=[False, True]).groupby("loss").head(1).index
+    table.insert(5, "selected", table.index.isin(best))
+    return table
+
+
+def selected_lr(selection: pd.DataFrame, recipe: str) -> float:
+    """The selected rate of ``recipe``; SN's variants (``snlib.recipes.SN_FAMILY``) take SN's."""
+    name = "sn" if recipe in SN_FAMILY and recipe not in set(selection["loss"]) else recipe
+    rows = selection[(selection["loss"] == name) & selection["selected"]]
+    if rows.empty:
+        raise KeyError(f"no learning rate was selected for {name!r}; the selection holds {sorted(set(selection['loss']))}")
+    return float(rows["lr"].iloc[0])
+
+
+def final_records(study: Study, protocol: Protocol, selection: pd.DataFrame, recipes=None, seeds=None,
+                  iterations: int | None = None, variants=("sq",), progress: bool = True) -> list[RunRecord]:
+    """Test-split records of ``recipes`` (default: all) for ``seeds`` (default: the protocol's) at their selected
+    rates and the budget of ``iterations`` (default: the protocol's), with the per-query ``variants``."""
+    return [study.record(recipe, seed=seed, lr=selected_lr(selection, recipe), variants=variants,
+                         progress=progress, **protocol.budget(iterations))
+            for recipe in (recipes or protocol.recipes) for seed in (seeds or protocol.seeds)]
+
+
+def long_records(study: Study, protocol: Protocol, selection: pd.DataFrame, progress: bool = True) -> list[RunRecord]:
+    """Seed 0 of every selected recipe at ``long_factor`` times the budget (does the ordering survive?)."""
+    return final_records(study, protocol, selection, protocol.selection, (0,),
+                         protocol.long_factor * protocol.iterations, progress=progress)
+
+
+def convergence_records(study: Study, protocol: Protocol, selection: pd.DataFrame,
+                        progress: bool = True) -> list[RunRecord]:
+    """Validation-scored records of the convergence recipes on each training share, the same budget."""
+    return [study.record(loss, seed=seed, split="val", train_fraction=fraction, lr=selected_lr(selection, loss),
+                         progress=progress, **protocol.budget())
+            for fraction in protocol.fractions for loss in protocol.convergence_losses
+            for seed in protocol.convergence_seeds]
+
+
+def records_table(records: list[RunRecord]) -> pd.DataFrame:
+    """One row per record: ``loss, seed, lr, iterations, train_fraction, split``, the final metrics, ``record``."""
+    return pd.DataFrame([{"loss": r.name, "seed": r.config.seed, "lr": r.config.lr,
+                          "iterations": r.config.iterations, "train_fraction": r.config.train_fraction,
+                          "split": r.split, **r.metrics, "record": r.hash} for r in records])
+
+
+def curve_table(records: list[RunRecord]) -> pd.DataFrame:
+    """One row per (record, evaluation): ``loss, seed, train_fraction, iteration, rank1, mAP``; the final
+    evaluation included."""
+    rows = []
+    for r in records:
+        points = [*r.evaluations]
+        if not points or points[-1]["iteration"] != r.config.iterations:
+            points.append({"iteration": r.config.iterations, **r.metrics})
+        rows += [{"loss": r.name, "seed": r.config.seed, "train_fraction": r.config.train_fraction,
+                  "iteration": p["iteration"], "rank1": p["rank1"], "mAP": p["mAP"]} for p in points]
+    return pd.DataFrame(rows)
+
+
+def iterations_to_fraction(curve: pd.DataFrame, share: float = 0.9, metric: str = "rank1") -> int:
+    """The first evaluated iteration whose ``metric`` reaches ``share`` of the final one (one run's curve)."""
+    curve = curve.sort_values("iteration")
+    final = curve[metric].iloc[-1]
+    return int(curve.loc[curve[metric] >= share * final, "iteration"].iloc[0])
+
+
+def claims(study: Study, protocol: Protocol, selection: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
+    """Every claim of the protocol (``snlib.study.claims``), for rank-1 and mAP: SN against each baseline, the
+    squeeze readings against the separation term alone, SN + softmax against SN, the ordering at the long
+    budget, multi-query and re-ranking on SN, the drop with distractors (SN vs triplet) and the convergence
+    (iterations to 90 % of the final validation rank-1, SN against the verification losses)."""
+    from .claims import METRICS, drop_claim, query_claim, seed_claim
+
+    big = f"distractors-{protocol.num_distractors}" if protocol.num_distractors else None
+    finals = {}
+    for recipe in protocol.recipes:
+        variants = ("sq", "mq", "rerank") if recipe == "sn" else ("sq",)
+        if big and recipe in protocol.gallery_losses:
+            variants += (big,)
+        finals[recipe] = final_records(study, protocol, selection, (recipe,), variants=variants, progress=progress)
+    long = {r.name: [r] for r in long_records(study, protocol, selection, progress)}
+    baselines = [r for r in protocol.selection if r != "sn"]
+    readings = [r for r in ("sn", "sn-paper", "sn-neighbors", "pair") if r in finals]
+    rows = []
+    for metric in METRICS:
+        rows += [query_claim(f"SN beats {b}", finals["sn"], finals[b], metric) for b in baselines]
+        if "sep" in finals:
+            rows += [query_claim(f"the squeeze helps ({r} vs sep)", finals[r], finals["sep"], metric) for r in readings]
+        if "sn+ce" in finals:
+            rows.append(query_claim("softmax helps SN (sn+ce vs sn)", finals["sn+ce"], finals["sn"], metric))
+        rows += [query_claim(f"SN beats {b} at {protocol.long_factor}x the budget", long["sn"], long[b], metric)
+                 for b in baselines]
+        rows.append(query_claim("multi-query raises SN", finals["sn"], finals["sn"], metric, "mq", "sq",
+                                "sn multi-query", "sn single query"))
+        rows.append(query_claim("re-ranking raises SN", finals["sn"], finals["sn"], metric, "rerank", "sq",
+                                "sn re-ranked", "sn"))
+    if big and {"sn", "triplet"} <= set(protocol.gallery_losses):
+        rows.append(drop_claim("SN degrades less than triplet as distractors join", finals["sn"], finals["triplet"],
+                               big))
+    rows += _convergence_claims(convergence_records(study, protocol, selection, progress), protocol, seed_claim)
+    return pd.DataFrame(rows)
+
+
+def _convergence_claims(records: list[RunRecord], protocol: Protocol, seed_claim) -> list[dict]:
+    """SN reaches 90 % of its final validation rank-1 in fewer iterations than each verification loss, on all
+    training identities, and its iterations grow less from the smallest share to all of them."""
+    curves = curve_table(records)
+    speed = {key: -iterations_to_fraction(group) for key, group in curves.groupby(["loss", "train_fraction", "seed"])}
+    small, full = min(protocol.fractions), max(protocol.fractions)
+    rows = []
+    for b in (loss for loss in protocol.convergence_losses if loss in ("triplet", "contrastive")):
+        def at(loss, fraction):
+            return {s: v for (l, f, s), v in speed.items() if l == loss and f == fraction}
+        used = [r for r in records if r.name in ("sn", b)]
+        rows.append(seed_claim(f"SN converges sooner than {b}", "sn", b, "iterations to 90% (fewer)",
+                               at("sn", full), at(b, full), used))
+        growth = {loss: {s: v - at(loss, small).get(s, np.nan) for s, v in at(loss, full).items()}
+                  for loss in ("sn", b)}
+        rows.append(seed_claim(f"{b} slows more than SN as the training set grows ({small:.0%} to {full:.0%})",
+                               "sn", b, "growth of iterations to 90% (less)", growth["sn"], growth[b], used))
+    return rows

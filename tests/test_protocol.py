@@ -1,0 +1,264 @@
+"""The fair-comparison protocol: validation split, iteration budgets, recipes, run records, the learning-rate
+selection and the claims computed from records."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from snlib import engine
+from snlib.data import ReIDDataset, Sample, load_dataset, train_share, validation_split
+from snlib.data.validation import validation_ids
+from snlib.engine import lr_factor, train
+from snlib.errors import ConfigError
+from snlib.presets import TrainConfig, config_hash, get_preset
+from snlib.recipes import RECIPES, apply_recipe
+from snlib.records import RunRecord, read_record, thin_history, write_record
+from snlib.study import protocol as P
+from snlib.study.claims import aligned_scores, drop_claim, query_claim, seed_claim
+
+
+def _dataset(num_ids=150, cams=3, per_cam=3, test_ids=20) -> ReIDDataset:
+    train = [Sample(f"t/{pid}_{c}_{i}.jpg", 1000 + 7 * pid, c) for pid in range(num_ids) for c in range(cams)
+             for i in range(per_cam)]
+    query = [Sample(f"q/{pid}.jpg", 5000 + pid, 0) for pid in range(test_ids)]
+    gallery = [Sample(f"g/{pid}.jpg", 5000 + pid, 1) for pid in range(test_ids)]
+    return ReIDDataset("toy", "root", train, query, gallery)
+
+
+# ----------------------------------------------------------------------------------------- validation split
+
+
+def test_validation_split_holds_out_training_ids_disjoint_from_the_test_ids():
+    data = _dataset()
+    val = validation_split(data)
+    held = {s.path for s in val.query + val.gallery}
+    assert len({s.pid for s in val.query}) == validation_ids(150) == 30
+    assert held.isdisjoint(s.path for s in val.train)                       # no validation image is trained on
+    assert held <= {s.path for s in data.train}                             # they are training images ...
+    assert held.isdisjoint(s.path for s in data.query + data.gallery)        # ... never test images
+    assert len(val.train) + len(held) == len(data.train)
+    assert val.num_train_pids == 120 and val.info["split"] == "val"
+    # one query per (identity, camera); each query has a match in another camera
+    keys = [(s.pid, s.camid) for s in val.query]
+    assert len(keys) == len(set(keys)) == 30 * 3
+    for q in val.query:
+        assert any(g.pid == q.pid and g.camid != q.camid for g in val.gallery)
+
+
+def test_validation_split_is_a_property_of_the_data_set_not_of_the_run():
+    a, b = validation_split(_dataset()), validation_split(_dataset())
+    assert [s.path for s in a.query] == [s.path for s in b.query]
+    shuffled = _dataset()
+    shuffled.train = list(reversed(shuffled.train))
+    assert {s.path for s in validation_split(shuffled).query} == {s.path for s in a.query}
+    # a run's seed, lr or loss never enters: the engine builds the same split for any of them
+    config = get_preset("smoke", split="val")
+    sets = [engine.run_dataset(config.replace(seed=s, lr=lr)) for s, lr in ((0, 1e-3), (5, 2e-4))]
+    assert [s.path for s in sets[0].query] == [s.path for s in sets[1].query]
+
+
+def test_validation_split_sizes_and_single_camera_ids():
+    assert validation_ids(751) == 100 and validation_ids(743) == 100 and validation_ids(16) == 3
+    data = _dataset(num_ids=20, cams=1)
+    val = validation_split(data)
+    assert val.query == [] and len(val.gallery) == 4 * 3      # one camera: no query possible, gallery only
+    with pytest.raises(ValueError, match="too few"):
+        validation_split(_dataset(num_ids=4))
+
+
+def test_train_share_is_nested():
+    data = _dataset(num_ids=40)
+    quarter, half = ({s.pid for s in train_share(data, f).train} for f in (0.25, 0.5))
+    assert len(quarter) == 10 and len(half) == 20 and quarter < half
+    assert train_share(data, 1.0) is data
+    assert train_share(data, 0.25).query == data.query and train_share(data, 0.25).gallery == data.gallery
+
+
+# ----------------------------------------------------------------------------------------- iteration budgets
+
+
+def test_iteration_schedule_warms_up_then_decays_to_the_final_factor():
+    config = TrainConfig(iterations=100, warmup_iterations=10, warmup_factor=0.01)
+    factors = [lr_factor(config, t // 7, t % 7, 7) for t in range(100)]
+    assert factors[0] == pytest.approx(0.01 + 0.99 * 0.1)
+    assert factors[9] == 1.0 and factors[50] == 1.0                          # constant to 76/150 of the budget
+    assert factors[-1] == pytest.approx(1e-3)
+    start = round(76 / 150 * 100)
+    assert factors[start] == pytest.approx(1e-3 ** (1 / (100 - start)))
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+
+
+def test_new_fields_enter_the_hash_only_when_set():
+    base = get_preset("cpu")
+    assert "split" not in base.hashed_dict() and "iterations" not in base.hashed_dict()
+    changed = {config_hash(base.replace(**{name: value}))
+               for name, value in [("split", "val"), ("iterations", 50), ("train_fraction", 0.5)]}
+    assert len(changed) == 3 and config_hash(base) not in changed
+    assert config_hash(base.replace(recipe="anything")) == config_hash(base)  # a label
+    with pytest.raises(ConfigError, match="need an iteration budget"):
+        get_preset("cpu", warmup_iterations=5)
+    with pytest.raises(ConfigError, match="split="):
+        get_preset("cpu", split="train")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data") / "synthetic-smoke"
+    config = get_preset("smoke")
+    load_dataset(config.dataset, root, **config.dataset_options)
+    return str(root)
+
+
+def test_a_run_takes_exactly_its_iterations_and_evaluates_on_validation(data_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("SNLIB_CACHE", str(tmp_path / "cache"))
+    config = get_preset("smoke", data_root=data_root, height=32, width=16, p=4, split="val", iterations=7,
+                        warmup_iterations=2, eval_every_iterations=3)
+    run = train(config, progress=False)
+    assert len(run.history) == 7 and run.extra["iters_per_epoch"] == 3      # 13 training ids // 4
+    assert [e["iteration"] for e in run.evaluations] == [3, 6, 7]
+    assert run.history[-1]["lr"] == pytest.approx(config.lr * 1e-3)
+    val = validation_split(load_dataset("synthetic", data_root, **config.dataset_options))
+    assert run.per_query["pid"] == [s.pid for s in val.query]              # scored on the validation queries
+    assert len(run.per_query["ap"]) == len(val.query) == len(run.per_query["first"])
+    hits = np.mean([f == 0 for f in run.per_query["first"] if f >= 0])
+    assert 100 * hits == pytest.approx(run.metrics["rank1"])
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+
+
+def test_recipes_set_what_their_literature_sets():
+    base = get_preset("cpu")
+    ce, triplet, hard, bot = (apply_recipe(base, name) for name in ("ce", "triplet", "triplet-0.3", "bot"))
+    assert (ce.loss, ce.label_smoothing, ce.bnneck) == ("ce", 0.1, True)
+    assert triplet.loss == "triplet-soft" and not triplet.bnneck
+    assert (hard.loss, hard.triplet_margin) == ("triplet", 0.3)
+    assert (bot.loss, bot.triplet_margin, bot.label_smoothing, bot.bnneck) == ("triplet+ce", 0.3, 0.1, True)
+    assert apply_recipe(base, "pair").loss == "sn-pair" and ce.recipe == "ce"
+    for name in RECIPES:  # every recipe builds a valid configuration
+        apply_recipe(base, name).validate()
+    with pytest.raises(ConfigError, match="unknown recipe"):
+        apply_recipe(base, "arcface")
+
+
+# ------------------------------------------------------------------------------------------------ records
+
+
+def _record(name="sn", seed=0, ap=(0.5, 1.0), first=(1, 0), pids=None, cams=None, variant="sq", split="test",
+            **extra) -> RunRecord:
+    pids = list(pids or range(len(ap)))
+    cams = list(cams or [0] * len(ap))
+    rows = {"pid": pids, "camid": cams, "ap": list(ap), "first": list(first)}
+    config = apply_recipe(get_preset("cpu", seed=seed, split=split), name)
+    return RunRecord(config=config, dataset="synthetic", split=split, metrics={"rank1": 50.0, "mAP": 75.0},
+                     evaluations=[], history=[], wall_time_s=1.0, per_query={variant: rows, **extra})
+
+
+def test_a_record_round_trips_and_writes_nan_as_null(tmp_path):
+    record = _record(ap=(0.5, math.nan), first=(0, -1))
+    path = write_record(record, tmp_path)
+    assert path.name == f"{record.hash}.json" and "NaN" not in path.read_text()
+    assert json.loads(path.read_text())["per_query"]["sq"]["ap"] == [0.5, None]
+    back = read_record(record.config, tmp_path)
+    keys, ap = back.scores("sq", "mAP")
+    assert keys.tolist() == [[0, 0], [1, 0]] and ap[0] == 0.5 and math.isnan(ap[1])
+    assert back.scores("sq", "rank1")[1][0] == 1.0 and math.isnan(back.scores("sq", "rank1")[1][1])
+    assert read_record(record.config.replace(seed=9), tmp_path) is None
+    with pytest.raises(KeyError, match="no per-query results for 'mq'"):
+        back.scores("mq")
+
+
+def test_thin_history_keeps_the_last_row():
+    history = [{"iteration": i, "epoch": 1, "lr": 0.1, "loss": 1.0 / i, "time_s": 3} for i in range(1, 121)]
+    thin = thin_history(history, rows=50)
+    assert thin[-1]["iteration"] == 120 and len(thin) <= 51 and "time_s" not in thin[0]
+    assert thin_history([]) == []
+
+
+# ------------------------------------------------------------------------------------------------ claims
+
+
+def test_a_constant_per_query_advantage_is_supported_and_its_reverse_refuted():
+    rng = np.random.default_rng(0)
+    base = [rng.uniform(0, 0.8, 200) for _ in range(3)]
+    a = [_record("sn", s, ap=b + 0.1, first=[0] * 200) for s, b in enumerate(base)]
+    b = [_record("ce", s, ap=b, first=[1] * 200) for s, b in enumerate(base)]
+    row = query_claim("SN beats ce", a, b, "mAP")
+    assert row["delta"] == pytest.approx(10.0) and row["ci_low"] == pytest.approx(10.0)
+    assert (row["seeds"], row["same_sign_seeds"], row["verdict"]) == (3, 3, "supported")
+    assert query_claim("SN beats ce", a, b, "rank1")["delta"] == pytest.approx(100.0)
+    assert query_claim("ce beats SN", b, a, "mAP")["verdict"] == "refuted"
+    assert set(row["records"].split()) == {r.hash for r in a + b}
+
+
+def test_multi_query_is_paired_per_identity_and_camera():
+    # single query: two queries of identity 0 in camera 0 (AP 0.2 and 0.4), one of identity 1; multi-query: one
+    # pooled query per (identity, camera)
+    record = _record(ap=(0.2, 0.4, 0.9), first=(3, 1, 0), pids=(0, 0, 1), cams=(0, 0, 0))
+    record.per_query["mq"] = {"pid": [0, 1], "camid": [0, 0], "ap": [0.5, 0.9], "first": [0, 0]}
+    mq, sq, seeds = aligned_scores([record], [record], "mAP", "mq", "sq")
+    assert seeds == [0] and mq[0].tolist() == [0.5, 0.9] and sq[0] == pytest.approx([0.3, 0.9])
+
+
+def test_seed_claims_use_a_t_interval_and_none_for_one_seed():
+    row = seed_claim("faster", "sn", "triplet", "iterations", {0: -20, 1: -30, 2: -25}, {0: -40, 1: -45, 2: -50}, [])
+    diffs = np.array([20, 15, 25])
+    half = 4.302652729911275 * diffs.std(ddof=1) / math.sqrt(3)   # t(0.975, 2)
+    assert row["delta"] == pytest.approx(20) and row["ci_low"] == pytest.approx(20 - half)
+    assert row["verdict"] == "supported"
+    lone = seed_claim("faster", "sn", "triplet", "iterations", {0: 1.0}, {0: 0.0}, [])
+    assert math.isnan(lone["ci_low"]) and lone["verdict"] == "unresolved"
+
+
+def test_drop_claim_sign_means_a_degrades_less():
+    a = [_record("sn", 0, ap=[0.8] * 50, first=[0] * 50, **{"distractors-10": {
+        "pid": list(range(50)), "camid": [0] * 50, "ap": [0.6] * 50, "first": [0] * 50}})]
+    b = [_record("triplet", 0, ap=[0.8] * 50, first=[0] * 50, **{"distractors-10": {
+        "pid": list(range(50)), "camid": [0] * 50, "ap": [0.4] * 50, "first": [0] * 50}})]
+    row = drop_claim("SN degrades less", a, b, "distractors-10")
+    assert row["delta"] == pytest.approx(100 * (0.5 - 0.25))
+
+
+# ---------------------------------------------------------------------------------------------- selection
+
+
+class _FakeStudy:
+    """Records whose validation mAP is a function of (loss, lr, seed): no training."""
+
+    def __init__(self, scores):
+        self.scores, self.calls = scores, []
+
+    def record(self, loss, seed=0, lr=1e-3, split="val", progress=True, **budget):
+        self.calls.append((loss, lr, seed))
+        value = self.scores(loss, lr, seed)
+        record = _record(loss, seed)
+        record.config = record.config.replace(lr=lr)
+        record.metrics = {"rank1": value, "mAP": value}
+        return record
+
+
+def test_selection_reruns_collapsed_runs_and_selects_one_rate_per_loss(monkeypatch):
+    monkeypatch.setattr(P, "untrained", lambda study, protocol, split: {"rank1": 10.0, "mAP": 10.0})
+    scores = {("sn", 1e-3): 60, ("sn", 2e-3): 50, ("triplet", 1e-3): 40, ("triplet", 2e-3): 5}
+    study = _FakeStudy(lambda loss, lr, seed: scores[loss, lr] + (60 if (loss, lr, seed) == ("triplet", 2e-3, 1) else 0))
+    protocol = P.Protocol(selection=("sn", "triplet"), lrs=(1e-3, 2e-3))
+    table = P.select_rates(study, protocol)
+    assert list(table.columns[:6]) == ["loss", "lr", "split", "rank1", "mAP", "selected"]
+    assert ("triplet", 2e-3, 1) in study.calls and len(study.calls) == 5     # only the collapsed run is rerun
+    row = table[(table["loss"] == "triplet") & (table["lr"] == 2e-3)].iloc[0]
+    assert (row["runs"], row["collapsed"], row["mAP"]) == (2, 0.5, 35.0)
+    assert table.groupby("loss")["selected"].sum().tolist() == [1, 1]
+    assert P.selected_lr(table, "sn") == 1e-3 and P.selected_lr(table, "triplet") == 1e-3
+    assert P.selected_lr(table, "pair") == 1e-3                              # SN's variants take SN's rate
+    with pytest.raises(KeyError, match="no learning rate"):
+        P.selected_lr(table, "ce")
+
+
+def test_iterations_to_reach_ninety_percent():
+    curve = pd.DataFrame({"iteration": [10, 20, 30, 40], "rank1": [10.0, 46.0, 50.0, 50.0]})
+    assert P.iterations_to_fraction(curve) == 20          # 46 >= 0.9 * 50
+    assert P.iterations_to_fraction(curve, share=0.95) == 30
