@@ -207,9 +207,21 @@ def _reproduce(args) -> None:
     base = get_preset(args.preset)
     data = {"dataset": base.dataset, "data_root": str(settings.repo_path(base.data_root)),
             **_data_overrides(args.dataset, args.data_root, base)}
-    run_reproduction(args.preset, data["dataset"], data["data_root"], notebooks=args.notebooks or None, out=args.out,
-                     name=args.name, update_notebooks=args.update_notebooks,
-                     extra_parameters=parse_parameters(args.param), cache_root=args.cache_root)
+    out = run_reproduction(args.preset, data["dataset"], data["data_root"], notebooks=args.notebooks or None,
+                           out=args.out, name=args.name, update_notebooks=args.update_notebooks,
+                           extra_parameters=parse_parameters(args.param), cache_root=args.cache_root)
+    _readme(args, under=out)
+
+
+def _readme(args, under=None) -> None:
+    """README's generated sections (``reporting.update_includes``); after a reproduction, those of its folder."""
+    from . import settings
+    from .reporting import update_includes
+
+    readme = settings.repo_root() / "README.md"
+    if readme.is_file():
+        for path in update_includes(readme, under):
+            print(f"README.md: the section from {path} regenerated")
 
 
 def _demo(args) -> None:
@@ -294,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--cache-root", dest="cache_root",
                    help="run cache of the notebooks' kernels (default $SNLIB_CACHE or results/cache)")
     r.set_defaults(func=_reproduce)
+
+    m = sub.add_parser("readme", help="regenerate README's generated sections (the verdict tables from claims.md)")
+    m.set_defaults(func=_readme)
 
     v = sub.add_parser("verify", help="check that every image of a data set is present and readable, before training")
     v.add_argument("--dataset", help="market1501, dukemtmc, cuhk03, cuhk01, msmt17, synthetic "

@@ -48,6 +48,7 @@ from .losses import loss_from_config
 from .models import (CheckpointMismatchError, build_model, extract_features, load_model_weights, model_checkpoint,
                      model_options)
 from .presets import PAPER_DECAY_START, PAPER_EPOCHS, TrainConfig, config_hash
+from .records import per_query
 from .runs import RunFolder, RunResult, run_dir_for
 from . import settings
 
@@ -267,14 +268,6 @@ def evaluate_model(model: nn.Module, query: list[Sample], gallery: list[Sample],
                                             desc="gallery features")
     return evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=config.eval_metric, normalize=True,
                              rerank=config.eval_rerank)
-
-
-def per_query(rank: RankResult, query: list[Sample]) -> dict[str, list]:
-    """A rank result per query, as a record stores it: ``pid``, ``camid``, ``ap`` (NaN where skipped) and
-    ``first`` (0-based rank of the first true match, -1 where skipped) in the order of ``query`` (JSON: null for
-    NaN)."""
-    return {"pid": [int(s.pid) for s in query], "camid": [int(s.camid) for s in query],
-            "ap": [None if np.isnan(v) else round(float(v), 6) for v in rank.ap], "first": [int(v) for v in rank.first]}
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -510,7 +503,8 @@ class _Trainer:
         start = time.perf_counter()
         metrics = self._evaluate_test()
         eval_time = time.perf_counter() - start
-        queries = per_query(self.last_rank, self.dataset.query) if self.info.is_main else {}
+        query = self.dataset.query
+        queries = per_query(self.last_rank, [s.pid for s in query], [s.camid for s in query]) if self.info.is_main else {}
         result = RunResult(config=self.config, run_dir=self.folder.path, history=self.history, per_query=queries,
                            evaluations=self.evaluations, metrics=metrics, wall_time_s=self.wall_time,
                            extra={"resumed": resumed, "device": str(self.device), "eval_time_s": eval_time,

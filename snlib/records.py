@@ -29,6 +29,14 @@ HISTORY_ROWS = 50
 HISTORY_COLUMNS = ("iteration", "epoch", "lr", "loss")
 
 
+def per_query(rank, pids, camids) -> dict[str, list]:
+    """A rank result (``snlib.evaluation.RankResult``) per query, as a record stores it: ``pid``, ``camid``,
+    ``ap`` (null where the query was skipped) and ``first`` (0-based rank of the first true match, -1 where
+    skipped), in the order of the queries (``pids``, ``camids``)."""
+    return {"pid": [int(p) for p in pids], "camid": [int(c) for c in camids],
+            "ap": [None if math.isnan(v) else round(float(v), 6) for v in rank.ap], "first": [int(v) for v in rank.first]}
+
+
 def records_dir(preset: str) -> Path:
     """``results/runs/<preset>`` of the repository (``settings.results_dir()``; the smoke preset's is not
     committed)."""
@@ -106,8 +114,12 @@ def record_path(config: TrainConfig, root: str | Path | None = None) -> Path:
 def read_record(config: TrainConfig, root: str | Path | None = None) -> RunRecord | None:
     """The record of ``config``'s run, None when there is none."""
     path = record_path(config, root)
-    if not path.is_file():
-        return None
+    return load_record(path) if path.is_file() else None
+
+
+def load_record(path: str | Path) -> RunRecord:
+    """The record in the file ``path``."""
+    path = Path(path)
     data = json.loads(path.read_text())
     if data.get("format") != RECORD_FORMAT:
         raise ValueError(f"{path} is not an snlib run record (format {data.get('format')!r}, expected "

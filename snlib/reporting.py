@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import settings
 from .settings import atomic_write, repo_root
 
 #: Packages whose versions go into every manifest.
@@ -101,3 +103,34 @@ def write_manifest(out_dir: str | Path, manifest: dict, environment: dict | None
     payload = {**manifest, "environment": environment or environment_info()}
     atomic_write(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
     return path
+
+
+#: A generated section of a Markdown file: the text between these markers is the named file's content.
+INCLUDE_START = re.compile(r"^<!-- include: (?P<path>\S+) -->\n", re.MULTILINE)
+INCLUDE_END = "<!-- end include -->"
+
+
+def update_includes(markdown_path: str | Path, under: str | Path | None = None) -> list[str]:
+    """Rewrite every ``<!-- include: PATH -->`` ... ``<!-- end include -->`` section of ``markdown_path`` with the
+    content of PATH (relative to the repository), e.g. README's verdict tables from ``claims.md``; with ``under``
+    only those whose PATH lies in that folder. Returns the rewritten paths. Never typed by hand: ``snlib readme``
+    (and ``snlib reproduce``, for its output folder) regenerate them."""
+    path = Path(markdown_path)
+    text = path.read_text()
+    out, included, position = [], [], 0
+    for match in INCLUDE_START.finditer(text):
+        end = text.find(INCLUDE_END, match.end())
+        if end < 0:
+            raise ValueError(f"{path}: '{match.group(0).strip()}' has no '{INCLUDE_END}' after it")
+        source = settings.repo_path(match["path"])
+        if under is not None and not source.resolve().is_relative_to(Path(under).resolve()):
+            continue
+        body = source.read_text() if source.is_file() else f"*({match['path']} is not there yet: run the study)*\n"
+        out += [text[position:match.end()], body if body.endswith("\n") else body + "\n"]
+        included.append(match["path"])
+        position = end
+    out.append(text[position:])
+    new = "".join(out)
+    if new != text:
+        atomic_write(path, new)
+    return included

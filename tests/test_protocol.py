@@ -262,3 +262,43 @@ def test_iterations_to_reach_ninety_percent():
     curve = pd.DataFrame({"iteration": [10, 20, 30, 40], "rank1": [10.0, 46.0, 50.0, 50.0]})
     assert P.iterations_to_fraction(curve) == 20          # 46 >= 0.9 * 50
     assert P.iterations_to_fraction(curve, share=0.95) == 30
+
+
+# ------------------------------------------------------------------------------- records through a study
+
+
+def test_a_study_reads_finished_runs_from_their_records_without_training(data_root, tmp_path, monkeypatch):
+    from snlib.study.study import open_study
+
+    monkeypatch.setenv("SNLIB_CACHE", str(tmp_path / "cache"))
+    study = open_study("smoke", data_root=data_root, output_dir=tmp_path / "out", height=32, width=16, p=4)
+    monkeypatch.setattr(type(study), "records_root", property(lambda self: tmp_path / "records"))
+    budget = {"iterations": 4, "warmup_iterations": 1}
+    record = study.record("sn", 0, variants=("sq", "mq", "rerank", "distractors-6"), progress=False, **budget)
+    assert set(record.per_query) == {"sq", "mq", "rerank", "distractors-6"}
+    assert len(record.per_query["sq"]["ap"]) == len(study.data.query)
+    assert (tmp_path / "records" / f"{record.hash}.json").is_file() and record.history[-1]["iteration"] == 4
+    assert record.metrics["rank1"] == pytest.approx(100 * np.mean(np.array(record.per_query["sq"]["first"]) == 0))
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a recorded run was trained again")
+
+    monkeypatch.setattr(engine, "train", no_training)
+    again = study.record("sn", 0, variants=("sq", "mq"), progress=False, **budget)
+    assert again.per_query == json.loads(json.dumps(record.per_query)) and again.hash == record.hash
+    with pytest.raises(ValueError, match="needs a run scored on the test split"):
+        monkeypatch.undo()
+        monkeypatch.setenv("SNLIB_CACHE", str(tmp_path / "cache"))
+        monkeypatch.setattr(type(study), "records_root", property(lambda self: tmp_path / "records"))
+        study.record("sn", 0, split="val", variants=("sq", "mq"), progress=False, **budget)
+
+
+def test_interval_table_is_a_student_t_interval():
+    from snlib.study.tables import interval_table
+
+    df = pd.DataFrame({"loss": ["a"] * 3 + ["b"], "rank1": [10.0, 20.0, 30.0, 5.0], "mAP": [1.0, 1.0, 1.0, 2.0]})
+    out = interval_table(df, "loss").set_index("loss")
+    half = 4.302652729911275 * 10.0 / math.sqrt(3)
+    assert out.loc["a", "rank1_low"] == pytest.approx(20 - half) and out.loc["a", "runs"] == 3
+    assert out.loc["a", "mAP_low"] == out.loc["a", "mAP_high"] == 1.0
+    assert out.loc["b", "rank1"] == "5.0 (-)" and math.isnan(out.loc["b", "rank1_low"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 import pandas as pd
+import pytest
 
 from snlib.reporting import save_table
 
@@ -36,3 +37,23 @@ def test_pipes_are_escaped_in_the_markdown_and_kept_in_the_csv(tmp_path):
     cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines]
     assert cells[0] == [r"term", r"\|S-\| after"] and cells[2] == [r"\|S+\|", "3.00"]
     assert all(len(row) == 2 for row in cells)  # two columns on every line: no stray cell
+
+
+def test_generated_sections_are_rewritten_from_their_files(tmp_path, monkeypatch):
+    from snlib import reporting, settings
+
+    monkeypatch.setattr(settings, "REPO_ROOT", tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "claims.md").write_text("| x |\n|---|\n| new |\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- include: a/claims.md -->\n| old |\n<!-- end include -->\n"
+                      "<!-- include: b/claims.md -->\nkept\n<!-- end include -->\nend\n")
+    assert reporting.update_includes(readme, under=tmp_path / "a") == ["a/claims.md"]
+    assert readme.read_text() == ("intro\n<!-- include: a/claims.md -->\n| x |\n|---|\n| new |\n<!-- end include -->\n"
+                                  "<!-- include: b/claims.md -->\nkept\n<!-- end include -->\nend\n")
+    reporting.update_includes(readme)
+    assert "b/claims.md is not there yet" in readme.read_text() and readme.read_text().endswith("end\n")
+    readme.write_text("<!-- include: a/claims.md -->\nno end\n")
+    with pytest.raises(ValueError, match="has no"):
+        reporting.update_includes(readme)
+

@@ -135,7 +135,7 @@ def test_convergence_summary_by_hand():
         for epoch, value in ((1, float("nan")), (2, 0.9 * final), (3, final)):
             rows.append({"loss": "sn", "train_fraction": 1.0, "seed": seed, "epoch": epoch, "rank1": value})
     rows += [{**row, "train_fraction": 0.5, "rank1": row["rank1"] / 2 if row["epoch"] == 3 else 1.0} for row in rows]
-    out = convergence_summary(pd.DataFrame(rows)).set_index("train_fraction")
+    out = convergence_summary(pd.DataFrame(rows), x="epoch").set_index("train_fraction")
     full = out.loc[1.0]
     assert full["final_rank1_mean"] == 70.0 and full["final_rank1_std"] == pytest.approx(np.std([80, 60], ddof=1))
     assert full["final_rank1"] == "70.0 ± 14.1" and full["seeds"] == 2 and full["epochs_to_90pct"] == 2

@@ -11,11 +11,13 @@ their interval is Student's t over the per-seed differences (none with one seed)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .. import settings
 from ..records import RunRecord
 from ..statistics import paired_difference, relative_drop_difference, verdict
 
@@ -115,3 +117,10 @@ def claims_markdown(table: pd.DataFrame) -> str:
         lines.append(f"| {r.claim} | {r.a} | {r.b} | {r.metric} | {r.delta:+.2f} | {interval} | "
                      f"{r.seeds} ({r.same_sign_seeds}) | **{r.verdict}** |")
     return "\n".join(lines) + "\n"
+
+
+def save_claims(table: pd.DataFrame, out_dir: str | Path) -> Path:
+    """``claims.csv`` (every column, exact) and ``claims.md`` (``claims_markdown``) in ``out_dir``."""
+    out = Path(out_dir)
+    settings.atomic_write(out / "claims.md", claims_markdown(table))
+    return settings.atomic_write(out / "claims.csv", table.to_csv(index=False))

@@ -251,3 +251,45 @@ def hit_matrices(ranked: dict, chosen: pd.DataFrame):
 def query_labels(chosen: pd.DataFrame) -> list[str]:
     """``"query <q> (<kind>)"`` for each chosen query."""
     return [f"query {q} ({kind})" for q, kind in zip(chosen["query"], chosen["kind"])]
+
+
+def lr_selection(selection: pd.DataFrame, floor: dict | None = None, metrics: Sequence[str] = ("rank1", "mAP")):
+    """Validation metrics against the learning rate (log axis), one line per recipe (``select_rates`` rows): a
+    star on the selected rate, a cross on a rate where a run collapsed, the untrained network (``floor``) as a
+    dotted line. The width of the range where a line stays high is the recipe's stability."""
+    fig, axes = _panels(len(metrics), width=5.0, height=3.8)
+    for ax, metric in zip(axes, metrics):
+        for i, (name, rows) in enumerate(selection.groupby("loss", sort=False)):
+            rows = rows.sort_values("lr")
+            ax.plot(rows["lr"], rows[metric], marker="o", color=f"C{i}", label=loss_label(name))
+            chosen, bad = rows[rows["selected"]], rows[rows["collapsed"] > 0]
+            ax.scatter(chosen["lr"], chosen[metric], marker="*", s=220, color=f"C{i}", edgecolor="black", zorder=3)
+            ax.scatter(bad["lr"], bad[metric], marker="x", s=80, color="black", zorder=3)
+        if floor is not None:
+            ax.axhline(floor[metric], color="grey", linestyle=":", label="untrained network")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate (Adam, with warm-up)")
+        ax.set_ylabel(f"validation {metric_label(metric)}")
+    axes[-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def claims_forest(claims: pd.DataFrame, metric: str = "mAP"):
+    """One row per claim on ``metric``: the difference a - b with its 95 % interval, coloured by verdict
+    (supported green, refuted red, unresolved grey); zero marked. Rows without an interval show the point only."""
+    rows = claims[claims["metric"] == metric].iloc[::-1]
+    colours = {"supported": POSITIVE, "refuted": NEGATIVE, "unresolved": "grey"}
+    fig, ax = plt.subplots(figsize=(7.5, 0.38 * len(rows) + 1.2))
+    y = np.arange(len(rows))
+    for yi, row in zip(y, rows.itertuples()):
+        colour = colours[row.verdict]
+        if np.isfinite(row.ci_low):
+            ax.plot([row.ci_low, row.ci_high], [yi, yi], color=colour, linewidth=2.5)
+        ax.plot(row.delta, yi, "o", color=colour)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(y, [f"{r.claim}" for r in rows.itertuples()], fontsize=8)
+    ax.set_xlabel(f"a - b, {metric_label(metric)} (95 % interval)")
+    ax.set_title("claims: supported (green), refuted (red), unresolved (grey)", fontsize=9)
+    fig.tight_layout()
+    return fig

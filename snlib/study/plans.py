@@ -16,10 +16,6 @@ from .protocol import Protocol
 from .study import Study, open_study
 from ..data import images_allowed
 
-#: The seeds of the loss comparisons (notebooks 01, 03, 05, 06 share their runs), per preset.
-SEEDS = {"smoke": (0,)}
-ALL_SEEDS = (0, 1, 2)
-
 #: Notebook 02's data sets: (name, root, loader options).
 OTHER_DATASETS = (
     ("cuhk03", "data/cuhk03", {"protocol": "classic", "boxes": "labeled"}),  # 1,367 / 100 identities, split 0
@@ -32,10 +28,6 @@ def _given(value, default) -> tuple:
     return tuple(value) if value is not None else tuple(default)
 
 
-def _seeds(study: Study, seeds) -> tuple[int, ...]:
-    return _given(seeds, SEEDS.get(study.preset, ALL_SEEDS))
-
-
 def _smoke(study: Study, small, full):
     """``small`` at the smoke preset, else ``full``."""
     return small if study.preset == "smoke" else full
@@ -43,18 +35,33 @@ def _smoke(study: Study, small, full):
 
 @dataclass(frozen=True)
 class Comparison:
-    """Losses trained for each seed with the preset's configuration (notebooks 01, 02, 03, 06; the template)."""
+    """Recipes trained for each seed (notebooks 00-03, 06; the template): at the study's settings, each recipe
+    at its learning rate selected on the validation identities and the protocol's budget
+    (:meth:`~snlib.study.study.Study.use_protocol`)."""
     seeds: tuple[int, ...]
     losses: tuple[str, ...]
+    protocol: Protocol | None = field(default=None, repr=False)
+    selection: object = field(default=None, repr=False)        # the lr_selection table
 
     @property
     def variants(self) -> list[dict]:
         return [{"loss": loss} for loss in self.losses]
 
 
+def _compared(study: Study, seeds, losses, cls=None, **extra) -> Comparison:
+    """A :class:`Comparison` of ``losses`` for ``seeds`` (default: the protocol's), with the study's protocol."""
+    return (cls or Comparison)(_given(seeds, study.protocol.seeds), tuple(losses), study.protocol, study.selection,
+                               **extra)
+
+
+def lr_selection(study: Study) -> Comparison:
+    """Notebook 00: the learning-rate selection of every recipe on the validation identities."""
+    return _compared(study, (0,), study.protocol.selection)
+
+
 def table1(study: Study, seeds=None) -> Comparison:
-    """Notebook 01: SN, batch-hard triplet and softmax."""
-    return Comparison(_seeds(study, seeds), ("sn", "triplet", "ce"))
+    """Notebook 01: SN against every baseline, each as its literature trains it (``snlib.recipes``)."""
+    return _compared(study, seeds, study.protocol.selection)
 
 
 @dataclass(frozen=True)
@@ -63,19 +70,22 @@ class OtherDatasets(Comparison):
 
 
 def other_datasets(study: Study, datasets=None, seeds=None) -> OtherDatasets:
-    """Notebook 02: Table 1's losses, one seed, on each data set of ``datasets`` that is present."""
-    return OtherDatasets(_given(seeds, (0,)), ("sn", "triplet", "ce"), _given(datasets, OTHER_DATASETS))
+    """Notebook 02: SN, triplet and softmax, one seed, on each data set of ``datasets`` that is present (the
+    preset's configuration: no selection was run on those sets)."""
+    return OtherDatasets(_given(seeds, (0,)), ("sn", "triplet", "ce"), study.protocol, study.selection,
+                         _given(datasets, OTHER_DATASETS))
 
 
 def ablation(study: Study, seeds=None, variants=None) -> Comparison:
-    """Notebook 03: the separation term alone, the squeeze readings, SN + softmax, triplet, softmax."""
-    full = ("sep", "sn-paper", "sn-neighbors", "sn", "sn+ce", "triplet", "ce")
-    return Comparison(_seeds(study, seeds), _given(variants, _smoke(study, ("sep", "sn", "ce"), full)))
+    """Notebook 03: the separation term alone, the four squeeze readings, SN + softmax (at SN's rate)."""
+    family = ("sep", "sn-paper", "sn-neighbors", "pair", "sn", "sn+ce")
+    return _compared(study, seeds, _given(variants, [r for r in family if r in study.protocol.recipes]))
 
 
 @dataclass(frozen=True)
 class Sensitivity:
-    """One-at-a-time sweeps of the SN parameters around the paper's values (``defaults``)."""
+    """One-at-a-time sweeps of the SN parameters around the paper's values (``defaults``), at SN's selected
+    rate and the protocol's budget (``fixed``)."""
     seeds: tuple[int, ...]
     sweeps: dict[str, tuple]
     fixed: dict
@@ -89,39 +99,29 @@ class Sensitivity:
         return {name: getattr(paper, name) for name in self.sweeps}
 
 
-def sensitivity(study: Study, seeds=None, sweep_epochs=None, k_values=None, alpha_values=None, lambda_values=None,
+def sensitivity(study: Study, seeds=None, k_values=None, alpha_values=None, lambda_values=None,
                 noise_seeds=None) -> Sensitivity:
-    """Notebook 04: k, alpha and lambda (lambda over 1e-4 ... 10, the released scripts' sweep); the default
-    point's spread over ``noise_seeds`` (notebook 01's SN runs)."""
+    """Notebook 04: k, alpha and lambda, three points each around the paper's values, two seeds, at SN's
+    selected rate and the protocol's budget; the default point's spread over ``noise_seeds`` (the protocol's SN
+    runs)."""
     sweeps = {"sn_k": _given(k_values, _smoke(study, (10,), (5, 10, 20))),
               "sn_alpha": _given(alpha_values, _smoke(study, (50.0,), (25.0, 50.0, 100.0))),
-              "sn_lambda": _given(lambda_values, _smoke(study, (0.1, 10.0), (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0)))}
-    fixed = {"loss": "sn", **({"epochs": sweep_epochs} if sweep_epochs is not None else {})}
-    return Sensitivity(_given(seeds, (0,)), sweeps, fixed, _seeds(study, noise_seeds))
+              "sn_lambda": _given(lambda_values, _smoke(study, (0.1, 10.0), (0.01, 0.1, 1.0)))}
+    return Sensitivity(_given(seeds, _smoke(study, (0,), (0, 1))), sweeps, {"loss": "sn"},
+                       _given(noise_seeds, study.protocol.seeds))
 
 
 @dataclass(frozen=True)
 class Convergence:
-    """Training curves of each loss on growing fractions of the training identities."""
-    seeds: tuple[int, ...]
-    fractions: tuple[float, ...]
-    losses: tuple[str, ...]
-    eval_every: int | None
-
-    @property
-    def variants(self) -> list[dict]:
-        return [{"loss": loss, "train_fraction": f, "eval_every": self.eval_every}
-                for f in self.fractions for loss in self.losses]
+    """The protocol's convergence runs: fixed iterations on nested shares of the training identities, scored on
+    the validation identities every ``iterations / evaluations`` iterations."""
+    protocol: Protocol
+    selection: object = field(repr=False)
 
 
-def convergence(study: Study, seeds=None, fractions=None, losses=None, eval_every=None) -> Convergence:
-    """Notebook 05: SN, triplet, contrastive and softmax; test evaluation every quarter of the epochs (at the
-    smoke preset the preset's, so that notebook 01's runs are reused)."""
-    base = study.base
-    if eval_every is None:
-        eval_every = _smoke(study, base.eval_every, base.eval_every or max(1, base.epochs // 4))
-    return Convergence(_seeds(study, seeds), _given(fractions, _smoke(study, (1.0,), (0.25, 1.0))),
-                       _given(losses, ("sn", "triplet", "contrastive", "ce")), eval_every)
+def convergence(study: Study) -> Convergence:
+    """Notebook 05: SN, triplet, contrastive and softmax over 25 / 50 / 100 % of the training identities."""
+    return Convergence(study.protocol, study.selection)
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,16 @@ class GallerySize(Comparison):
 
 def gallery_size(study: Study, seeds=None, num_distractors=None, num_steps=None) -> GallerySize:
     """Notebook 06: SN and triplet as distractors join the gallery; on the synthetic set 3000 generated
-    distractors (40 at the smoke preset), elsewhere all of the data set's."""
-    if num_distractors is None and study.dataset_name == "synthetic":
-        num_distractors = _smoke(study, 40, 3000)
-    return GallerySize(_seeds(study, seeds), ("sn", "triplet"), num_distractors, num_steps if num_steps is not None else 6)
+    distractors (20 at the smoke preset: the protocol's), elsewhere all of the data set's."""
+    if num_distractors is None:
+        num_distractors = study.protocol.num_distractors
+    return _compared(study, seeds, study.protocol.gallery_losses, GallerySize, num_distractors=num_distractors,
+                     num_steps=num_steps if num_steps is not None else 6)
+
+
+def claims(study: Study) -> Convergence:
+    """Notebook 12: every claim, from the records of all the protocol's runs."""
+    return convergence(study)
 
 
 @dataclass(frozen=True)
@@ -178,8 +184,9 @@ def explorer(study: Study) -> Pictures:
 
 
 def template(study: Study, seeds=None) -> Comparison:
-    """notebooks/TEMPLATE.ipynb: the SN loss, one seed (copy this as the new notebook's plan)."""
-    return Comparison(_given(seeds, (0,)), ("sn",))
+    """notebooks/TEMPLATE.ipynb: the SN loss at its selected rate, one seed (copy this as the new notebook's
+    plan)."""
+    return _compared(study, _given(seeds, (0,)), ("sn",))
 
 
 #: Overrides of every run of a (preset, data set) study, so that its whole protocol fits ``make reproduce``'s
@@ -191,7 +198,7 @@ def protocol(study: Study) -> Protocol:
     """The fair-comparison protocol (``snlib.study.protocol``) at the study's size: at the smoke preset two
     recipes and rates, a 4-identity batch and a few iterations (every code path, seconds)."""
     if study.preset == "smoke":
-        return Protocol(selection=("sn", "triplet"), family=("sep",), lrs=(1e-3, 2e-3), iterations=12, seeds=(0, 1),
+        return Protocol(selection=("sn", "triplet", "ce"), family=("sep",), lrs=(1e-3, 2e-3), iterations=12, seeds=(0, 1),
                         long_factor=2, evaluations=3, fractions=(0.5, 1.0), convergence_losses=("sn", "triplet"),
                         convergence_seeds=(0, 1), num_distractors=20, overrides={"p": 4})
     return Protocol(num_distractors=3000 if study.dataset_name == "synthetic" else None)
@@ -205,6 +212,7 @@ def setup(plan: str, preset: str | None = None, dataset: str | None = None, data
     preset = settings.default_preset(preset)
     fixed = STUDY_OVERRIDES.get((preset, dataset or get_preset(preset).dataset), {})
     study = open_study(preset, dataset, data_root, output_dir, **{**fixed, **(overrides or {})})
+    study.use_protocol(protocol(study))
     made = globals()[plan](study, **parameters)
     print(study.describe(getattr(made, "seeds", None)))
     print(f"plan: {made}")

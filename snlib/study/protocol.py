@@ -26,7 +26,8 @@ import pandas as pd
 from .. import engine
 from ..models import initial_model
 from ..recipes import SN_FAMILY
-from ..records import RunRecord
+from ..records import RunRecord, load_record
+from .claims import COLUMNS, METRICS, drop_claim, query_claim, seed_claim
 from .study import Study
 
 
@@ -131,6 +132,11 @@ def convergence_records(study: Study, protocol: Protocol, selection: pd.DataFram
             for seed in protocol.convergence_seeds]
 
 
+def selection_records(study: Study, selection: pd.DataFrame) -> list[RunRecord]:
+    """The records of the selection runs (the ``records`` column of ``select_rates``)."""
+    return [load_record(study.records_root / f"{h}.json") for cell in selection["records"] for h in cell.split()]
+
+
 def records_table(records: list[RunRecord]) -> pd.DataFrame:
     """One row per record: ``loss, seed, lr, iterations, train_fraction, split``, the final metrics, ``record``."""
     return pd.DataFrame([{"loss": r.name, "seed": r.config.seed, "lr": r.config.lr,
@@ -139,14 +145,14 @@ def records_table(records: list[RunRecord]) -> pd.DataFrame:
 
 
 def curve_table(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per (record, evaluation): ``loss, seed, train_fraction, iteration, rank1, mAP``; the final
+    """One row per (record, evaluation): ``loss, seed, lr, train_fraction, iteration, rank1, mAP``; the final
     evaluation included."""
     rows = []
     for r in records:
         points = [*r.evaluations]
         if not points or points[-1]["iteration"] != r.config.iterations:
             points.append({"iteration": r.config.iterations, **r.metrics})
-        rows += [{"loss": r.name, "seed": r.config.seed, "train_fraction": r.config.train_fraction,
+        rows += [{"loss": r.name, "seed": r.config.seed, "lr": r.config.lr, "train_fraction": r.config.train_fraction,
                   "iteration": p["iteration"], "rank1": p["rank1"], "mAP": p["mAP"]} for p in points]
     return pd.DataFrame(rows)
 
@@ -158,53 +164,83 @@ def iterations_to_fraction(curve: pd.DataFrame, share: float = 0.9, metric: str 
     return int(curve.loc[curve[metric] >= share * final, "iteration"].iloc[0])
 
 
-def claims(study: Study, protocol: Protocol, selection: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
-    """Every claim of the protocol (``snlib.study.claims``), for rank-1 and mAP: SN against each baseline, the
-    squeeze readings against the separation term alone, SN + softmax against SN, the ordering at the long
-    budget, multi-query and re-ranking on SN, the drop with distractors (SN vs triplet) and the convergence
-    (iterations to 90 % of the final validation rank-1, SN against the verification losses)."""
-    from .claims import METRICS, drop_claim, query_claim, seed_claim
+def record_variants(protocol: Protocol, recipe: str) -> tuple[str, ...]:
+    """The per-query variants a final record of ``recipe`` keeps: SN also multi-query and re-ranking, the
+    gallery-size recipes also the gallery with ``num_distractors`` distractors (asked for at once, so that a
+    record read back never needs its model again)."""
+    variants = ("sq", "mq", "rerank") if recipe == "sn" else ("sq",)
+    if protocol.num_distractors and recipe in protocol.gallery_losses:
+        variants += (f"distractors-{protocol.num_distractors}",)
+    return variants
 
-    big = f"distractors-{protocol.num_distractors}" if protocol.num_distractors else None
-    finals = {}
-    for recipe in protocol.recipes:
-        variants = ("sq", "mq", "rerank") if recipe == "sn" else ("sq",)
-        if big and recipe in protocol.gallery_losses:
-            variants += (big,)
-        finals[recipe] = final_records(study, protocol, selection, (recipe,), variants=variants, progress=progress)
-    long = {r.name: [r] for r in long_records(study, protocol, selection, progress)}
-    baselines = [r for r in protocol.selection if r != "sn"]
-    readings = [r for r in ("sn", "sn-paper", "sn-neighbors", "pair") if r in finals]
+
+def finals(study: Study, protocol: Protocol, selection: pd.DataFrame, recipes=None,
+           progress: bool = True) -> dict[str, list[RunRecord]]:
+    """``{recipe: its final records, one per seed}`` (default: every recipe of the protocol)."""
+    return {recipe: final_records(study, protocol, selection, (recipe,), variants=record_variants(protocol, recipe),
+                                  progress=progress)
+            for recipe in (recipes or protocol.recipes)}
+
+
+def baseline_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
+    """SN better than each baseline (the paper's Table 1), on the test split, every seed."""
+    runs = finals(study, protocol, selection, protocol.selection)
+    return pd.DataFrame([query_claim(f"SN beats {b}", runs["sn"], runs[b], metric)
+                         for metric in METRICS for b in protocol.selection if b != "sn"])
+
+
+def ablation_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
+    """The squeeze helps (each reading against the separation term alone); softmax added to SN helps."""
+    names = [r for r in ("sn", "sn-paper", "sn-neighbors", "pair", "sn+ce", "sep") if r in protocol.recipes]
+    runs = finals(study, protocol, selection, names)
     rows = []
     for metric in METRICS:
-        rows += [query_claim(f"SN beats {b}", finals["sn"], finals[b], metric) for b in baselines]
-        if "sep" in finals:
-            rows += [query_claim(f"the squeeze helps ({r} vs sep)", finals[r], finals["sep"], metric) for r in readings]
-        if "sn+ce" in finals:
-            rows.append(query_claim("softmax helps SN (sn+ce vs sn)", finals["sn+ce"], finals["sn"], metric))
-        rows += [query_claim(f"SN beats {b} at {protocol.long_factor}x the budget", long["sn"], long[b], metric)
-                 for b in baselines]
-        rows.append(query_claim("multi-query raises SN", finals["sn"], finals["sn"], metric, "mq", "sq",
-                                "sn multi-query", "sn single query"))
-        rows.append(query_claim("re-ranking raises SN", finals["sn"], finals["sn"], metric, "rerank", "sq",
-                                "sn re-ranked", "sn"))
-    if big and {"sn", "triplet"} <= set(protocol.gallery_losses):
-        rows.append(drop_claim("SN degrades less than triplet as distractors join", finals["sn"], finals["triplet"],
-                               big))
-    rows += _convergence_claims(convergence_records(study, protocol, selection, progress), protocol, seed_claim)
+        if "sep" in runs:
+            rows += [query_claim(f"the squeeze helps ({r} vs sep)", runs[r], runs["sep"], metric)
+                     for r in names if r not in ("sep", "sn+ce")]
+        if "sn+ce" in runs:
+            rows.append(query_claim("softmax helps SN (sn+ce vs sn)", runs["sn+ce"], runs["sn"], metric))
     return pd.DataFrame(rows)
 
 
-def _convergence_claims(records: list[RunRecord], protocol: Protocol, seed_claim) -> list[dict]:
-    """SN reaches 90 % of its final validation rank-1 in fewer iterations than each verification loss, on all
-    training identities, and its iterations grow less from the smallest share to all of them."""
+def long_claims(study: Study, protocol: Protocol, selection: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
+    """SN better than each baseline at ``long_factor`` times the budget (seed 0: does the ordering survive?)."""
+    runs = {r.name: [r] for r in long_records(study, protocol, selection, progress)}
+    return pd.DataFrame([query_claim(f"SN beats {b} at {protocol.long_factor}x the budget", runs["sn"], runs[b],
+                                     metric) for metric in METRICS for b in protocol.selection if b != "sn"])
+
+
+def evaluation_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
+    """Multi-query and re-ranking raise SN (against its single-query result, per identity and camera)."""
+    sn = finals(study, protocol, selection, ("sn",))["sn"]
+    return pd.DataFrame([row for metric in METRICS for row in (
+        query_claim("multi-query raises SN", sn, sn, metric, "mq", "sq", "sn multi-query", "sn single query"),
+        query_claim("re-ranking raises SN", sn, sn, metric, "rerank", "sq", "sn re-ranked", "sn"))])
+
+
+def gallery_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
+    """SN loses a smaller share of its mAP than the triplet as ``num_distractors`` distractors join."""
+    if not protocol.num_distractors or not {"sn", "triplet"} <= set(protocol.gallery_losses):
+        return pd.DataFrame(columns=list(COLUMNS))
+    runs = finals(study, protocol, selection, ("sn", "triplet"))
+    return pd.DataFrame([drop_claim("SN degrades less than triplet as distractors join", runs["sn"],
+                                    runs["triplet"], f"distractors-{protocol.num_distractors}")])
+
+
+def convergence_claims(study: Study, protocol: Protocol, selection: pd.DataFrame,
+                       progress: bool = True) -> pd.DataFrame:
+    """SN reaches 90 % of its final validation rank-1 in fewer iterations than each verification loss on all
+    training identities, and its iterations grow less from the smallest share to all of them (per seed)."""
+    records = convergence_records(study, protocol, selection, progress)
     curves = curve_table(records)
     speed = {key: -iterations_to_fraction(group) for key, group in curves.groupby(["loss", "train_fraction", "seed"])}
     small, full = min(protocol.fractions), max(protocol.fractions)
+
+    def at(loss, fraction):
+        return {s: v for (name, f, s), v in speed.items() if name == loss and f == fraction}
+
     rows = []
     for b in (loss for loss in protocol.convergence_losses if loss in ("triplet", "contrastive")):
-        def at(loss, fraction):
-            return {s: v for (l, f, s), v in speed.items() if l == loss and f == fraction}
         used = [r for r in records if r.name in ("sn", b)]
         rows.append(seed_claim(f"SN converges sooner than {b}", "sn", b, "iterations to 90% (fewer)",
                                at("sn", full), at(b, full), used))
@@ -212,4 +248,15 @@ def _convergence_claims(records: list[RunRecord], protocol: Protocol, seed_claim
                   for loss in ("sn", b)}
         rows.append(seed_claim(f"{b} slows more than SN as the training set grows ({small:.0%} to {full:.0%})",
                                "sn", b, "growth of iterations to 90% (less)", growth["sn"], growth[b], used))
-    return rows
+    return pd.DataFrame(rows)
+
+
+#: The claim groups (``claims(..., groups=...)``), in the order of ``claims.csv``.
+CLAIM_GROUPS = {"baselines": baseline_claims, "ablation": ablation_claims, "long budget": long_claims,
+                "evaluation": evaluation_claims, "gallery size": gallery_claims, "convergence": convergence_claims}
+
+
+def claims(study: Study, protocol: Protocol, selection: pd.DataFrame, groups=tuple(CLAIM_GROUPS)) -> pd.DataFrame:
+    """The claims of ``groups`` (default: every claim of the protocol), one row per claim and metric
+    (``snlib.study.claims.COLUMNS`` first, then ``per_seed``, ``queries``, ``records``)."""
+    return pd.concat([CLAIM_GROUPS[g](study, protocol, selection) for g in groups], ignore_index=True)

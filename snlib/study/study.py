@@ -28,11 +28,10 @@ from ..evaluation import RankResult, cuhk03_classic_cmc, evaluate_features, pair
 from ..models import initial_model, model_checkpoint, read_checkpoint
 from ..presets import TrainConfig, get_preset
 from ..recipes import RECIPES, apply_recipe
-from ..records import RunRecord, read_record, thin_history, write_record
 from ..reporting import save_figure, save_table
 from ..runs import RunFolder, RunResult, atomic_save, initial_run_dir
-from ..records import records_dir
 from . import views
+from .recorded import RecordedRuns
 
 #: The four evaluation settings of the paper's Table 1: (query mode, k-reciprocal re-ranking).
 TABLE1_SETTINGS = (("single", False), ("multi", False), ("single", True), ("multi", True))
@@ -50,12 +49,16 @@ def query_gallery(features: dict) -> tuple:
 
 
 @dataclass
-class Study:
+class Study(RecordedRuns):
     """One preset on one data set: the base configuration, where results go, and the runs asked for."""
 
     preset: str
     base: TrainConfig
     output_dir: Path
+    #: recipe -> TrainConfig fields every run of it takes (``use_protocol``: the selected rate and the budget)
+    settings: dict = field(default_factory=dict, repr=False)
+    protocol: object = field(default=None, repr=False)
+    selection: pd.DataFrame | None = field(default=None, repr=False)
     _model_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -78,8 +81,10 @@ class Study:
         """One line naming what the study's numbers come from (preset, data set and its folder, backbone, input,
         epochs)."""
         b = self.base
+        budget = (f"{self.protocol.iterations} iterations, each recipe at its validation-selected rate"
+                  if self.protocol is not None else f"{b.epochs} epochs")
         text = (f"{self.preset} preset, {b.dataset} at {settings.portable_path(self.data.root)}, {b.model} "
-                f"{b.height}x{b.width}, {b.epochs} epochs")
+                f"{b.height}x{b.width}, {budget}")
         return text + (f", {len(seeds)} seed{'s' if len(seeds) > 1 else ''}" if seeds is not None else "")
 
     def with_dataset(self, name: str, root: str | Path, options: dict | None = None) -> "Study":
@@ -91,10 +96,10 @@ class Study:
 
     # ------------------------------------------------------------------------------------------- runs
     def config(self, loss: str = "sn", seed: int = 0, **overrides) -> TrainConfig:
-        """The preset's configuration with ``loss``, ``seed`` and any other TrainConfig field replaced. ``loss``
-        is a recipe of ``snlib.recipes`` (its loss and fields, e.g. ``"ce"``: label smoothing and BNNeck) or a
-        plain loss spec (``"sn+0.5*ce"``)."""
-        config = self.base.replace(seed=seed, **overrides)
+        """The preset's configuration with ``loss``, ``seed``, the study's ``settings`` of the recipe and any other
+        TrainConfig field replaced. ``loss`` is a recipe of ``snlib.recipes`` (its loss and fields, e.g.
+        ``"ce"``: label smoothing and BNNeck) or a plain loss spec (``"sn+0.5*ce"``)."""
+        config = self.base.replace(seed=seed, **{**self.settings.get(loss, {}), **overrides})
         return apply_recipe(config, loss) if loss in RECIPES else config.replace(loss=loss)
 
     def run(self, loss: str = "sn", seed: int = 0, progress: bool = True, **overrides) -> RunResult:
@@ -111,52 +116,6 @@ class Study:
             folder.write_model(model_checkpoint(initial_model(config)))
         return RunResult(config=config, run_dir=folder.path, history=[], evaluations=[], metrics={},
                          wall_time_s=0.0, from_cache=True, extra={"epoch": 0})
-
-    def record(self, loss: str = "sn", seed: int = 0, variants: Sequence[str] = ("sq",), progress: bool = True,
-               **overrides) -> RunRecord:
-        """The record (``snlib.records``) of ``config(loss, seed, **overrides)`` holding the per-query results of
-        ``variants``: read from ``results/runs/<preset>/`` when it is there, else trained (or read from the run
-        cache), evaluated and written there. Variants other than ``sq`` need the test split."""
-        config = self.config(loss, seed, **overrides)
-        record = read_record(config, self.records_root)
-        if record is not None and set(variants) <= set(record.per_query):
-            return record
-        run = engine.train(config, progress=progress)
-        per_query = {"sq": run.per_query, **(record.per_query if record else {})}
-        for variant in variants:
-            if variant not in per_query:
-                per_query[variant] = self.variant_per_query(run, variant)
-        record = RunRecord(config=config, dataset=config.dataset, split=config.split, metrics=run.metrics,
-                           evaluations=run.evaluations, history=thin_history(run.history),
-                           wall_time_s=run.wall_time_s, per_query=per_query)
-        write_record(record, self.records_root)
-        return record
-
-    @property
-    def records_root(self) -> Path:
-        """Where this study's run records are kept: ``results/runs/<preset>`` (``snlib.records``)."""
-        return records_dir(self.preset)
-
-    def variant_per_query(self, run: RunResult, variant: str) -> dict:
-        """Per-query results of ``run`` (a test-split run) under ``variant``: ``mq``, ``rerank`` or
-        ``distractors-<n>`` (``snlib.records``)."""
-        if run.config.split != "test":
-            raise ValueError(f"variant {variant!r} needs a run scored on the test split, not {run.config.split!r}")
-        if variant == "mq":
-            feats = self.features(run)
-            qf, q_pids, q_camids = pool_multi_query(*feats.get("multi_query", feats["query"]))
-            _, gf, _, g_pids, _, g_camids = query_gallery(feats)
-            rank = evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=run.config.eval_metric)
-            return _per_query(rank, q_pids, q_camids)
-        if variant == "rerank":
-            rank = self.evaluate(run, rerank=True)
-            return _per_query(rank, *query_gallery(self.features(run))[2::2])
-        if variant.startswith("distractors-"):
-            count = int(variant.split("-", 1)[1])
-            qf, gf, q_pids, g_pids, q_camids, g_camids = self.with_distractors(run, count)
-            rank = evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=run.config.eval_metric)
-            return _per_query(rank, q_pids, q_camids)
-        raise ValueError(f"unknown variant {variant!r}: one of sq, mq, rerank, distractors-<n>")
 
     def named_runs(self, losses: dict[str, str | None]) -> dict[str, RunResult]:
         """``{name: run}`` for ``{name: loss spec}`` (seed 0); a spec of None is the :meth:`initial_run`."""
@@ -395,12 +354,6 @@ def find_datasets(entries: Iterable[Sequence]) -> tuple[list[tuple], list[tuple[
 def run_name(run) -> str:
     """The recipe a run (or record) trained, else its loss spec."""
     return run.config.recipe or run.config.loss
-
-
-def _per_query(rank: RankResult, pids, camids) -> dict[str, list]:
-    """``engine.per_query``'s columns from a rank result and the queries' identities and cameras."""
-    return {"pid": [int(p) for p in pids], "camid": [int(c) for c in camids],
-            "ap": [None if np.isnan(v) else round(float(v), 6) for v in rank.ap], "first": [int(v) for v in rank.first]}
 
 
 def _file_digests(samples: Sequence[Sample]) -> list[str]:

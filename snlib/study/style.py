@@ -11,12 +11,15 @@ LOSS_LABELS = {
     "sn": "SN loss (released squeeze)",
     "sn-paper": "SN loss (paper squeeze)",
     "sn-neighbors": "SN loss (neighbours squeeze)",
+    "pair": "SN loss (pair squeeze)",
     "sep": "separation term only",
     "sn+ce": "SN + softmax",
-    "triplet": "batch-hard triplet (TriNet)",
+    "triplet": "batch-hard triplet, soft margin (TriNet)",
+    "triplet-0.3": "batch-hard triplet, margin 0.3",
+    "bot": "Bag of Tricks (triplet + softmax, BNNeck)",
     "triplet+ce": "triplet + softmax",
     "contrastive": "contrastive (verification)",
-    "ce": "softmax (identification)",
+    "ce": "softmax, label smoothing, BNNeck",
 }
 
 #: Axis labels of the metric columns (percent).

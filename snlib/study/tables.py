@@ -8,6 +8,7 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
 import pandas as pd
 
 from ..runs import RunResult
@@ -120,21 +121,41 @@ def paired_differences(df: pd.DataFrame, reference: str = "sn", metrics: Sequenc
 
 
 def convergence_summary(curves: pd.DataFrame, by: Sequence[str] = ("loss", "train_fraction"),
-                        metric: str = "rank1", share: float = 0.9) -> pd.DataFrame:
-    """Per group ``by`` of :meth:`Study.curves` rows: the final ``metric`` (mean, std over seeds, and as text), the
-    spread across seeds averaged over the evaluated epochs (the stability figure) and the first epoch at which the
-    mean curve reaches ``share`` of its final value (the convergence speed)."""
+                        metric: str = "rank1", share: float = 0.9, x: str = "iteration") -> pd.DataFrame:
+    """Per group ``by`` of training-curve rows (``x``: ``iteration`` or ``epoch``): the final ``metric`` (mean,
+    std over seeds, and as text), the spread across seeds averaged over the evaluated points (the stability
+    figure) and the first ``x`` at which the mean curve reaches ``share`` of its final value (the speed)."""
     evaluated = curves.dropna(subset=[metric])
     rows = []
     for key, group in evaluated.groupby(list(by), sort=False):
-        per_epoch = group.groupby("epoch")[metric].agg(["mean", "std"])
-        final = group[group["epoch"] == group["epoch"].max()][metric]
-        reached = per_epoch.index[per_epoch["mean"] >= share * per_epoch["mean"].iloc[-1]]
+        per_point = group.groupby(x)[metric].agg(["mean", "std"])
+        final = group[group[x] == group[x].max()][metric]
+        reached = per_point.index[per_point["mean"] >= share * per_point["mean"].iloc[-1]]
         rows.append({**dict(zip(by, key)), "seeds": final.size,
                      f"final_{metric}": format_mean_std(final.mean(), final.std()),
                      f"final_{metric}_mean": final.mean(), f"final_{metric}_std": final.std(),
-                     f"{metric}_std_over_epochs": per_epoch["std"].mean(),
-                     f"epochs_to_{round(100 * share)}pct": int(reached.min())})
+                     f"{metric}_std_over_{x}s": per_point["std"].mean(),
+                     f"{x}s_to_{round(100 * share)}pct": int(reached.min())})
+    return pd.DataFrame(rows)
+
+
+def interval_table(df: pd.DataFrame, by: Sequence[str] | str, metrics: Sequence[str] = ("rank1", "mAP"),
+                   confidence: float = 0.95) -> pd.DataFrame:
+    """Per group ``by``: each metric's mean over the runs (seeds) with a Student-t interval, ``mean [low, high]``
+    as text (``-`` for one run), and the number of runs."""
+    by = [by] if isinstance(by, str) else list(by)
+    rows = []
+    for key, group in df.groupby(by, sort=False):
+        row = dict(zip(by, key if isinstance(key, tuple) else (key,)), runs=len(group))
+        for metric in metrics:
+            values = group[metric].to_numpy(dtype=float)
+            mean = values.mean()
+            half = (stats.t.ppf(0.5 + confidence / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+                    if len(values) > 1 else np.nan)
+            row.update({f"{metric}_mean": mean, f"{metric}_low": mean - half, f"{metric}_high": mean + half,
+                        metric: f"{mean:.1f} [{mean - half:.1f}, {mean + half:.1f}]" if len(values) > 1
+                        else f"{mean:.1f} (-)"})
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
