@@ -83,7 +83,11 @@ class RunRecord:
         return keys, values
 
     def to_dict(self) -> dict:
-        return {"format": RECORD_FORMAT, "config": self.config.to_dict(), "config_hash": self.hash,
+        """The record as JSON values; ``data_root`` in its portable form (``settings.portable_path``: relative to
+        the repository where it lies inside it), so no machine's path is committed and the hash is unchanged."""
+        config = {**self.config.to_dict(),
+                  "data_root": settings.portable_path(settings.repo_path(self.config.data_root))}
+        return {"format": RECORD_FORMAT, "config": config, "config_hash": self.hash,
                 "dataset": self.dataset, "split": self.split, "metrics": self.metrics,
                 "evaluations": self.evaluations, "history": self.history, "wall_time_s": self.wall_time_s,
                 "per_query": self.per_query}

@@ -268,9 +268,11 @@ def run_info(run_dir: str | Path) -> RunInfo:
             state = folder.read_checkpoint()
         except DamagedFileError:
             return RunInfo(run_dir, config, f"unfinished, {CHECKPOINT} damaged{note}")
-        epochs = f" of {config.epochs}" if config else ""
-        return RunInfo(run_dir, config, f"unfinished at epoch {state['epoch']}{epochs}{note}",
-                       evaluations=state["evaluations"])
+        if config is not None and config.iterations:
+            progress = f"at iteration {len(state['history'])} of {config.iterations}"
+        else:
+            progress = f"at epoch {state['epoch']}" + (f" of {config.epochs}" if config else "")
+        return RunInfo(run_dir, config, f"unfinished {progress}{note}", evaluations=state["evaluations"])
     return RunInfo(run_dir, config, "empty" + note)
 
 

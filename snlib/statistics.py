@@ -186,3 +186,27 @@ def _paired_runs(**methods: Sequence[np.ndarray]) -> list[np.ndarray]:
     if keep.sum() < 2:
         raise ValueError(f"{int(keep.sum())} queries left after dropping NaN ones; the bootstrap needs 2")
     return [x[:, keep] for x in stacked.values()]
+
+
+def proportion_difference(successes_a: int, n_a: int, successes_b: int, n_b: int,
+                          confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(delta, low, high)``: p_a - p_b of two independent proportions (e.g. the share of a loss's selection
+    runs that did not collapse) with Newcombe's hybrid score interval (Newcombe 1998, method 10: from the Wilson
+    intervals (l, u) of each proportion, low = delta - sqrt((p_a - l_a)^2 + (u_b - p_b)^2), high = delta +
+    sqrt((u_a - p_a)^2 + (p_b - l_b)^2))."""
+    _check_confidence(confidence)
+    for s, n in ((successes_a, n_a), (successes_b, n_b)):
+        if n < 1 or not 0 <= s <= n:
+            raise ValueError(f"need n >= 1 and 0 <= successes <= n, got {s} of {n}")
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    (pa, la, ua), (pb, lb, ub) = (_wilson(s, n, z) for s, n in ((successes_a, n_a), (successes_b, n_b)))
+    delta = pa - pb
+    return delta, delta - np.hypot(pa - la, ub - pb), delta + np.hypot(ua - pa, pb - lb)
+
+
+def _wilson(successes: int, n: int, z: float) -> tuple[float, float, float]:
+    """The proportion and its Wilson score interval."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return p, centre - half, centre + half

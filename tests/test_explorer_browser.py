@@ -86,6 +86,11 @@ def lab(tmp_path):
     tracker = settings_dir / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     tracker.parent.mkdir(parents=True)
     tracker.write_text(json.dumps({"windowingMode": "none"}))   # every cell in the DOM, none virtualised
+    # no autosave: JupyterLab saves after 120 s, and a save in the middle of a widget redraw left the widget's
+    # output without its figure (seen when the run-all cell took longer than the autosave interval)
+    docmanager = settings_dir / "@jupyterlab" / "docmanager-extension" / "plugin.jupyterlab-settings"
+    docmanager.parent.mkdir(parents=True)
+    docmanager.write_text(json.dumps({"autosave": False}))
     env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", settings.BATCH_ENV)}  # inline figures
     env.update({settings.PRESET_ENV: "smoke", settings.CACHE_ENV: str(cache),
                 "JUPYTER_CONFIG_DIR": str(tmp_path / "jupyter-config"),

@@ -19,6 +19,7 @@ from snlib.recipes import RECIPES, apply_recipe
 from snlib.records import RunRecord, read_record, thin_history, write_record
 from snlib.study import protocol as P
 from snlib.study.claims import aligned_scores, drop_claim, query_claim, seed_claim
+from test_engine import data_root  # noqa: F401  (the smoke preset's synthetic set, generated once per module)
 
 
 def _dataset(num_ids=150, cams=3, per_cam=3, test_ids=20) -> ReIDDataset:
@@ -105,14 +106,6 @@ def test_new_fields_enter_the_hash_only_when_set():
         get_preset("cpu", split="train")
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "synthetic-smoke"
-    config = get_preset("smoke")
-    load_dataset(config.dataset, root, **config.dataset_options)
-    return str(root)
-
-
 def test_a_run_takes_exactly_its_iterations_and_evaluates_on_validation(data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("SNLIB_CACHE", str(tmp_path / "cache"))
     config = get_preset("smoke", data_root=data_root, height=32, width=16, p=4, split="val", iterations=7,
@@ -163,6 +156,7 @@ def test_a_record_round_trips_and_writes_nan_as_null(tmp_path):
     path = write_record(record, tmp_path)
     assert path.name == f"{record.hash}.json" and "NaN" not in path.read_text()
     assert json.loads(path.read_text())["per_query"]["sq"]["ap"] == [0.5, None]
+    assert json.loads(path.read_text())["config"]["data_root"] == "data"        # portable: no machine's path
     back = read_record(record.config, tmp_path)
     keys, ap = back.scores("sq", "mAP")
     assert keys.tolist() == [[0, 0], [1, 0]] and ap[0] == 0.5 and math.isnan(ap[1])
@@ -243,19 +237,31 @@ class _FakeStudy:
 
 def test_selection_reruns_collapsed_runs_and_selects_one_rate_per_loss(monkeypatch):
     monkeypatch.setattr(P, "untrained", lambda study, protocol, split: {"rank1": 10.0, "mAP": 10.0})
-    scores = {("sn", 1e-3): 60, ("sn", 2e-3): 50, ("triplet", 1e-3): 40, ("triplet", 2e-3): 5}
+    scores = {("sn", 1e-3): 50, ("sn", 2e-3): 60, ("sn", 4e-3): 55,
+              ("triplet", 1e-3): 40, ("triplet", 2e-3): 5, ("triplet", 5e-4): 30}
     study = _FakeStudy(lambda loss, lr, seed: scores[loss, lr] + (60 if (loss, lr, seed) == ("triplet", 2e-3, 1) else 0))
     protocol = P.Protocol(selection=("sn", "triplet"), lrs=(1e-3, 2e-3))
     table = P.select_rates(study, protocol)
     assert list(table.columns[:6]) == ["loss", "lr", "split", "rank1", "mAP", "selected"]
-    assert ("triplet", 2e-3, 1) in study.calls and len(study.calls) == 5     # only the collapsed run is rerun
+    assert ("triplet", 2e-3, 1) in study.calls                               # the collapsed run is rerun ...
+    assert sum(call[2] == 1 for call in study.calls) == 1                    # ... and only that one
     row = table[(table["loss"] == "triplet") & (table["lr"] == 2e-3)].iloc[0]
     assert (row["runs"], row["collapsed"], row["mAP"]) == (2, 0.5, 35.0)
-    assert table.groupby("loss")["selected"].sum().tolist() == [1, 1]
-    assert P.selected_lr(table, "sn") == 1e-3 and P.selected_lr(table, "triplet") == 1e-3
-    assert P.selected_lr(table, "pair") == 1e-3                              # SN's variants take SN's rate
+    # both best rates lay at an edge of the grid: one more rate outwards each, where the score fell again
+    assert table[table["extended"]][["loss", "lr"]].values.tolist() == [["sn", 4e-3], ["triplet", 5e-4]]
+    assert table["loss"].tolist() == ["sn"] * 3 + ["triplet"] * 3 and table.groupby("loss")["selected"].sum().tolist() == [1, 1]
+    assert P.selected_lr(table, "sn") == 2e-3 and P.selected_lr(table, "triplet") == 1e-3
+    assert P.selected_lr(table, "pair") == 2e-3                              # SN's variants take SN's rate
     with pytest.raises(KeyError, match="no learning rate"):
         P.selected_lr(table, "ce")
+
+
+def test_selection_extends_the_grid_at_most_edge_extensions_times(monkeypatch):
+    monkeypatch.setattr(P, "untrained", lambda study, protocol, split: {"rank1": 0.0, "mAP": 0.0})
+    study = _FakeStudy(lambda loss, lr, seed: 1000 * lr)                     # always better at a higher rate
+    table = P.select_rates(study, P.Protocol(selection=("sn",), lrs=(1e-4, 1e-3), edge_extensions=2))
+    assert table["lr"].tolist() == pytest.approx([1e-4, 1e-3, 2e-3, 4e-3])
+    assert P.selected_lr(table, "sn") == pytest.approx(4e-3)
 
 
 def test_iterations_to_reach_ninety_percent():

@@ -57,3 +57,15 @@ def test_generated_sections_are_rewritten_from_their_files(tmp_path, monkeypatch
     with pytest.raises(ValueError, match="has no"):
         reporting.update_includes(readme)
 
+
+
+def test_readme_verdict_tables_are_generated_not_typed():
+    """README's generated sections equal the files they name (``snlib readme`` rewrites them)."""
+    from snlib import reporting, settings
+
+    text = (settings.repo_root() / "README.md").read_text()
+    sections = list(reporting.INCLUDE_START.finditer(text))
+    assert sections, "README has no generated verdict table"
+    for match in sections:
+        body = text[match.end():text.index(reporting.INCLUDE_END, match.end())]
+        assert body == settings.repo_path(match["path"]).read_text(), f"{match['path']}: run `python -m snlib readme`"

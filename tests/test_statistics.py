@@ -240,3 +240,16 @@ def test_same_seed_same_interval():
     assert paired_difference([a], [b], n_resamples=2000, seed=3) == first
     other = paired_difference([a], [b], n_resamples=2000, seed=4)
     assert other.delta == first.delta and (other.ci_low, other.ci_high) != (first.ci_low, first.ci_high)
+
+
+def test_proportion_difference_is_newcombes_method_10():
+    from snlib.statistics import proportion_difference
+
+    # Newcombe (1998), Statistics in Medicine 17:873, Table II: 56/70 vs 48/80 -> 0.2000 (0.0524, 0.3339)
+    delta, low, high = proportion_difference(56, 70, 48, 80)
+    assert delta == pytest.approx(0.2) and low == pytest.approx(0.0524, abs=1e-4) and high == pytest.approx(0.3339, abs=1e-4)
+    # the same table: 5/56 vs 0/29 -> (-0.0381, 0.1926)
+    delta, low, high = proportion_difference(5, 56, 0, 29)
+    assert (low, high) == (pytest.approx(-0.0381, abs=1e-4), pytest.approx(0.1926, abs=1e-4))
+    with pytest.raises(ValueError, match="successes"):
+        proportion_difference(3, 2, 1, 2)

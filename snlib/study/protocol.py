@@ -5,7 +5,9 @@ budgets, several seeds, every run a record (``snlib.records``).
    left after the validation split, at every rate of ``Protocol.lrs`` (seed 0), and is scored on the validation
    identities. A run that ends below the untrained network on validation (rank-1 and mAP) counts as *collapsed*
    and is run again with seed 1; both runs are kept. The selected rate of a recipe has the highest mean
-   validation ``Protocol.metric`` over its runs (ties: the smaller rate). SN's variants take SN's rate.
+   validation ``Protocol.metric`` over its runs (ties: the smaller rate); when it lies at an edge of the grid, the
+   grid is extended outwards by ``edge_factor`` (at most ``edge_extensions`` times; ``extended`` marks those
+   rates), so that a selected rate is an optimum, not a bound. SN's variants take SN's rate.
 2. **Final runs** (``final_records``): every recipe at its selected rate, ``Protocol.seeds``, the same budget,
    trained on all training identities and scored on the test split; ``long_records``: ``Protocol.long_factor``
    times the budget, seed 0.
@@ -27,6 +29,7 @@ from .. import engine
 from ..models import initial_model
 from ..recipes import SN_FAMILY
 from ..records import RunRecord, load_record
+from ..statistics import proportion_difference, verdict
 from .claims import COLUMNS, METRICS, drop_claim, query_claim, seed_claim
 from .study import Study
 
@@ -38,6 +41,8 @@ class Protocol:
     selection: tuple[str, ...] = ("sn", "ce", "triplet", "triplet-0.3", "bot", "contrastive")
     family: tuple[str, ...] = ("sep", "sn-paper", "sn-neighbors", "pair", "sn+ce")
     lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 2e-3)
+    edge_extensions: int = 2      # a best rate at the grid's edge: up to this many more rates outwards ...
+    edge_factor: float = 2.0      # ... each this factor beyond the last
     iterations: int = 100
     seeds: tuple[int, ...] = (0, 1, 2)
     long_factor: int = 3
@@ -78,25 +83,42 @@ def collapsed(record: RunRecord, floor: dict) -> bool:
 
 def select_rates(study: Study, protocol: Protocol, progress: bool = True) -> pd.DataFrame:
     """One row per (recipe, lr): ``loss, lr, split, rank1, mAP, selected, runs, collapsed`` (validation means
-    over the runs; ``collapsed``: share of its runs that collapsed), plus ``seeds`` and ``runs_hashes``."""
+    over the runs; ``collapsed``: share of its runs that collapsed), ``seeds``, ``records`` (their hashes) and
+    ``extended`` (a rate beyond the grid, module docstring)."""
     floor = untrained(study, protocol, "val")
     rows = []
     for loss in protocol.selection:
-        for lr in protocol.lrs:
-            records = [study.record(loss, seed=0, split="val", lr=lr, progress=progress, **protocol.budget())]
-            if collapsed(records[0], floor):
-                records.append(study.record(loss, seed=1, split="val", lr=lr, progress=progress,
-                                            **protocol.budget()))
-            rows.append({"loss": loss, "lr": lr, "split": "val",
-                         "rank1": np.mean([r.metrics["rank1"] for r in records]),
-                         "mAP": np.mean([r.metrics["mAP"] for r in records]),
-                         "runs": len(records), "collapsed": np.mean([collapsed(r, floor) for r in records]),
-                         "seeds": " ".join(str(r.config.seed) for r in records),
-                         "records": " ".join(r.hash for r in records)})
+        mine = [_selection_row(study, protocol, loss, lr, floor, progress) for lr in protocol.lrs]
+        for _ in range(protocol.edge_extensions):  # the best rate at an edge of the grid: one more step outwards
+            lrs = [row["lr"] for row in mine]
+            best = _best(mine, protocol.metric)["lr"]
+            if best not in (min(lrs), max(lrs)) or len(lrs) < 2:
+                break
+            lr = max(lrs) * protocol.edge_factor if best == max(lrs) else min(lrs) / protocol.edge_factor
+            mine.append({**_selection_row(study, protocol, loss, lr, floor, progress), "extended": True})
+        rows += sorted(mine, key=lambda row: row["lr"])
     table = pd.DataFrame(rows)
+    table["extended"] = table["extended"].fillna(False).astype(bool) if "extended" in table else False
     best = table.sort_values([protocol.metric, "lr"], ascending=[False, True]).groupby("loss").head(1).index
     table.insert(5, "selected", table.index.isin(best))
     return table
+
+
+def _best(rows: list[dict], metric: str) -> dict:
+    return max(rows, key=lambda row: (row[metric], -row["lr"]))
+
+
+def _selection_row(study: Study, protocol: Protocol, loss: str, lr: float, floor: dict, progress: bool) -> dict:
+    """One (recipe, rate) of the selection: seed 0, and seed 1 too when seed 0 collapsed."""
+    records = [study.record(loss, seed=0, split="val", lr=lr, progress=progress, **protocol.budget())]
+    if collapsed(records[0], floor):
+        records.append(study.record(loss, seed=1, split="val", lr=lr, progress=progress, **protocol.budget()))
+    return {"loss": loss, "lr": lr, "split": "val",
+            "rank1": np.mean([r.metrics["rank1"] for r in records]),
+            "mAP": np.mean([r.metrics["mAP"] for r in records]),
+            "runs": len(records), "collapsed": np.mean([collapsed(r, floor) for r in records]),
+            "seeds": " ".join(str(r.config.seed) for r in records),
+            "records": " ".join(r.hash for r in records)}
 
 
 def selected_lr(selection: pd.DataFrame, recipe: str) -> float:
@@ -251,9 +273,30 @@ def convergence_claims(study: Study, protocol: Protocol, selection: pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def stability_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
+    """SN collapses less often than each baseline over the selection's rates: the share of selection runs that
+    did not end below the untrained network, with Newcombe's interval for a difference of proportions (``seeds``
+    counts SN's selection runs; the per-seed condition does not apply)."""
+    counts = {loss: (int(round((rows["runs"] * (1 - rows["collapsed"])).sum())), int(rows["runs"].sum()))
+              for loss, rows in selection.groupby("loss")}
+    rows = []
+    for b in (r for r in protocol.selection if r != "sn"):
+        delta, low, high = proportion_difference(*counts["sn"], *counts[b])
+        runs = counts["sn"][1]
+        rows.append({"claim": f"SN collapses less often than {b} over the rates", "a": "sn", "b": b,
+                     "metric": "selection runs not collapsed (%)", "delta": 100 * delta, "ci_low": 100 * low,
+                     "ci_high": 100 * high, "seeds": runs, "same_sign_seeds": runs,
+                     "verdict": verdict(low, high, runs, runs),
+                     "per_seed": f"sn {counts['sn'][0]}/{runs}, {b} {counts[b][0]}/{counts[b][1]}", "queries": 0,
+                     "records": " ".join(h for cell in selection[selection["loss"].isin(["sn", b])]["records"]
+                                         for h in cell.split())})
+    return pd.DataFrame(rows)
+
+
 #: The claim groups (``claims(..., groups=...)``), in the order of ``claims.csv``.
 CLAIM_GROUPS = {"baselines": baseline_claims, "ablation": ablation_claims, "long budget": long_claims,
-                "evaluation": evaluation_claims, "gallery size": gallery_claims, "convergence": convergence_claims}
+                "evaluation": evaluation_claims, "gallery size": gallery_claims, "convergence": convergence_claims,
+                "stability": stability_claims}
 
 
 def claims(study: Study, protocol: Protocol, selection: pd.DataFrame, groups=tuple(CLAIM_GROUPS)) -> pd.DataFrame:

@@ -130,11 +130,14 @@ class Study(RecordedRuns):
                 yield variant, seed, self.run(seed=seed, progress=progress, **variant)
 
     def runs(self, variants: Sequence[dict], seeds: Iterable[int] = (0,), progress: bool = True) -> pd.DataFrame:
-        """Train every variant for every seed; one row per run with the variant's fields, the seed, the final
-        test metrics (percent; single query, standard AP) and the training wall time."""
+        """Every variant for every seed from its record (trained when there is none); one row per run with the
+        variant's fields, the seed, the final metrics (percent; single query, standard AP), the training wall
+        time and ``run`` (the record's hash)."""
+        seeds = list(seeds)
         return pd.DataFrame([
-            {**variant, "seed": seed, **result.metrics, "wall_time_s": result.wall_time_s, "run": result.run_dir.name}
-            for variant, seed, result in self.each_run(variants, seeds, progress)])
+            {**variant, "seed": seed, **record.metrics, "wall_time_s": record.wall_time_s, "run": record.hash}
+            for variant in variants for seed in seeds
+            for record in [self.record(seed=seed, progress=progress, **variant)]])
 
     def sweep(self, sweeps: dict[str, Sequence], seeds: Iterable[int], fixed: dict) -> pd.DataFrame:
         """:meth:`runs` of ``fixed`` with one field changed at a time (``sweeps``: field -> values), every sweep's

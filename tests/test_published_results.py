@@ -1,0 +1,59 @@
+"""The published synthetic study (``results/cpu/synthetic``): the selection and the claims have the columns the
+protocol promises, and every number traces to a committed run record (``results/runs/cpu``)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from snlib import settings
+from snlib.records import load_record
+from snlib.statistics import verdict
+from snlib.study.claims import COLUMNS
+
+OUT = settings.results_dir() / "cpu" / "synthetic"
+RECORDS = settings.results_dir() / "runs" / "cpu"
+
+
+def _records(cells) -> set[str]:
+    return {h for cell in cells for h in str(cell).split()}
+
+
+def test_the_selection_has_one_chosen_rate_per_recipe_from_validation_records():
+    table = pd.read_csv(OUT / "lr_selection.csv")
+    assert list(table.columns[:6]) == ["loss", "lr", "split", "rank1", "mAP", "selected"]
+    assert set(table["split"]) == {"val"} and (table.groupby("loss")["lr"].count() >= 4).all()
+    assert (table.groupby("loss")["selected"].sum() == 1).all()
+    assert table.groupby(["loss", "lr"]).size().max() == 1                    # one row per recipe and rate
+    for row in table.itertuples():
+        records = [load_record(RECORDS / f"{h}.json") for h in row.records.split()]
+        assert all(r.split == "val" and r.config.lr == row.lr and r.name == row.loss for r in records)
+        assert row.mAP == pytest.approx(np.mean([r.metrics["mAP"] for r in records]))
+        assert row.runs == len(records) in (1, 2) and (row.collapsed == 0 or row.runs == 2)  # collapsed: rerun
+    best = table.loc[table.groupby("loss")["mAP"].idxmax()]
+    assert best["selected"].all()                                             # the rule, recomputed
+
+
+def test_every_claim_has_an_interval_a_verdict_by_rule_and_its_records():
+    claims = pd.read_csv(OUT / "claims.csv")
+    assert list(claims.columns[:len(COLUMNS)]) == list(COLUMNS)
+    for row in claims.itertuples():
+        if np.isfinite(row.ci_low):
+            assert row.ci_low <= row.delta <= row.ci_high or row.metric.startswith("relative")
+            assert row.verdict == verdict(row.ci_low, row.ci_high, row.seeds, row.same_sign_seeds)
+        else:
+            assert row.verdict == "unresolved"
+        assert all((RECORDS / f"{h}.json").is_file() for h in str(row.records).split()), row.claim
+    table1 = claims[claims["claim"].str.startswith("SN beats") & ~claims["claim"].str.contains("budget")]
+    assert set(table1["b"]) >= {"ce", "triplet", "bot"} and (table1["seeds"] >= 3).all()
+    readings = claims[claims["claim"].str.startswith("the squeeze helps")]
+    assert set(readings["a"]) == {"sn", "sn-paper", "sn-neighbors", "pair"} and (readings["seeds"] >= 3).all()
+
+
+def test_the_records_are_small_and_hold_no_weights():
+    paths = sorted(RECORDS.glob("*.json"))
+    assert paths and max(p.stat().st_size for p in paths) < 200_000
+    assert not list(RECORDS.glob("*.pt"))
+    referenced = _records(pd.read_csv(OUT / "claims.csv")["records"]) | _records(
+        pd.read_csv(OUT / "lr_selection.csv")["records"])
+    assert referenced <= {p.stem for p in paths}
