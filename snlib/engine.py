@@ -409,9 +409,9 @@ class _Trainer:
         if resumed and self.info.is_main:
             print(f"resumed from epoch {self.epoch} of {epochs} ({self.folder.checkpoint})", flush=True)
         lines = self.progress and self.info.is_main and settings.batch_mode()  # a line per epoch instead of a bar
-        bar = tqdm(total=self.total_iterations, initial=len(self.history), desc=f"train {config.recipe or config.loss}",
+        bar = tqdm(total=self.total_iterations, initial=len(self.history), desc=f"train {config.label}",
                    disable=not (self.progress and self.info.is_main) or lines, mininterval=2.0, dynamic_ncols=True)
-        name = (f"{settings.BATCH_LINE_PREFIX}training {config.recipe or config.loss} seed {config.seed} "
+        name = (f"{settings.BATCH_LINE_PREFIX}training {config.label} seed {config.seed} "
                 f"({config_hash(config)})")
         if lines:
             print(f"{name}: {epochs} epochs, {self.total_iterations} iterations", flush=True)

@@ -168,6 +168,11 @@ class TrainConfig:
         check_options(self.dataset, self.dataset_options)
 
     @property
+    def label(self) -> str:
+        """What the run trains, for tables and progress lines: its recipe (``snlib.recipes``), else its loss spec."""
+        return self.recipe or self.loss
+
+    @property
     def decay_start(self) -> int:
         """First (1-based) epoch of the decay: the paper's 76 of 150 scaled to ``epochs``, at least 2."""
         if self.decay_start_epoch is not None:

@@ -63,7 +63,7 @@ class RunRecord:
     @property
     def name(self) -> str:
         """The recipe (or loss spec) the run trained."""
-        return self.config.recipe or self.config.loss
+        return self.config.label
 
     def scores(self, variant: str = "sq", metric: str = "mAP") -> tuple[np.ndarray, np.ndarray]:
         """``(keys, values)`` of ``variant`` per query: keys ``(pid, camid)`` rows, values the AP (``metric="mAP"``)

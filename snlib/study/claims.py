@@ -19,7 +19,7 @@ from scipy import stats
 
 from .. import settings
 from ..records import RunRecord
-from ..statistics import paired_difference, relative_drop_difference, verdict
+from ..statistics import paired_difference, proportion_difference, relative_drop_difference, verdict
 
 #: The columns of ``claims.csv`` (then the per-seed differences, the queries and the records it comes from).
 COLUMNS = ("claim", "a", "b", "metric", "delta", "ci_low", "ci_high", "seeds", "same_sign_seeds", "verdict")
@@ -60,13 +60,16 @@ def aligned_scores(a: Sequence[RunRecord], b: Sequence[RunRecord], metric: str, 
 
 
 def _row(claim: str, a: str, b: str, metric: str, delta: float, low: float, high: float, per_seed,
-         queries: int, records: Sequence[RunRecord]) -> dict:
-    seeds = len(per_seed)
-    same = int(sum(np.sign(d) == np.sign(delta) != 0 for d in per_seed))
+         queries: int, records: Sequence[RunRecord], seeds: int | None = None, same: int | None = None,
+         per_seed_text: str | None = None) -> dict:
+    """One claims row; ``seeds`` / ``same`` default to the count of ``per_seed`` and of its entries with the sign
+    of ``delta``."""
+    seeds = len(per_seed) if seeds is None else seeds
+    same = int(sum(np.sign(d) == np.sign(delta) != 0 for d in per_seed)) if same is None else same
     decided = verdict(low, high, seeds, same) if np.isfinite(low) and np.isfinite(high) else "unresolved"
     return {"claim": claim, "a": a, "b": b, "metric": metric, "delta": delta, "ci_low": low, "ci_high": high,
             "seeds": seeds, "same_sign_seeds": same, "verdict": decided,
-            "per_seed": " ".join(f"{d:+.2f}" for d in per_seed), "queries": queries,
+            "per_seed": per_seed_text or " ".join(f"{d:+.2f}" for d in per_seed), "queries": queries,
             "records": " ".join(sorted(r.hash for r in records))}
 
 
@@ -106,6 +109,17 @@ def seed_claim(claim: str, a: str, b: str, metric: str, a_values: dict[int, floa
     else:
         low = high = np.nan
     return _row(claim, a, b, metric, delta, low, high, diffs.tolist(), 0, records)
+
+
+def count_claim(claim: str, a: str, b: str, metric: str, counts_a: tuple[int, int], counts_b: tuple[int, int],
+                records: Sequence[RunRecord]) -> dict:
+    """``a`` better than ``b`` on a share of runs (``(successes, runs)`` each): delta in percentage points with
+    Newcombe's interval (``snlib.statistics.proportion_difference``); ``seeds`` counts a's runs, and the per-seed
+    condition does not apply (``same_sign_seeds`` = ``seeds``)."""
+    delta, low, high = proportion_difference(*counts_a, *counts_b)
+    runs = counts_a[1]
+    return _row(claim, a, b, metric, 100 * delta, 100 * low, 100 * high, [], 0, records, seeds=runs, same=runs,
+                per_seed_text=f"{a} {counts_a[0]}/{counts_a[1]}, {b} {counts_b[0]}/{counts_b[1]}")
 
 
 def claims_markdown(table: pd.DataFrame) -> str:

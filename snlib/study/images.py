@@ -12,7 +12,6 @@ from .figures import plot_embedding, query_labels
 from .geometry import AnchorView
 from .pools import BEFORE, Pool
 from .ranking import RankedLists
-from .study import run_name
 from .style import ANCHOR, FALLBACK, NEGATIVE, POSITIVE
 from ..data import images_allowed
 
@@ -122,7 +121,7 @@ def ranked_list_figures(study, runs: dict, ranked: dict[str, RankedLists], chose
         rows = ranked_rows(lists, chosen["query"], query_images, gallery_images)
         fig = plot_image_rows(rows, query_labels(chosen), title=f"{name}: top-{lists.index.shape[1]} (green + "
                                                                 "correct, red - wrong; caption: distance)")
-        study.save_figure(fig, f"figure5_ranked_lists_{run_name(runs[name])}")
+        study.save_figure(fig, f"figure5_ranked_lists_{runs[name].config.label}")
 
 
 def tsne_thumbnails(study, embedded: dict[str, np.ndarray], pools: dict[str, Pool], names, max_ids: int = 40) -> None:

@@ -112,16 +112,16 @@ def sensitivity(study: Study, seeds=None, k_values=None, alpha_values=None, lamb
 
 
 @dataclass(frozen=True)
-class Convergence:
-    """The protocol's convergence runs: fixed iterations on nested shares of the training identities, scored on
-    the validation identities every ``iterations / evaluations`` iterations."""
+class ProtocolPlan:
+    """A notebook that reads the protocol's own runs (convergence, claims): the protocol and its selection."""
     protocol: Protocol
     selection: object = field(repr=False)
 
 
-def convergence(study: Study) -> Convergence:
-    """Notebook 05: SN, triplet, contrastive and softmax over 25 / 50 / 100 % of the training identities."""
-    return Convergence(study.protocol, study.selection)
+def convergence(study: Study) -> ProtocolPlan:
+    """Notebook 05: the protocol's convergence runs (SN, triplet, contrastive, softmax; fixed iterations on 25 /
+    50 / 100 % of the training identities, scored on validation every tenth of the budget)."""
+    return ProtocolPlan(study.protocol, study.selection)
 
 
 @dataclass(frozen=True)
@@ -139,9 +139,9 @@ def gallery_size(study: Study, seeds=None, num_distractors=None, num_steps=None)
                      num_steps=num_steps if num_steps is not None else 6)
 
 
-def claims(study: Study) -> Convergence:
+def claims(study: Study) -> ProtocolPlan:
     """Notebook 12: every claim, from the records of all the protocol's runs."""
-    return convergence(study)
+    return ProtocolPlan(study.protocol, study.selection)
 
 
 @dataclass(frozen=True)

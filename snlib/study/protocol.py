@@ -29,8 +29,7 @@ from .. import engine
 from ..models import initial_model
 from ..recipes import SN_FAMILY
 from ..records import RunRecord, load_record
-from ..statistics import proportion_difference, verdict
-from .claims import COLUMNS, METRICS, drop_claim, query_claim, seed_claim
+from .claims import COLUMNS, METRICS, count_claim, drop_claim, query_claim, seed_claim
 from .study import Study
 
 
@@ -279,18 +278,11 @@ def stability_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) 
     counts SN's selection runs; the per-seed condition does not apply)."""
     counts = {loss: (int(round((rows["runs"] * (1 - rows["collapsed"])).sum())), int(rows["runs"].sum()))
               for loss, rows in selection.groupby("loss")}
-    rows = []
-    for b in (r for r in protocol.selection if r != "sn"):
-        delta, low, high = proportion_difference(*counts["sn"], *counts[b])
-        runs = counts["sn"][1]
-        rows.append({"claim": f"SN collapses less often than {b} over the rates", "a": "sn", "b": b,
-                     "metric": "selection runs not collapsed (%)", "delta": 100 * delta, "ci_low": 100 * low,
-                     "ci_high": 100 * high, "seeds": runs, "same_sign_seeds": runs,
-                     "verdict": verdict(low, high, runs, runs),
-                     "per_seed": f"sn {counts['sn'][0]}/{runs}, {b} {counts[b][0]}/{counts[b][1]}", "queries": 0,
-                     "records": " ".join(h for cell in selection[selection["loss"].isin(["sn", b])]["records"]
-                                         for h in cell.split())})
-    return pd.DataFrame(rows)
+    runs = selection_records(study, selection)
+    return pd.DataFrame([count_claim(f"SN collapses less often than {b} over the rates", "sn", b,
+                                     "selection runs not collapsed (%)", counts["sn"], counts[b],
+                                     [r for r in runs if r.name in ("sn", b)])
+                         for b in protocol.selection if b != "sn"])
 
 
 #: The claim groups (``claims(..., groups=...)``), in the order of ``claims.csv``.

@@ -234,7 +234,7 @@ class Study(RecordedRuns):
             for query, rerank in settings:
                 for ap in ap_rules:
                     result = self.evaluate(run, multi_query=query == "multi", rerank=rerank, ap=ap)
-                    rows.append({"loss": run_name(run), "seed": run.config.seed, "query": query,
+                    rows.append({"loss": run.config.label, "seed": run.config.seed, "query": query,
                                  "rerank": rerank, "ap": ap, **result.as_dict()})
         return pd.DataFrame(rows)
 
@@ -247,7 +247,7 @@ class Study(RecordedRuns):
             qf, gf, *ids = query_gallery(self.features(run))
             dist = pairwise_distance(qf, gf, run.config.eval_metric)  # features are L2-normalised
             cmc = cuhk03_classic_cmc(dist, *ids, num_repeats=num_repeats, max_rank=max(ranks), seed=run.config.seed)
-            rows.append({"loss": run_name(run), "seed": run.config.seed,
+            rows.append({"loss": run.config.label, "seed": run.config.seed,
                          **{f"rank{k}": 100 * float(cmc[k - 1]) for k in ranks}})
         return pd.DataFrame(rows)
 
@@ -288,7 +288,7 @@ class Study(RecordedRuns):
                 for ap in ap_rules:
                     result = evaluate_features(qf, gallery[0], q_pids, gallery[1], q_camids, gallery[2],
                                                metric=run.config.eval_metric, normalize=True, ap=ap)
-                    rows.append({"loss": run_name(run), "seed": run.config.seed, "distractors": n,
+                    rows.append({"loss": run.config.label, "seed": run.config.seed, "distractors": n,
                                  "gallery_size": len(gallery[1]), "ap": ap, **result.as_dict()})
         return pd.DataFrame(rows)
 
@@ -352,11 +352,6 @@ def find_datasets(entries: Iterable[Sequence]) -> tuple[list[tuple], list[tuple[
         else:
             present.append((name, str(root), dict(options)))
     return present, skipped
-
-
-def run_name(run) -> str:
-    """The recipe a run (or record) trained, else its loss spec."""
-    return run.config.recipe or run.config.loss
 
 
 def _file_digests(samples: Sequence[Sample]) -> list[str]:
