@@ -3,7 +3,7 @@
 The test starts JupyterLab on a copy of ``notebooks/11_explorer.ipynb`` whose outputs, data set and run cache all
 lie under ``tmp_path`` (a cell after the parameters cell sets ``output_dir`` and ``data_root``, as papermill's
 injected parameters would), runs all cells through the lab's ``notebook:run-all-cells`` command, then moves the
-k slider and the anchor slider with the arrow keys and checks that the widget redraws: new figure bytes and new
+k slider and the anchor slider with the arrow keys and checks that the widget redraws: new figure pixels and new
 printed terms, computed by the kernel for the new values. A screenshot is saved under ``tmp_path``.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them); skipped without them.
@@ -169,18 +169,27 @@ for (let i = 0; i < w.content.model.cells.length; i++) {
 return {path: w.context && w.context.path, kernel: kernel ? kernel.status : 'none', cells: cells};
 """
 
-# What the explorer's interactive output shows now: its printed text and its figure's bytes (data: URL).
+# What the explorer shows now: its text (an HTML widget's <pre>) and its figure's pixels (the Image widget's PNG,
+# drawn into a canvas once loaded; null while it loads).
 _WIDGET_OUTPUT = """
-const out = document.querySelector('.jp-Notebook .widget-vbox .widget-output');
-if (!out) return null;
-const img = out.querySelector('img');
-return {text: Array.from(out.querySelectorAll('.jp-RenderedText pre')).map(e => e.textContent).join('\\n'),
-        img: img ? img.getAttribute('src') : null};
+const box = document.querySelector('.jp-Notebook .widget-vbox');
+if (!box) return null;
+const pre = box.querySelector('.widget-html pre');
+const img = box.querySelector('img.widget-image');
+let pixels = null;
+if (img && img.complete && img.naturalWidth > 0) {
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth; canvas.height = img.naturalHeight;
+  canvas.getContext('2d').drawImage(img, 0, 0);
+  pixels = canvas.toDataURL('image/png');
+}
+return {text: pre ? pre.textContent : '', img: pixels};
 """
 
 
-def _wait(driver, what: str, timeout: float, probe, shot: Path):
-    """Poll ``probe()`` until it returns something truthy; on time-out fail with ``what`` and its last value."""
+def _wait(driver, what: str, timeout: float, probe, shot: Path, seen=None):
+    """Poll ``probe()`` until it returns something truthy; on time-out fail with ``what`` and the last value of
+    ``seen()`` (default: of ``probe()``)."""
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         last = probe()
@@ -188,7 +197,9 @@ def _wait(driver, what: str, timeout: float, probe, shot: Path):
             return last
         time.sleep(0.5)
     driver.save_screenshot(str(shot))
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last state: {last!r}; screenshot: {shot}")
+    if seen is not None:
+        last = seen()
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}; last state: {last!r:.2000}; screenshot: {shot}")
 
 
 def _slider(driver, name: str):
@@ -222,8 +233,12 @@ def _move(driver, name: str, before: dict, shot: Path) -> tuple[int, dict]:
         now = driver.execute_script(_WIDGET_OUTPUT)
         return now if now and marker in now["text"] and now["img"] and now["img"] != before["img"] else None
 
+    def shown():
+        now = driver.execute_script(_WIDGET_OUTPUT)
+        return now and {"text": now["text"], "new figure": now["img"] != before["img"]}
+
     return value, _wait(driver, f"the explorer to redraw for {name}={value} (text with {marker!r}, a new figure)",
-                        REDRAW_S, redrawn, shot)
+                        REDRAW_S, redrawn, shot, seen=shown)
 
 
 def test_explorer_widget_redraws_in_jupyterlab(lab, browser, tmp_path):

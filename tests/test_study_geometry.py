@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from snlib import settings
 from snlib.study import composition, embeddings, geometry, images, pools, ranking
 from snlib.study.explorer import SupportNeighborExplorer
 from snlib.data import Sample, images_allowed
@@ -331,6 +332,29 @@ def test_explorer_state():
     assert len(fig.axes) >= 3
     with pytest.raises(ValueError, match="different test sets"):
         SupportNeighborExplorer({"a": networks["a"], "c": networks["a"].subset(np.arange(5))}, batch)
+
+
+
+def test_explorer_widget_redraws_through_model_state(monkeypatch):
+    """The widget's text and PNG change with a control (no Output capture involved); a failing redraw shows its
+    traceback in the text; a batch run builds no widget."""
+    pytest.importorskip("ipywidgets")
+    monkeypatch.delenv(settings.BATCH_ENV, raising=False)
+    features, labels = clustered(num_ids=6, per_id=4, dim=16, spread=0.6, seed=9)
+    cams = np.tile([0, 1], 12)
+    explorer = SupportNeighborExplorer({"a": make_pool(features, labels, cams)}, np.arange(4, 20), topk=5, k=4)
+    box = explorer.widget()
+    (model, anchor, k), _, (text, figure) = box.children[0].children, box.children[1], box.children[2:]
+    assert text.value.startswith("<pre>a: anchor 0 ") and "k=4 " in text.value
+    assert figure.value[:8] == b"\x89PNG\r\n\x1a\n"
+    first = (text.value, figure.value)
+    anchor.value = 1
+    assert text.value.startswith("<pre>a: anchor 1 ") and figure.value != first[1]
+    monkeypatch.setattr(explorer, "state", lambda **values: 1 / 0)
+    k.value = 5
+    assert "ZeroDivisionError" in text.value and "Traceback" in text.value
+    monkeypatch.setenv(settings.BATCH_ENV, "1")
+    assert explorer.widget() is None
 
 
 def test_images_allowed_only_for_synthetic():

@@ -3,6 +3,10 @@ k, alpha, lambda and squeeze reading; :meth:`~SupportNeighborExplorer.state` is 
 :meth:`~SupportNeighborExplorer.render` draws it, :meth:`~SupportNeighborExplorer.widget` wires the controls."""
 from __future__ import annotations
 
+import html
+import io
+import traceback
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -99,6 +103,11 @@ class SupportNeighborExplorer:
     def widget(self):
         """ipywidgets controls wired to :meth:`render` (JupyterLab); returns the widget box.
 
+        Each change redraws into an ``Image`` widget (the figure's PNG) and an ``HTML`` widget (the printed
+        terms), both updated through their model state: an ``Output`` widget's captured output can be lost
+        when the kernel answers before the front end has hooked the capture (ipywidgets issue #3260). An error
+        in a redraw is shown in the text, not lost in the kernel's log.
+
         In a batch run (``make reproduce`` sets ``SNLIB_BATCH=1``) no widget is built and ``None`` is returned:
         papermill waits forever on an ipywidgets interactive output (papermill issue #723)."""
         if settings.batch_mode():
@@ -106,7 +115,6 @@ class SupportNeighborExplorer:
                   "the static rendering below stands in for it")
             return None
         import ipywidgets as w
-        from IPython.display import display
         d = self.defaults
         controls = {
             "model": w.Dropdown(options=list(self.pools), value=d["model"], description="model"),
@@ -116,14 +124,35 @@ class SupportNeighborExplorer:
             "lam": w.FloatLogSlider(value=d["lam"], base=10, min=-4, max=1, description="lambda"),
             "squeeze": w.Dropdown(options=list(SQUEEZE_READINGS), value=d["squeeze"], description="squeeze"),
         }
+        text, figure = w.HTML(), w.Image(format="png")
 
-        def show(**values):
-            state = self.state(**values)
-            print(f"{values['model']}: anchor {values['anchor']} (identity {state['view'].label})\n"
-                  + self.summary(state, values["k"], values["alpha"], values["lam"], values["squeeze"]))
-            fig = self.render(**values, state=state)
-            display(fig)
-            plt.close(fig)
+        def redraw(_change=None):
+            values = {name: control.value for name, control in controls.items()}
+            try:
+                state = self.state(**values)
+                text.value = f"<pre>{html.escape(self.caption(**values, state=state))}</pre>"
+                figure.value = png_bytes(self.render(**values, state=state))
+            except Exception:   # shown where the user looks; the kernel would only log it
+                text.value = f"<pre>{html.escape(traceback.format_exc())}</pre>"
 
-        out = w.interactive_output(show, controls)
-        return w.VBox([w.HBox(list(controls.values())[:3]), w.HBox(list(controls.values())[3:]), out])
+        for control in controls.values():
+            control.observe(redraw, names="value")
+        redraw()
+        row = list(controls.values())
+        return w.VBox([w.HBox(row[:3]), w.HBox(row[3:]), text, figure])
+
+    def caption(self, model: str, anchor: int, k: int, alpha: float, lam: float, squeeze: str,
+                state: dict | None = None) -> str:
+        """The widget's text: the model, the anchor and its identity, then :meth:`summary`."""
+        s = state if state is not None else self.state(model, anchor, k, alpha, lam, squeeze)
+        return f"{model}: anchor {anchor} (identity {s['view'].label})\n" + self.summary(s, k, alpha, lam, squeeze)
+
+
+def png_bytes(fig, dpi: int = 90) -> bytes:
+    """``fig`` as PNG bytes; the figure is closed."""
+    try:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+        return buffer.getvalue()
+    finally:
+        plt.close(fig)
