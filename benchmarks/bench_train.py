@@ -5,10 +5,10 @@ Step table: one training step = forward of the model on a P x K batch at the pre
 backward, Adam step, on random images (the step, not the data loading), median of ``--iters`` steps after
 ``--warmup``. Variants: NCHW fp32, channels-last fp32, bf16 autocast NCHW / channels-last (on CUDA fp16 too),
 each in a fresh process; ratios to NCHW fp32 of the same run; ``*`` marks the variant the engine uses for the
-preset on this device (``snlib.engine.resolve_precision``); memory: on a CPU the growth of the peak resident set
+preset on this device (``snlib.precision.resolve_precision``); memory: on a CPU the growth of the peak resident set
 (VmHWM) over the built model and inputs, on CUDA ``max_memory_allocated`` over the same. ``ref`` (NCHW fp32
 only): the same step with a trivial loss (mean of squared features), so ``step / ref`` is the re-ID loss's cost.
-On a CPU it ends with the ``snlib.engine.CPU_STEP_SPEED`` entries of the measured sizes.
+On a CPU it ends with the ``snlib.precision.CPU_STEP_SPEED`` entries of the measured sizes.
 
 End-to-end: ``cpu`` preset, ``--e2e-epochs`` epochs on its synthetic set, a temporary cache root, each run in a
 fresh process: the old path (``--set channels_last=false --set decoded_cache=off``: NCHW, JPEG decoded every
@@ -34,7 +34,8 @@ import torch
 from bench_loss import _resident_mib
 from snlib.data import load_dataset
 from snlib.distributed import DistInfo
-from snlib.engine import CPU_STEP_SPEED, resolve_device, resolve_precision, train
+from snlib.engine import resolve_device, train
+from snlib.precision import CPU_STEP_SPEED, resolve_precision
 from snlib.losses import loss_from_config
 from snlib.models import build_model
 from snlib.presets import TrainConfig, get_preset
@@ -249,7 +250,7 @@ def _print_table_entries(steps: list[dict]) -> None:
         if "images_per_s" in s:
             height, width = (int(v) for v in s["input"].split("x"))
             groups.setdefault((s["arch"], height, width, s["batch"]), {})[VARIANTS[s["variant"]]] = s["images_per_s"]
-    print("\nsnlib.engine.CPU_STEP_SPEED entries from this run (now in the table: "
+    print("\nsnlib.precision.CPU_STEP_SPEED entries from this run (now in the table: "
           f"{', '.join(str(key) for key in CPU_STEP_SPEED)}):")
     for (arch, height, width, batch), figures in groups.items():
         if len(figures) == 4:

@@ -398,7 +398,7 @@ def extract_features(model: nn.Module, loader, device: str | torch.device | None
     and its horizontal mirror. ``normalize``: L2-normalise
     (the paper's test features: f / ||f||). ``channels_last``: images (and the model's weights, in place) in the
     channels-last layout; ``amp_dtype``: forward under ``torch.autocast`` to that dtype (the layout and precision
-    of training, ``snlib.engine.resolve_precision``). Returns ``(features float32 (N, D) on the CPU, pids,
+    of training, ``snlib.precision.resolve_precision``). Returns ``(features float32 (N, D) on the CPU, pids,
     camids)``.
     """
     device = torch.device(device) if device is not None else next(model.parameters()).device

@@ -5,7 +5,7 @@
   SN alpha=50 k=10 lambda=0.1, L2-normalised features, Euclidean distance, no test-time flip). For a GPU.
   Precision and memory layout are a choice of the device, not part of the recipe (the released code ran in
   fp32): ``amp="auto"``, ``channels_last=None`` take the device's fastest (CUDA: bf16, channels-last; a CPU:
-  the fastest measured variant, ``snlib.engine.CPU_STEP_SPEED``: bf16 + channels-last for ResNet-50 at 256x128).
+  the fastest measured variant, ``snlib.precision.CPU_STEP_SPEED``: bf16 + channels-last for ResNet-50 at 256x128).
 * ``cpu``: the same recipe scaled to a 2-core CPU: EfficientNet-Lite0 (ImageNet weights) at 128x64,
   P=16 x K=4, a few epochs (minutes a run).
 * ``smoke``: seconds; a tiny untrained EfficientNet-Lite0 on a tiny synthetic set. For tests and notebooks
@@ -100,7 +100,7 @@ class TrainConfig:
     iterations: int = _added(0)
     warmup_iterations: int = _added(0)                    # linear warm-up over the first iterations
     eval_every_iterations: int = _added(0)                # evaluations during training, every N iterations
-    # precision and layout (engine.resolve_precision): "auto" / None = the device's fastest
+    # precision and layout (precision.resolve_precision): "auto" / None = the device's fastest
     amp: str = "auto"                                     # "off" | "bf16" | "fp16" (CUDA only) | "auto"
     channels_last: bool | None = None                     # None: on CUDA yes, on a CPU as measured fastest
     sync_bn: bool = False                                 # DDP only
@@ -324,7 +324,7 @@ def _paper() -> TrainConfig:
 
 
 def _cpu() -> TrainConfig:
-    # channels_last / amp: engine.CPU_STEP_SPEED's fastest for Lite0 at 128x64 (fp32, channels-last), fixed so
+    # channels_last / amp: precision.CPU_STEP_SPEED's fastest for Lite0 at 128x64 (fp32, channels-last), fixed so
     # that the preset computes the same on any device
     return TrainConfig(preset="cpu", dataset="synthetic", data_root="data", model="efficientnet_lite0",
                        height=128, width=64, p=16, k=4, epochs=12, lr=1e-3, eval_every=4, num_workers=0,

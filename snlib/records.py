@@ -2,7 +2,7 @@
 
 A record is a small JSON file, ``results/runs/<preset>/<config hash>.json`` (tens of KB, no weights): the configuration,
 the data set and split it was scored on, a thinned training history, the evaluations during training, the final
-metrics and, per evaluation variant, the result of every query (``pid``, ``camid``, ``ap``, ``first``: the 0-based
+metrics (none where the run diverged: ``diverged`` holds why) and, per evaluation variant, the result of every query (``pid``, ``camid``, ``ap``, ``first``: the 0-based
 rank of its first true match, -1 where the query was skipped). Variants: ``sq`` (single query, what the run was
 scored on), and on the test split ``mq`` (multi-query), ``rerank`` (k-reciprocal re-ranking) and
 ``distractors-<n>`` (single query against the gallery plus ``n`` distractors). Paired statistics
@@ -22,7 +22,7 @@ from . import settings
 from .presets import TrainConfig, config_hash
 
 #: The ``format`` of a record file.
-RECORD_FORMAT = "snlib-record-1"
+RECORD_FORMAT = "snlib-record-2"   # 2: evaluations no longer shift the training generators; ``diverged``
 #: Rows of the training history a record keeps (evenly spaced, the last one included).
 HISTORY_ROWS = 50
 #: History columns a record keeps (what the curves plot).
@@ -55,6 +55,7 @@ class RunRecord:
     history: list[dict]
     wall_time_s: float
     per_query: dict[str, dict] = field(default_factory=dict)
+    diverged: str = ""    # the run stopped on NaN/inf (the error's message): no metrics, no per-query results
 
     @property
     def hash(self) -> str:
@@ -90,13 +91,13 @@ class RunRecord:
         return {"format": RECORD_FORMAT, "config": config, "config_hash": self.hash,
                 "dataset": self.dataset, "split": self.split, "metrics": self.metrics,
                 "evaluations": self.evaluations, "history": self.history, "wall_time_s": self.wall_time_s,
-                "per_query": self.per_query}
+                "per_query": self.per_query, "diverged": self.diverged}
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunRecord":
         return cls(config=TrainConfig.from_dict(data["config"]), dataset=data["dataset"], split=data["split"],
                    metrics=data["metrics"], evaluations=data["evaluations"], history=data["history"],
-                   wall_time_s=data["wall_time_s"], per_query=data["per_query"])
+                   wall_time_s=data["wall_time_s"], per_query=data["per_query"], diverged=data["diverged"])
 
 
 def thin_history(history: list[dict], rows: int = HISTORY_ROWS) -> list[dict]:

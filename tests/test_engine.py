@@ -109,7 +109,7 @@ def test_paper_preset_is_the_recipe_of_the_paper():
     # "test": L2-normalised 2048-d features, Euclidean distance, no flip (re-ranking only for its own rows)
     assert (c.eval_metric, c.eval_flip, c.eval_rerank) == ("euclidean", False, False)
     # precision and layout are a device choice, not part of the recipe (the released code ran in fp32): the
-    # device's fastest (snlib.engine.resolve_precision; tests/test_engine_cpu_precision.py)
+    # device's fastest (snlib.precision.resolve_precision; tests/test_engine_cpu_precision.py)
     assert (c.amp, c.channels_last) == ("auto", None) and c.dataset == "market1501"
 
 

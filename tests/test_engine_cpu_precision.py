@@ -1,4 +1,4 @@
-"""Layout and precision on the CPU (snlib.engine.resolve_precision): the measured table and its lookup, bf16 +
+"""Layout and precision on the CPU (snlib.precision.resolve_precision): the measured table and its lookup, bf16 +
 channels-last training that really runs in bf16 and resumes exactly, feature extraction in the same layout, and
 (on a CUDA machine) the AMP paths."""
 from __future__ import annotations
@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from snlib import engine
-from snlib.engine import Precision, cpu_fastest, resolve_precision, train
+from snlib import engine, precision
+from snlib.engine import train
+from snlib.precision import Precision, cpu_fastest, resolve_precision
 from snlib.runs import CHECKPOINT, RESULT
 from snlib.errors import ConfigError
 from snlib.models import build_model, extract_features
@@ -35,7 +36,7 @@ def smoke(data_root, tmp_path, monkeypatch):
 
 
 def test_cpu_fastest_picks_the_fastest_allowed_variant_and_a_safe_default(monkeypatch):
-    monkeypatch.setattr(engine, "CPU_STEP_SPEED", {("resnet50", 32, 16): FIGURES})
+    monkeypatch.setattr(precision, "CPU_STEP_SPEED", {("resnet50", 32, 16): FIGURES})
     assert cpu_fastest("resnet50", 32, 16) == (True, "off")
     assert cpu_fastest("resnet50", 32, 16, amps=("bf16",)) == (False, "bf16")
     assert cpu_fastest("resnet50", 32, 16, layouts=(True,)) == (True, "off")
@@ -47,9 +48,9 @@ def test_cpu_fastest_picks_the_fastest_allowed_variant_and_a_safe_default(monkey
 
 
 def test_resolve_precision_on_the_cpu_follows_the_table(monkeypatch):
-    monkeypatch.setattr(engine, "CPU_STEP_SPEED", {("resnet50", 256, 128): {**FIGURES, (True, "bf16"): 9.0}})
+    monkeypatch.setattr(precision, "CPU_STEP_SPEED", {("resnet50", 256, 128): {**FIGURES, (True, "bf16"): 9.0}})
     paper = get_preset("paper")
-    monkeypatch.setattr(engine, "cpu_bf16_native", lambda: True)
+    monkeypatch.setattr(precision, "cpu_bf16_native", lambda: True)
     assert resolve_precision(paper, CPU) == Precision(True, "bf16", "cpu: CPU_STEP_SPEED('resnet50', 256, 128)")
     assert resolve_precision(paper.replace(channels_last=False), CPU).amp == "bf16"
     assert resolve_precision(paper.replace(amp="off"), CPU).as_dict() == {
@@ -57,14 +58,14 @@ def test_resolve_precision_on_the_cpu_follows_the_table(monkeypatch):
     assert resolve_precision(paper.replace(height=128, width=64), CPU) == Precision(False, "off",
                                                                                     "cpu: not measured, safe default")
     assert resolve_precision(paper.replace(amp="bf16", channels_last=False), CPU).rule == "cpu: as configured"
-    monkeypatch.setattr(engine, "cpu_bf16_native", lambda: False)  # emulated bf16: auto stays in fp32
+    monkeypatch.setattr(precision, "cpu_bf16_native", lambda: False)  # emulated bf16: auto stays in fp32
     assert resolve_precision(paper, CPU) == Precision(True, "off", "cpu: CPU_STEP_SPEED('resnet50', 256, 128)")
 
 
 def test_presets_use_the_measured_fastest_on_a_cpu(monkeypatch):
     cpu = get_preset("cpu")
     assert (cpu.channels_last, cpu.amp) == cpu_fastest(cpu.model, cpu.height, cpu.width) == (True, "off")
-    monkeypatch.setattr(engine, "cpu_bf16_native", lambda: True)
+    monkeypatch.setattr(precision, "cpu_bf16_native", lambda: True)
     chosen = resolve_precision(get_preset("paper"), CPU)
     assert (chosen.channels_last, chosen.amp) == (True, "bf16")
 

@@ -109,10 +109,10 @@ def test_new_fields_enter_the_hash_only_when_set():
 def test_a_run_takes_exactly_its_iterations_and_evaluates_on_validation(data_root, tmp_path, monkeypatch):
     monkeypatch.setenv("SNLIB_CACHE", str(tmp_path / "cache"))
     config = get_preset("smoke", data_root=data_root, height=32, width=16, p=4, split="val", iterations=7,
-                        warmup_iterations=2, eval_every_iterations=3)
+                        warmup_iterations=2, eval_every_iterations=3, eval_every=1)
     run = train(config, progress=False)
     assert len(run.history) == 7 and run.extra["iters_per_epoch"] == 3      # 13 training ids // 4
-    assert [e["iteration"] for e in run.evaluations] == [3, 6, 7]
+    assert [e["iteration"] for e in run.evaluations] == [3, 6, 7]            # not after each epoch (eval_every)
     assert run.history[-1]["lr"] == pytest.approx(config.lr * 1e-3)
     val = validation_split(load_dataset("synthetic", data_root, **config.dataset_options))
     assert run.per_query["pid"] == [s.pid for s in val.query]              # scored on the validation queries
@@ -120,6 +120,17 @@ def test_a_run_takes_exactly_its_iterations_and_evaluates_on_validation(data_roo
     hits = np.mean([f == 0 for f in run.per_query["first"] if f >= 0])
     assert 100 * hits == pytest.approx(run.metrics["rank1"])
 
+
+
+def test_evaluating_during_training_does_not_change_the_trained_network(data_root, tmp_path, monkeypatch):
+    """An evaluation loader draws from torch's generator; the engine restores it, so a run that evaluates every
+    3 iterations trains the same network as one that evaluates at the end only."""
+    monkeypatch.setenv("SNLIB_CACHE", str(tmp_path / "cache"))
+    runs = [train(get_preset("smoke", data_root=data_root, height=32, width=16, p=4, iterations=7,
+                             warmup_iterations=2, eval_every_iterations=every), progress=False) for every in (3, 0)]
+    assert [len(r.evaluations) for r in runs] == [3, 1]
+    assert [h["loss"] for h in runs[0].history] == [h["loss"] for h in runs[1].history]
+    assert runs[0].per_query == runs[1].per_query and runs[0].metrics == runs[1].metrics
 
 # ------------------------------------------------------------------------------------------------ recipes
 
@@ -228,10 +239,11 @@ class _FakeStudy:
 
     def record(self, loss, seed=0, lr=1e-3, split="val", progress=True, **budget):
         self.calls.append((loss, lr, seed))
-        value = self.scores(loss, lr, seed)
+        value = self.scores(loss, lr, seed)                 # None: the run diverged
         record = _record(loss, seed)
         record.config = record.config.replace(lr=lr)
-        record.metrics = {"rank1": value, "mAP": value}
+        record.metrics = {} if value is None else {"rank1": value, "mAP": value}
+        record.diverged = "loss is nan at epoch 1, iteration 3" if value is None else ""
         return record
 
 
@@ -262,6 +274,39 @@ def test_selection_extends_the_grid_at_most_edge_extensions_times(monkeypatch):
     table = P.select_rates(study, P.Protocol(selection=("sn",), lrs=(1e-4, 1e-3), edge_extensions=2))
     assert table["lr"].tolist() == pytest.approx([1e-4, 1e-3, 2e-3, 4e-3])
     assert P.selected_lr(table, "sn") == pytest.approx(4e-3)
+
+
+def test_a_diverged_selection_run_counts_as_collapsed_and_is_never_selected(monkeypatch):
+    monkeypatch.setattr(P, "untrained", lambda study, protocol, split: {"rank1": 10.0, "mAP": 10.0})
+    scores = {1e-3: 40.0, 2e-3: 50.0, 4e-3: None}
+    study = _FakeStudy(lambda loss, lr, seed: scores[lr])
+    table = P.select_rates(study, P.Protocol(selection=("sn",), lrs=(1e-3, 2e-3, 4e-3)))
+    row = table[table["lr"] == 4e-3].iloc[0]
+    assert (row["runs"], row["collapsed"], row["seeds"]) == (2, 1.0, "0 1") and np.isnan(row["mAP"])
+    assert P.selected_lr(table, "sn") == 2e-3 and not table["extended"].any()
+
+
+def test_a_diverged_run_is_recorded_once_and_raises_outside_the_selection(data_root, tmp_path, monkeypatch):
+    from snlib.study.study import open_study
+
+    study = open_study("smoke", data_root=data_root, output_dir=tmp_path / "out", height=32, width=16, p=4)
+    monkeypatch.setattr(type(study), "records_root", property(lambda self: tmp_path / "records"))
+    calls = []
+
+    def diverging(config, **kwargs):
+        calls.append(config)
+        raise engine.TrainingDivergedError(f"loss is nan ...; the last checkpoint ({tmp_path}/x.pt) is intact",
+                                           "loss is nan at epoch 1, iteration 3")
+
+    monkeypatch.setattr(engine, "train", diverging)
+    budget = {"iterations": 4, "warmup_iterations": 1, "split": "val"}
+    record = study.record("sn", 0, progress=False, diverged_ok=True, **budget)
+    assert record.diverged == "loss is nan at epoch 1, iteration 3" and record.metrics == {} and len(calls) == 1
+    text = (tmp_path / "records" / f"{record.hash}.json").read_text()
+    assert str(tmp_path) not in text                                        # no machine path in the record
+    assert study.record("sn", 0, progress=False, diverged_ok=True, **budget).diverged and len(calls) == 1
+    with pytest.raises(engine.TrainingDivergedError, match="diverged: loss is nan"):
+        study.record("sn", 0, progress=False, **budget)                     # a final run may not diverge quietly
 
 
 def test_iterations_to_reach_ninety_percent():

@@ -28,7 +28,8 @@ def test_the_selection_has_one_chosen_rate_per_recipe_from_validation_records():
     for row in table.itertuples():
         records = [load_record(RECORDS / f"{h}.json") for h in row.records.split()]
         assert all(r.split == "val" and r.config.lr == row.lr and r.name == row.loss for r in records)
-        assert row.mAP == pytest.approx(np.mean([r.metrics["mAP"] for r in records]))
+        scored = [r.metrics["mAP"] for r in records if not r.diverged]             # a diverged run has no score
+        assert (np.isnan(row.mAP) and not scored) or row.mAP == pytest.approx(np.mean(scored))
         assert row.runs == len(records) in (1, 2) and (row.collapsed == 0 or row.runs == 2)  # collapsed: rerun
     best = table.loc[table.groupby("loss")["mAP"].idxmax()]
     assert best["selected"].all()                                             # the rule, recomputed

@@ -196,6 +196,33 @@ def test_synthetic_distractors_are_new_people(study):
     assert [s.path for s in study.distractors(7)] == [s.path for s in extra]
 
 
+
+def test_training_images_stand_in_as_distractors_where_a_data_set_has_none(monkeypatch):
+    from types import SimpleNamespace
+
+    from snlib.data import DataNotFoundError, ReIDDataset, Sample
+    from snlib.study import plans, views
+
+    data = ReIDDataset(name="market1501", root="x", train=[Sample(f"t{i}", i % 3 + 7, 0) for i in range(6)],
+                       query=[Sample("q", 1, 0)], gallery=[Sample("g", 1, 1), Sample("g0", 0, 1)])
+    chosen = views.distractors(data, get_preset("cpu"), 4, source="train")
+    assert [(s.path, s.pid) for s in chosen] == [("t0", 7), ("t1", 8), ("t2", 9), ("t3", 7)]  # original ids, not 0..2
+    with pytest.raises(ValueError, match="one of"):
+        views.distractors(data, get_preset("cpu"), source="elsewhere")
+    clash = ReIDDataset(name="market1501", root="x", train=[Sample("t", 1, 0)], query=data.query, gallery=data.gallery)
+    with pytest.raises(ValueError, match=r"identities \[1\] are in both"):
+        views.training_distractors(clash)
+
+    def none_of_its_own(*args, **kwargs):
+        raise DataNotFoundError("no distractor set")
+
+    monkeypatch.setattr(views, "distractors", none_of_its_own)
+    study = SimpleNamespace(preset="cpu", dataset_name="market1501", data=data, base=get_preset("cpu"))
+    protocol = plans.protocol(study)
+    assert (protocol.num_distractors, protocol.distractor_source) == (6, "train")
+    monkeypatch.setattr(views, "distractors", lambda data, config, count=None, source="own": [Sample("d", 0, 0)] * 50)
+    assert (plans.protocol(study).num_distractors, plans.protocol(study).distractor_source) == (50, "own")
+
 # ------------------------------------------------------------------------------------------- evaluation paths
 def test_multi_query_pools_each_identity_camera(study, fake_run):
     feats = study.features(fake_run)

@@ -14,7 +14,7 @@ import torch
 from snlib import settings
 from snlib.study import composition, embeddings, geometry, images, pools, ranking
 from snlib.study.explorer import SupportNeighborExplorer
-from snlib.data import Sample, images_allowed
+from snlib.data import Sample, images_allowed, sample_pk_batch
 from snlib.evaluation import evaluate_rank
 from snlib.losses import SQUEEZE_READINGS, support_neighbor_loss_reference
 
@@ -200,16 +200,16 @@ def test_anchor_layout_keeps_the_anchor_distances(normalize):
 
 def test_sample_pk_batch():
     pids = np.array([1] * 5 + [2] * 2 + [3] * 1 + [4] * 6 + [5] * 3)
-    batch = pools.sample_pk_batch(pids, p=3, k=4, seed=0)
+    batch = sample_pk_batch(pids, p=3, k=4, seed=0)
     assert len(set(batch.tolist())) == len(batch)
     chosen = np.unique(pids[batch])
     assert len(chosen) == 3 and 3 not in chosen               # identity 3 has a single image
     for pid in chosen:
         assert (pids[batch] == pid).sum() == min(4, (pids == pid).sum())
-    np.testing.assert_array_equal(batch, pools.sample_pk_batch(pids, p=3, k=4, seed=0))
-    assert len(np.unique(pids[pools.sample_pk_batch(pids, p=10, k=2)])) == 4   # all eligible identities
+    np.testing.assert_array_equal(batch, sample_pk_batch(pids, p=3, k=4, seed=0))
+    assert len(np.unique(pids[sample_pk_batch(pids, p=10, k=2)])) == 4   # all eligible identities
     with pytest.raises(ValueError, match="two identities"):
-        pools.sample_pk_batch(np.array([1, 1, 2]), p=2, k=2)
+        sample_pk_batch(np.array([1, 1, 2]), p=2, k=2)
 
 
 def test_identity_pool_drops_junk_and_distractors():
@@ -344,7 +344,7 @@ def test_explorer_widget_redraws_through_model_state(monkeypatch):
     cams = np.tile([0, 1], 12)
     explorer = SupportNeighborExplorer({"a": make_pool(features, labels, cams)}, np.arange(4, 20), topk=5, k=4)
     box = explorer.widget()
-    (model, anchor, k), _, (text, figure) = box.children[0].children, box.children[1], box.children[2:]
+    (_, anchor, k), _, (text, figure) = box.children[0].children, box.children[1], box.children[2:]
     assert text.value.startswith("<pre>a: anchor 0 ") and "k=4 " in text.value
     assert figure.value[:8] == b"\x89PNG\r\n\x1a\n"
     first = (text.value, figure.value)

@@ -61,3 +61,25 @@ class PKSampler(torch.utils.data.Sampler[int]):
 
     def __len__(self) -> int:
         return self.num_batches * self.p // self.world_size * self.k
+
+
+def sample_pk_batch(pids, p: int, k: int, seed: int = 0) -> np.ndarray:
+    """Indices of a P x K batch: ``p`` random identities among those with at least two images (all of them if
+    fewer), ``min(k, available)`` of each identity's images without replacement (no duplicate points),
+    grouped by identity.
+
+    The one batch of an analysis (the figures' test batches), not :class:`PKSampler`'s training epochs: that
+    one repeats the images of an identity with fewer than ``k`` (a copy of the anchor at distance 0 would be its
+    nearest positive) and needs ``p`` identities; a test batch takes what the test set has."""
+    pids = np.asarray(pids)
+    rng = np.random.default_rng(seed)
+    ids, counts = np.unique(pids, return_counts=True)
+    eligible = ids[counts >= 2]
+    if len(eligible) < 2:
+        raise ValueError("a batch needs at least two identities with two images each")
+    chosen = rng.choice(eligible, size=min(p, len(eligible)), replace=False)
+    parts = []
+    for pid in chosen:
+        members = np.flatnonzero(pids == pid)
+        parts.append(np.sort(rng.choice(members, size=min(k, len(members)), replace=False)))
+    return np.concatenate(parts)

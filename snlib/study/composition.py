@@ -7,8 +7,8 @@ import pandas as pd
 import torch
 
 from ..losses import SupportNeighborLoss
+from ..data import sample_pk_batch
 from ..presets import TrainConfig
-from .pools import sample_pk_batch
 
 #: The support-set composition the SN loss logs (``SupportNeighborLoss.last``) and the figures plot.
 COMPOSITION = ("knn_without_positive", "support_pos", "support_neg")

@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import settings
+from ..data import DataNotFoundError, images_allowed
 from ..presets import get_preset
+from . import views
 from .protocol import Protocol
 from .study import Study, open_study
-from ..data import images_allowed
 
 #: Notebook 02's data sets: (name, root, loader options).
 OTHER_DATASETS = (
@@ -119,8 +120,9 @@ class ProtocolPlan:
 
 
 def convergence(study: Study) -> ProtocolPlan:
-    """Notebook 05: the protocol's convergence runs (SN, triplet, contrastive, softmax; fixed iterations on 25 /
-    50 / 100 % of the training identities, scored on validation every tenth of the budget)."""
+    """Notebook 05: the protocol's convergence runs (SN and the verification losses, triplet and contrastive;
+    fixed iterations on 25 / 50 / 100 % of the training identities, scored on validation every tenth of the
+    budget)."""
     return ProtocolPlan(study.protocol, study.selection)
 
 
@@ -132,7 +134,8 @@ class GallerySize(Comparison):
 
 def gallery_size(study: Study, seeds=None, num_distractors=None, num_steps=None) -> GallerySize:
     """Notebook 06: SN and triplet as distractors join the gallery; on the synthetic set 3000 generated
-    distractors (20 at the smoke preset: the protocol's), elsewhere all of the data set's."""
+    distractors (20 at the smoke preset: the protocol's), elsewhere all of the data set's own, or all of its
+    training images where it has none (``plans.protocol``)."""
     if num_distractors is None:
         num_distractors = study.protocol.num_distractors
     return _compared(study, seeds, study.protocol.gallery_losses, GallerySize, num_distractors=num_distractors,
@@ -190,18 +193,25 @@ def template(study: Study, seeds=None) -> Comparison:
 
 
 #: Overrides of every run of a (preset, data set) study, so that its whole protocol fits ``make reproduce``'s
-#: hour on a 2-core CPU: the synthetic set at 64x32 (engine.CPU_STEP_SPEED: 3.4x the step rate of 128x64).
+#: hour on a 2-core CPU: the synthetic set at 64x32 (precision.CPU_STEP_SPEED: 3.4x the step rate of 128x64).
 STUDY_OVERRIDES = {("cpu", "synthetic"): {"height": 64, "width": 32}}
 
 
 def protocol(study: Study) -> Protocol:
     """The fair-comparison protocol (``snlib.study.protocol``) at the study's size: at the smoke preset two
-    recipes and rates, a 4-identity batch and a few iterations (every code path, seconds)."""
+    recipes and rates, a 4-identity batch and a few iterations (every code path, seconds). Distractors: 3000
+    generated ones on the synthetic set; elsewhere all of the data set's own, or, where it has none (cuhk03p1),
+    all of its training images."""
     if study.preset == "smoke":
         return Protocol(selection=("sn", "triplet", "ce"), family=("sep",), lrs=(1e-3, 2e-3), iterations=12, seeds=(0, 1),
                         long_factor=2, evaluations=3, fractions=(0.5, 1.0), convergence_losses=("sn", "triplet"),
                         convergence_seeds=(0, 1), num_distractors=20, overrides={"p": 4})
-    return Protocol(num_distractors=3000 if study.dataset_name == "synthetic" else None)
+    if study.dataset_name == "synthetic":
+        return Protocol(num_distractors=3000)
+    try:   # all of the data set's own distractors (Market-1501's 500k), else all of its training images
+        return Protocol(num_distractors=len(views.distractors(study.data, study.base)))
+    except DataNotFoundError:
+        return Protocol(num_distractors=len(study.data.train), distractor_source="train")
 
 
 def setup(plan: str, preset: str | None = None, dataset: str | None = None, data_root=None, output_dir=None,

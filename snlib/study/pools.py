@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data import ReIDDataset, Sample
+from ..data import ReIDDataset, Sample, sample_pk_batch
 from ..runs import RunResult
 from .geometry import AnchorView, anchor_view
 from .study import query_gallery
@@ -42,28 +42,6 @@ def identity_pool(features: dict, data: ReIDDataset) -> Pool:
     pids, camids = np.concatenate([q_pids, g_pids]), np.concatenate([q_camids, g_camids])
     keep = ~np.isin(pids, list(data.junk_pids) + list(data.distractor_pids))
     return Pool(torch.cat([qf, gf]), pids, camids, samples).subset(np.flatnonzero(keep))
-
-
-def sample_pk_batch(pids, p: int, k: int, seed: int = 0) -> np.ndarray:
-    """Indices of a P x K batch: ``p`` random identities among those with at least two images (all of them if
-    fewer), ``min(k, available)`` of each identity's images without replacement (no duplicate points),
-    grouped by identity.
-
-    Not :class:`snlib.data.PKSampler` (the training sampler): that one repeats the images of an identity with
-    fewer than ``k`` (a copy of the anchor at distance 0 would be its nearest positive) and needs ``p``
-    identities; a test batch takes what the test set has."""
-    pids = np.asarray(pids)
-    rng = np.random.default_rng(seed)
-    ids, counts = np.unique(pids, return_counts=True)
-    eligible = ids[counts >= 2]
-    if len(eligible) < 2:
-        raise ValueError("a batch needs at least two identities with two images each")
-    chosen = rng.choice(eligible, size=min(p, len(eligible)), replace=False)
-    parts = []
-    for pid in chosen:
-        members = np.flatnonzero(pids == pid)
-        parts.append(np.sort(rng.choice(members, size=min(k, len(members)), replace=False)))
-    return np.concatenate(parts)
 
 
 @dataclass

@@ -3,14 +3,14 @@ budgets, several seeds, every run a record (``snlib.records``).
 
 1. **Selection** (``select_rates``): every recipe of ``Protocol.selection`` trains on the training identities
    left after the validation split, at every rate of ``Protocol.lrs`` (seed 0), and is scored on the validation
-   identities. A run that ends below the untrained network on validation (rank-1 and mAP) counts as *collapsed*
-   and is run again with seed 1; both runs are kept. The selected rate of a recipe has the highest mean
+   identities. A run that ends below the untrained network on validation (rank-1 and mAP), or diverges (NaN;
+   its record says so), counts as *collapsed* and is run again with seed 1; both runs are kept. The selected rate of a recipe has the highest mean
    validation ``Protocol.metric`` over its runs (ties: the smaller rate); when it lies at an edge of the grid, the
    grid is extended outwards by ``edge_factor`` (at most ``edge_extensions`` times; ``extended`` marks those
    rates), so that a selected rate is an optimum, not a bound. SN's variants take SN's rate.
 2. **Final runs** (``final_records``): every recipe at its selected rate, ``Protocol.seeds``, the same budget,
-   trained on all training identities and scored on the test split; ``long_records``: ``Protocol.long_factor``
-   times the budget, seed 0.
+   trained on all training identities and scored on the test split once, at the end; ``long_records``:
+   ``Protocol.long_factor`` times the budget, seed 0.
 3. **Convergence** (``convergence_records``): fixed iterations on nested shares of the training identities,
    scored on validation every ``iterations / evaluations`` iterations.
 
@@ -33,6 +33,12 @@ from .claims import COLUMNS, METRICS, count_claim, drop_claim, query_claim, seed
 from .study import Study
 
 
+#: Epochs between a protocol run's checkpoints (an operational field: not in the run's hash). Its epochs are short
+#: (one to a few iterations on a share of the synthetic identities) and a run takes minutes, so an interruption
+#: loses at most the run in progress; a checkpoint every epoch cost about 6 % of a run's time.
+CHECKPOINT_EPOCHS = 10
+
+
 @dataclass(frozen=True)
 class Protocol:
     """The protocol's sizes (``snlib.study.plans.protocol`` gives them per preset)."""
@@ -40,7 +46,7 @@ class Protocol:
     selection: tuple[str, ...] = ("sn", "ce", "triplet", "triplet-0.3", "bot", "contrastive")
     family: tuple[str, ...] = ("sep", "sn-paper", "sn-neighbors", "pair", "sn+ce")
     lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 2e-3)
-    edge_extensions: int = 2      # a best rate at the grid's edge: up to this many more rates outwards ...
+    edge_extensions: int = 3      # a best rate at the grid's edge: up to this many more rates outwards ...
     edge_factor: float = 2.0      # ... each this factor beyond the last
     iterations: int = 100
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -49,9 +55,10 @@ class Protocol:
     evaluations: int = 10
     metric: str = "mAP"
     fractions: tuple[float, ...] = (0.25, 0.5, 1.0)
-    convergence_losses: tuple[str, ...] = ("sn", "triplet", "contrastive", "ce")
+    convergence_losses: tuple[str, ...] = ("sn", "triplet", "contrastive")   # the paper's claim: verification losses
     convergence_seeds: tuple[int, ...] = (0, 1)
     num_distractors: int | None = None
+    distractor_source: str = "own"   # the data set's own distractors, or "train": its training images
     gallery_losses: tuple[str, ...] = ("sn", "triplet")
     overrides: dict = field(default_factory=dict)   # TrainConfig fields of every protocol run (the smoke batch)
 
@@ -60,11 +67,14 @@ class Protocol:
         """Every recipe of the final runs: the selected ones, then SN's variants."""
         return self.selection + tuple(r for r in self.family if r not in self.selection)
 
-    def budget(self, iterations: int | None = None) -> dict:
-        """The ``TrainConfig`` fields of a budget of ``iterations`` (default: the protocol's), with ``overrides``."""
+    def budget(self, iterations: int | None = None, curves: bool = False) -> dict:
+        """The ``TrainConfig`` fields of a budget of ``iterations`` (default: the protocol's), with ``overrides``;
+        ``curves``: also score ``evaluations`` times during training (the validation runs of the selection and
+        the convergence study; test-split runs are scored once, at the end)."""
         total = iterations or self.iterations
-        return {**self.overrides, "iterations": total, "warmup_iterations": max(1, round(self.warmup_share * total)),
-                "eval_every_iterations": max(1, total // self.evaluations)}
+        every = {"eval_every_iterations": max(1, total // self.evaluations)} if curves else {}
+        return {"checkpoint_every": CHECKPOINT_EPOCHS, **self.overrides, "iterations": total,
+                "warmup_iterations": max(1, round(self.warmup_share * total)), **every}
 
 
 def untrained(study: Study, protocol: Protocol, split: str = "val") -> dict:
@@ -76,8 +86,8 @@ def untrained(study: Study, protocol: Protocol, split: str = "val") -> dict:
 
 
 def collapsed(record: RunRecord, floor: dict) -> bool:
-    """The run ended below the untrained network on both rank-1 and mAP."""
-    return record.metrics["rank1"] < floor["rank1"] and record.metrics["mAP"] < floor["mAP"]
+    """The run diverged, or ended below the untrained network on both rank-1 and mAP."""
+    return bool(record.diverged) or (record.metrics["rank1"] < floor["rank1"] and record.metrics["mAP"] < floor["mAP"])
 
 
 def select_rates(study: Study, protocol: Protocol, progress: bool = True) -> pd.DataFrame:
@@ -104,17 +114,23 @@ def select_rates(study: Study, protocol: Protocol, progress: bool = True) -> pd.
 
 
 def _best(rows: list[dict], metric: str) -> dict:
-    return max(rows, key=lambda row: (row[metric], -row["lr"]))
+    """The row of the highest ``metric`` (ties: the smaller rate; a rate whose runs all diverged: never)."""
+    return max(rows, key=lambda row: (-np.inf if np.isnan(row[metric]) else row[metric], -row["lr"]))
 
 
 def _selection_row(study: Study, protocol: Protocol, loss: str, lr: float, floor: dict, progress: bool) -> dict:
     """One (recipe, rate) of the selection: seed 0, and seed 1 too when seed 0 collapsed."""
-    records = [study.record(loss, seed=0, split="val", lr=lr, progress=progress, **protocol.budget())]
+    def run(seed):
+        return study.record(loss, seed=seed, split="val", lr=lr, progress=progress, diverged_ok=True,
+                            **protocol.budget(curves=True))
+
+    records = [run(0)]
     if collapsed(records[0], floor):
-        records.append(study.record(loss, seed=1, split="val", lr=lr, progress=progress, **protocol.budget()))
+        records.append(run(1))
+    scored = [r for r in records if not r.diverged]
     return {"loss": loss, "lr": lr, "split": "val",
-            "rank1": np.mean([r.metrics["rank1"] for r in records]),
-            "mAP": np.mean([r.metrics["mAP"] for r in records]),
+            "rank1": np.mean([r.metrics["rank1"] for r in scored]) if scored else np.nan,
+            "mAP": np.mean([r.metrics["mAP"] for r in scored]) if scored else np.nan,
             "runs": len(records), "collapsed": np.mean([collapsed(r, floor) for r in records]),
             "seeds": " ".join(str(r.config.seed) for r in records),
             "records": " ".join(r.hash for r in records)}
@@ -148,7 +164,7 @@ def convergence_records(study: Study, protocol: Protocol, selection: pd.DataFram
                         progress: bool = True) -> list[RunRecord]:
     """Validation-scored records of the convergence recipes on each training share, the same budget."""
     return [study.record(loss, seed=seed, split="val", train_fraction=fraction, lr=selected_lr(selection, loss),
-                         progress=progress, **protocol.budget())
+                         progress=progress, **protocol.budget(curves=True))
             for fraction in protocol.fractions for loss in protocol.convergence_losses
             for seed in protocol.convergence_seeds]
 

@@ -25,15 +25,29 @@ class RecordedRuns:
         self.settings = {r: {"lr": selected_lr(self.selection, r), **protocol.budget()} for r in protocol.recipes}
 
     def record(self, loss: str = "sn", seed: int = 0, variants: Sequence[str] = ("sq",), progress: bool = True,
-               **overrides) -> RunRecord:
+               diverged_ok: bool = False, **overrides) -> RunRecord:
         """The record (``snlib.records``) of ``config(loss, seed, **overrides)`` holding the per-query results of
         ``variants``: read from ``results/runs/<preset>/`` when it is there, else trained (or read from the run
-        cache), evaluated and written there. Variants other than ``sq`` need the test split."""
+        cache), evaluated and written there. Variants other than ``sq`` need the test split. A run that diverges
+        raises ``engine.TrainingDivergedError``; with ``diverged_ok`` (the selection) it is recorded as diverged
+        instead, and its record is returned (then and on every later call)."""
         config = self.config(loss, seed, **overrides)
         record = read_record(config, self.records_root)
+        if record is not None and record.diverged:
+            if diverged_ok:
+                return record
+            raise engine.TrainingDivergedError(f"run {record.hash} ({record.name}) diverged: {record.diverged}")
         if record is not None and set(variants) <= set(record.per_query):
             return record
-        run = engine.train(config, progress=progress)
+        try:
+            run = engine.train(config, progress=progress)
+        except engine.TrainingDivergedError as error:
+            if not diverged_ok:
+                raise
+            record = RunRecord(config=config, dataset=config.dataset, split=config.split, metrics={},
+                               evaluations=[], history=[], wall_time_s=float("nan"), diverged=error.reason)
+            write_record(record, self.records_root)
+            return record
         results = {"sq": run.per_query, **(record.per_query if record else {})}
         for variant in variants:
             if variant not in results:

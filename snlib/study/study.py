@@ -257,12 +257,14 @@ class Study(RecordedRuns):
 
         The data set's ``extra_gallery`` when it has one; on Market-1501 the 500k distractor set found beside
         it (``distractors_500k``; the study's runs are unchanged); on the synthetic set, ``count`` new
-        pedestrians drawn by the generator (:func:`~snlib.study.views.synthetic_distractors`). ``count`` None:
+        pedestrians drawn by the generator (:func:`~snlib.study.views.synthetic_distractors`); where the
+        protocol's ``distractor_source`` is ``"train"``, the training images (``views.training_distractors``). ``count`` None:
         all of the data set's extra gallery. :class:`DataNotFoundError` where there is none, or with
         ``missing_ok`` a printed "SKIPPED" line and no distractors.
         """
+        source = self.protocol.distractor_source if self.protocol is not None else "own"
         try:
-            return views.distractors(self.data, self.base, count)
+            return views.distractors(self.data, self.base, count, source)
         except DataNotFoundError as err:
             if not missing_ok:
                 raise

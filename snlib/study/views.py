@@ -34,6 +34,20 @@ def synthetic_distractors(data_root: str | Path, options: dict, count: int) -> l
     return extra
 
 
+def training_distractors(data: ReIDDataset, count: int | None = None) -> list[Sample]:
+    """The first ``count`` (None: all) training images as distractors, for a data set without a distractor set
+    (e.g. cuhk03p1): people no query matches, since the training identities are disjoint from the test
+    identities (checked). They carry their original identities (``train`` holds labels ``0..C-1``, which may
+    equal a test identity). The networks have seen them in training, unlike Market-1501's 500k."""
+    original = {label: pid for pid, label in data.train_pid_map.items()}
+    images = [s._replace(pid=original[s.pid]) for s in data.train[:count]]
+    tested = {s.pid for s in (*data.query, *data.gallery)}
+    shared = sorted(tested & set(original.values()))
+    if shared:
+        raise ValueError(f"{data.name} at {data.root}: identities {shared[:5]} are in both the training and the test "
+                         "lists, so its training images cannot serve as distractors")
+    return images
+
 def gallery_steps(gallery_size: int, num_distractors: int, num_steps: int = 6) -> list[int]:
     """Distractor counts ``0 = n_0 < ... < n_last = num_distractors`` whose galleries grow geometrically
     (``gallery_size + n_i`` evenly spaced on a log axis, as the paper's 19.7k -> 519.7k figure)."""
@@ -43,9 +57,18 @@ def gallery_steps(gallery_size: int, num_distractors: int, num_steps: int = 6) -
     return sorted({0, num_distractors, *np.round(sizes - gallery_size).astype(int).tolist()})
 
 
-def distractors(data: ReIDDataset, config: TrainConfig, count: int | None = None) -> list[Sample]:
+#: Where distractors come from: the data set's own (``DatasetSpec``), or its training images.
+DISTRACTOR_SOURCES = ("own", "train")
+
+
+def distractors(data: ReIDDataset, config: TrainConfig, count: int | None = None, source: str = "own") -> list[Sample]:
     """Extra gallery images of no query identity for the data set ``data`` of ``config`` (see
-    :meth:`snlib.study.study.Study.distractors`); :class:`DataNotFoundError` where there is none."""
+    :meth:`snlib.study.study.Study.distractors`): its own (``source="own"``; :class:`DataNotFoundError` where
+    it has none) or its training images (``"train"``: :func:`training_distractors`)."""
+    if source not in DISTRACTOR_SOURCES:
+        raise ValueError(f"distractor source {source!r}: one of {DISTRACTOR_SOURCES}")
+    if source == "train":
+        return training_distractors(data, count)
     if data.extra_gallery:
         return list(data.extra_gallery[:count])
     spec = dataset_spec(config.dataset)
