@@ -313,3 +313,15 @@ def test_open_study_applies_overrides_to_every_run(tmp_path):
     assert (config.lr, config.epochs, config.loss, config.recipe, config.seed) == (2e-4, 3, "triplet-soft", "triplet", 1)
     with pytest.raises((TypeError, ValueError)):
         open_study("smoke", output_dir=tmp_path / "o", learning_rate=2e-4)   # not a TrainConfig field
+
+
+def test_a_notebooks_overrides_win_over_the_selected_rate(tmp_path):
+    """``overrides={"lr": ...}`` reaches every run the protocol does not vary itself (the selection passes its grid
+    rate explicitly); the recipe's selected rate and budget apply otherwise."""
+    study = open_study("smoke", output_dir=tmp_path / "out", lr=2e-4)
+    study.settings = {"sn": {"lr": 8e-3, "iterations": 5}, "ce": {"lr": 4e-3}}
+    assert (study.config("sn").lr, study.config("sn").iterations) == (2e-4, 5)
+    assert study.config("sn", lr=1e-3).lr == 1e-3
+    plain = open_study("smoke", output_dir=tmp_path / "out2")
+    plain.settings = study.settings
+    assert plain.config("ce").lr == 4e-3

@@ -148,9 +148,9 @@ def selected_lr(selection: pd.DataFrame, recipe: str) -> float:
 def final_records(study: Study, protocol: Protocol, selection: pd.DataFrame, recipes=None, seeds=None,
                   iterations: int | None = None, variants=("sq",), progress: bool = True) -> list[RunRecord]:
     """Test-split records of ``recipes`` (default: all) for ``seeds`` (default: the protocol's) at their selected
-    rates and the budget of ``iterations`` (default: the protocol's), with the per-query ``variants``."""
-    return [study.record(recipe, seed=seed, lr=selected_lr(selection, recipe), variants=variants,
-                         progress=progress, **protocol.budget(iterations))
+    rates (the study's ``settings``, unless its ``overrides`` set ``lr``) and the budget of ``iterations`` (default:
+    the protocol's), with the per-query ``variants``."""
+    return [study.record(recipe, seed=seed, variants=variants, progress=progress, **protocol.budget(iterations))
             for recipe in (recipes or protocol.recipes) for seed in (seeds or protocol.seeds)]
 
 

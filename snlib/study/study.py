@@ -59,6 +59,8 @@ class Study(RecordedRuns):
     settings: dict = field(default_factory=dict, repr=False)
     protocol: object = field(default=None, repr=False)
     selection: pd.DataFrame | None = field(default=None, repr=False)
+    #: the notebook's own TrainConfig overrides (``open_study``): they win over the recipe's ``settings``
+    overrides: dict = field(default_factory=dict, repr=False)
     _model_cache: dict = field(default_factory=dict, init=False, repr=False)
 
     @property
@@ -96,10 +98,10 @@ class Study(RecordedRuns):
 
     # ------------------------------------------------------------------------------------------- runs
     def config(self, loss: str = "sn", seed: int = 0, **overrides) -> TrainConfig:
-        """The preset's configuration with ``loss``, ``seed``, the study's ``settings`` of the recipe and any other
-        TrainConfig field replaced. ``loss`` is a recipe of ``snlib.recipes`` (its loss and fields, e.g.
+        """The preset's configuration with ``loss``, ``seed``, the study's ``settings`` of the recipe, then the
+        study's own ``overrides``, then any other TrainConfig field given here replaced. ``loss`` is a recipe of ``snlib.recipes`` (its loss and fields, e.g.
         ``"ce"``: label smoothing and BNNeck) or a plain loss spec (``"sn+0.5*ce"``)."""
-        config = self.base.replace(seed=seed, **{**self.settings.get(loss, {}), **overrides})
+        config = self.base.replace(seed=seed, **{**self.settings.get(loss, {}), **self.overrides, **overrides})
         return apply_recipe(config, loss) if loss in RECIPES else config.replace(loss=loss)
 
     def run(self, loss: str = "sn", seed: int = 0, progress: bool = True, **overrides) -> RunResult:
@@ -338,7 +340,7 @@ def open_study(preset: str | None = "cpu", dataset: str | None = None, data_root
     base = base.replace(**changes)
     out = settings.repo_path(output_dir) if output_dir else settings.results_dir() / preset / base.dataset
     out.mkdir(parents=True, exist_ok=True)
-    return Study(preset=preset, base=base, output_dir=out)
+    return Study(preset=preset, base=base, output_dir=out, overrides=dict(overrides))
 
 
 def find_datasets(entries: Iterable[Sequence]) -> tuple[list[tuple], list[tuple[str, str, str]]]:
