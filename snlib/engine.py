@@ -332,7 +332,8 @@ class _Trainer:
             start = time.perf_counter()
             self._train_epoch(bar)
             self.epoch += 1
-            if config.eval_every and not config.iterations and self.epoch % config.eval_every == 0 and self.epoch < epochs:
+            by_epoch = config.eval_every and not config.iterations   # an iteration budget has its own schedule
+            if by_epoch and self.epoch % config.eval_every == 0 and self.epoch < epochs:
                 self._evaluate_test()
             self.wall_time += time.perf_counter() - start
             if self.epoch % config.checkpoint_every == 0 or self.epoch == epochs:

@@ -2,8 +2,9 @@
 
 A record is a small JSON file, ``results/runs/<preset>/<config hash>.json`` (tens of KB, no weights): the configuration,
 the data set and split it was scored on, a thinned training history, the evaluations during training, the final
-metrics (none where the run diverged: ``diverged`` holds why) and, per evaluation variant, the result of every query (``pid``, ``camid``, ``ap``, ``first``: the 0-based
-rank of its first true match, -1 where the query was skipped). Variants: ``sq`` (single query, what the run was
+metrics (none where the run diverged: ``diverged`` holds why) and, per evaluation variant, the result of every
+query (``pid``, ``camid``, ``ap``, ``first``: the 0-based rank of its first true match, -1 where the query was
+skipped). Variants: ``sq`` (single query, what the run was
 scored on), and on the test split ``mq`` (multi-query), ``rerank`` (k-reciprocal re-ranking) and
 ``distractors-<n>`` (single query against the gallery plus ``n`` distractors). Paired statistics
 (``snlib.statistics``) compare two runs query by query from their records; a study reads finished runs from here,
@@ -22,7 +23,8 @@ from . import settings
 from .presets import TrainConfig, config_hash
 
 #: The ``format`` of a record file.
-RECORD_FORMAT = "snlib-record-2"   # 2: evaluations no longer shift the training generators; ``diverged``
+#: 2: evaluations no longer shift the training generators; the ``diverged`` field.
+RECORD_FORMAT = "snlib-record-2"
 #: Rows of the training history a record keeps (evenly spaced, the last one included).
 HISTORY_ROWS = 50
 #: History columns a record keeps (what the curves plot).

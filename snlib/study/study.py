@@ -99,8 +99,9 @@ class Study(RecordedRuns):
     # ------------------------------------------------------------------------------------------- runs
     def config(self, loss: str = "sn", seed: int = 0, **overrides) -> TrainConfig:
         """The preset's configuration with ``loss``, ``seed``, the study's ``settings`` of the recipe, then the
-        study's own ``overrides``, then any other TrainConfig field given here replaced. ``loss`` is a recipe of ``snlib.recipes`` (its loss and fields, e.g.
-        ``"ce"``: label smoothing and BNNeck) or a plain loss spec (``"sn+0.5*ce"``)."""
+        study's own ``overrides``, then any other TrainConfig field given here replaced. ``loss`` is a recipe of
+        ``snlib.recipes`` (its loss and fields, e.g. ``"ce"``: label smoothing and BNNeck) or a plain loss spec
+        (``"sn+0.5*ce"``)."""
         config = self.base.replace(seed=seed, **{**self.settings.get(loss, {}), **self.overrides, **overrides})
         return apply_recipe(config, loss) if loss in RECIPES else config.replace(loss=loss)
 
@@ -260,8 +261,8 @@ class Study(RecordedRuns):
         The data set's ``extra_gallery`` when it has one; on Market-1501 the 500k distractor set found beside
         it (``distractors_500k``; the study's runs are unchanged); on the synthetic set, ``count`` new
         pedestrians drawn by the generator (:func:`~snlib.study.views.synthetic_distractors`); where the
-        protocol's ``distractor_source`` is ``"train"``, the training images (``views.training_distractors``). ``count`` None:
-        all of the data set's extra gallery. :class:`DataNotFoundError` where there is none, or with
+        protocol's ``distractor_source`` is ``"train"``, the training images (``views.training_distractors``).
+        ``count`` None: all of the data set's extra gallery. :class:`DataNotFoundError` where there is none, or with
         ``missing_ok`` a printed "SKIPPED" line and no distractors.
         """
         source = self.protocol.distractor_source if self.protocol is not None else "own"

@@ -48,6 +48,7 @@ def training_distractors(data: ReIDDataset, count: int | None = None) -> list[Sa
                          "lists, so its training images cannot serve as distractors")
     return images
 
+
 def gallery_steps(gallery_size: int, num_distractors: int, num_steps: int = 6) -> list[int]:
     """Distractor counts ``0 = n_0 < ... < n_last = num_distractors`` whose galleries grow geometrically
     (``gallery_size + n_i`` evenly spaced on a log axis, as the paper's 19.7k -> 519.7k figure)."""
