@@ -115,15 +115,18 @@ def repo_path(path: str | os.PathLike) -> Path:
 def portable_path(path: str | os.PathLike) -> str:
     """``path`` relative to the repository when it lies inside it or beside it (``data/...``,
     ``../shared/data/...``; POSIX form), else absolute: what run hashes, manifests and committed records store,
-    so that they depend neither on the machine nor on the working folder. ``repo_path`` reads it back."""
-    absolute = Path(path).expanduser().resolve()
-    root = repo_root().resolve()
-    for base, prefix in ((root, ""), (root.parent, "../")):
-        try:
-            return prefix + absolute.relative_to(base).as_posix()
-        except ValueError:
-            continue
-    return str(absolute)
+    so that they depend neither on the machine nor on the working folder; a link beside the repository
+    (``../shared`` -> elsewhere) keeps its name. ``repo_path`` reads it back."""
+    given = Path(path).expanduser()
+    # lexically first (``../shared`` may be a link to elsewhere: it still reads ``../shared``), then resolved
+    for absolute, root in ((Path(os.path.abspath(given)), Path(os.path.abspath(repo_root()))),
+                           (given.resolve(), repo_root().resolve())):
+        for base, prefix in ((root, ""), (root.parent, "../")):
+            try:
+                return prefix + absolute.relative_to(base).as_posix()
+            except ValueError:
+                continue
+    return str(given.resolve())
 
 
 def portable_text(text: str) -> str:

@@ -230,3 +230,20 @@ def test_every_notebook_takes_the_common_parameters_and_applies_overrides(path):
     calls = [c.source for c in nb.cells if c.cell_type == "code" and "setup(" in c.source]
     assert len(calls) == 1 and "overrides" in calls[0].split("setup(", 1)[1].split(")")[0], (
         f"{path.name}: one setup(...) call that passes overrides (snlib.study.plans.setup hands them to every run)")
+
+
+def test_portable_path_keeps_the_name_of_a_link_beside_the_repository(tmp_path, monkeypatch):
+    """A clean clone whose ``../shared`` is a link to another disk records ``../shared/...``, the name it was
+    given, so that a real-image run has the same hash there as here (resolving the link gave an absolute path)."""
+    elsewhere = tmp_path / "disk" / "shared" / "data" / "cuhk03p1"
+    elsewhere.mkdir(parents=True)
+    (tmp_path / "clone" / "repo").mkdir(parents=True)
+    (tmp_path / "clone" / "shared").symlink_to(tmp_path / "disk" / "shared")
+    monkeypatch.setattr(settings, "REPO_ROOT", tmp_path / "clone" / "repo")
+    assert settings.portable_path(tmp_path / "clone" / "repo" / ".." / "shared" / "data" / "cuhk03p1") == \
+        "../shared/data/cuhk03p1"
+    assert settings.portable_path(tmp_path / "clone" / "repo" / "data" / "synthetic") == "data/synthetic"
+    assert settings.portable_path(elsewhere) == str(elsewhere.resolve())  # the target itself: outside, absolute
+    # a repository reached through a link: the resolved form still finds it
+    (tmp_path / "link").symlink_to(tmp_path / "clone" / "repo")
+    assert settings.portable_path(tmp_path / "link" / "data") == "data"

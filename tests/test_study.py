@@ -13,7 +13,7 @@ import torch
 
 from snlib import engine
 from snlib.evaluation import cuhk03_classic_cmc, evaluate_features, pairwise_distance
-from snlib.study import figures, style
+from snlib.study import figures, plans, style
 from snlib.study.study import AP_RULES, TABLE1_SETTINGS, Study, find_datasets, open_study
 from snlib.study.tables import (beside_published, convergence_summary, deviations_from_paper, format_mean_std,
                                 mean_and_spread, paired_differences, paper_layout, relative_drop, summary_table,
@@ -325,3 +325,12 @@ def test_a_notebooks_overrides_win_over_the_selected_rate(tmp_path):
     plain = open_study("smoke", output_dir=tmp_path / "out2")
     plain.settings = study.settings
     assert plain.config("ce").lr == 4e-3
+
+
+def test_the_k_sweep_scales_with_the_batch():
+    """The paper's k = 10 of 128: 5 at 64; the sweep holds that share and the paper's 10 at 64 to 256."""
+    assert [plans.batch_scaled_k(b) for b in (32, 64, 128, 256)] == [3, 5, 10, 20]
+    assert plans.k_sweep(64) == (3, 5, 10, 20)
+    assert plans.k_sweep(128) == (5, 10, 20, 40)
+    assert all(10 in plans.k_sweep(b) for b in (64, 128, 256))
+    assert plans.k_sweep(8) == (1, 2, 4)  # rounded half up, at least 1, no repeats
