@@ -71,7 +71,6 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
     recorded in the manifest (error, failing cell) and the others still run; the call then raises.
     """
     import papermill as pm
-    from tqdm.auto import tqdm
 
     out = settings.user_path(out) if out else settings.results_dir() / preset / (name or dataset)
     plan = _plan(list_notebooks(notebooks), {
