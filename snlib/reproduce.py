@@ -6,7 +6,8 @@ cached by configuration (``snlib.engine``), so notebooks that share a run train 
 interruption resumes instead of restarting; the kernels' training lines (batch mode) are relayed to the console.
 The output folder receives the executed notebooks, the tables (CSV + Markdown) and figures (PNG) the notebooks
 save, and ``manifest.json``: one record per notebook, kept across calls (parameters, status, the error and failing
-cell, wall time, git commit), and the package versions of the last call; paths relative to the repository.
+cell, wall time, git commit), and the package versions of the last call; paths relative to the repository;
+``reproduce_log.txt``: each call's command and console lines, appended.
 """
 from __future__ import annotations
 
@@ -70,7 +71,6 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
     recorded in the manifest (error, failing cell) and the others still run; the call then raises.
     """
     import papermill as pm
-    from tqdm.auto import tqdm
 
     out = settings.user_path(out) if out else settings.results_dir() / preset / (name or dataset)
     plan = _plan(list_notebooks(notebooks), {
@@ -78,6 +78,8 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
         "output_dir": settings.portable_path(out), **(extra_parameters or {})})
     environment = environment_info()  # the commit before this call writes anything
     out.mkdir(parents=True, exist_ok=True)
+    log = _CallLog(out / LOG_NAME, _command(preset, dataset, data_root, notebooks, out, update_notebooks,
+                                            extra_parameters, cache_root), environment)
     records, failed = [], []
     start = time.perf_counter()
     with contextlib.ExitStack() as scope:
@@ -86,7 +88,7 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
             scope.enter_context(settings.using_cache_root(cache_root))
         cache = settings.portable_path(settings.cache_root())
         for nb, parameters in plan.items():
-            tqdm.write(f"[reproduce] {nb.name} ...")
+            log.write(f"[reproduce] {nb.name} ...")
             t0 = time.perf_counter()
             record = {"notebook": nb.name, "parameters": parameters, "status": "ok", "cache_root": cache,
                       "git_commit": environment["git_commit"]}
@@ -100,8 +102,8 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
             record.update(wall_time_s=round(wall, 1),
                           finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
             records.append(record)
-            tqdm.write(f"[reproduce] {nb.name}: {record['status']} in {wall / 60:.1f} min"
-                       + (f": {_describe(record['error'])}" if "error" in record else ""))
+            log.write(f"[reproduce] {nb.name}: {record['status']} in {wall / 60:.1f} min"
+                      + (f": {_describe(record['error'])}" if "error" in record else ""))
             _update_manifest(out, records, environment, time.perf_counter() - start)  # after each: a kill loses none
             if (out / nb.name).is_file():
                 executed = make_portable(drop_widget_state(nbformat.read(out / nb.name, as_version=4)))
@@ -109,10 +111,47 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
                 if update_notebooks and record["status"] == "ok":
                     nbformat.write(strip_injected_parameters(executed), nb)
     total = time.perf_counter() - start
-    print(f"[reproduce] done in {total / 60:.1f} min -> {settings.portable_path(out)}", flush=True)
+    log.write(f"[reproduce] done in {total / 60:.1f} min -> {settings.portable_path(out)}")
     if failed:
         raise RuntimeError(f"{len(failed)} notebook(s) failed: {failed}; see the executed copies in {out}")
     return out
+
+
+#: The console lines of every call, appended in the output folder (the times a README quotes come from here).
+LOG_NAME = "reproduce_log.txt"
+
+
+def _command(preset, dataset, data_root, notebooks, out, update_notebooks, extra_parameters, cache_root) -> str:
+    """The ``python -m snlib reproduce`` line of a call (paths as ``settings.portable_path`` writes them)."""
+    words = ["python -m snlib reproduce", f"--preset {preset}", f"--dataset {dataset}",
+             f"--data-root {settings.portable_path(settings.user_path(data_root))}",
+             f"--out {settings.portable_path(out)}"]
+    words += [f"--notebooks {' '.join(notebooks)}"] if notebooks else []
+    words += [f"--param '{name}={json.dumps(value)}'" for name, value in (extra_parameters or {}).items()]
+    words += ["--update-notebooks"] if update_notebooks else []
+    words += [f"--cache-root {settings.portable_path(settings.user_path(cache_root))}"] if cache_root else []
+    return " ".join(words)
+
+
+class _CallLog:
+    """The console's ``[reproduce]`` lines, also appended to ``path`` under a header (the call's command, start
+    time, commit and CPU count), each line flushed as it is written: an interrupted call keeps its lines."""
+
+    def __init__(self, path: Path, command: str, environment: dict):
+        self._path = path
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._append(f"\n# {started} commit {environment['git_commit']}, {environment['cpu_count']} CPU cores\n"
+                     f"# {command}\n")
+
+    def write(self, line: str) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(line)
+        self._append(line + "\n")
+
+    def _append(self, text: str) -> None:
+        with open(self._path, "a", encoding="utf-8") as f:
+            f.write(text)
 
 
 def _plan(notebooks: list[Path], parameters: dict) -> dict[Path, dict]:

@@ -1,5 +1,6 @@
-"""The published synthetic study (``results/cpu/synthetic``): the selection and the claims have the columns the
-protocol promises, and every number traces to a committed run record (``results/runs/cpu``)."""
+"""The published studies (``results/cpu/synthetic``, the real-image ``results/cpu/cuhk03p1``): the selection and
+the claims have the columns the protocol promises, and every number traces to a committed run record
+(``results/runs/cpu``) of that study's data."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,16 +12,27 @@ from snlib.records import load_record
 from snlib.statistics import verdict
 from snlib.study.claims import COLUMNS
 
-OUT = settings.results_dir() / "cpu" / "synthetic"
 RECORDS = settings.results_dir() / "runs" / "cpu"
+#: study folder -> the data set and data root (portable form) its records name
+STUDIES = {"synthetic": ("synthetic", "data"), "cuhk03p1": ("market1501", "../shared/data/cuhk03p1")}
+
+
+@pytest.fixture(params=sorted(STUDIES))
+def study(request):
+    """(output folder, data set, data root) of a published study; skipped while it has no claims table."""
+    out = settings.results_dir() / "cpu" / request.param
+    if not (out / "claims.csv").is_file():
+        pytest.skip(f"{request.param}: not yet published under the protocol (no claims.csv)")
+    return (out, *STUDIES[request.param])
 
 
 def _records(cells) -> set[str]:
     return {h for cell in cells for h in str(cell).split()}
 
 
-def test_the_selection_has_one_chosen_rate_per_recipe_from_validation_records():
-    table = pd.read_csv(OUT / "lr_selection.csv")
+def test_the_selection_has_one_chosen_rate_per_recipe_from_validation_records(study):
+    out, dataset, data_root = study
+    table = pd.read_csv(out / "lr_selection.csv")
     assert list(table.columns[:6]) == ["loss", "lr", "split", "rank1", "mAP", "selected"]
     assert set(table["split"]) == {"val"} and (table.groupby("loss")["lr"].count() >= 4).all()
     assert (table.groupby("loss")["selected"].sum() == 1).all()
@@ -28,6 +40,8 @@ def test_the_selection_has_one_chosen_rate_per_recipe_from_validation_records():
     for row in table.itertuples():
         records = [load_record(RECORDS / f"{h}.json") for h in row.records.split()]
         assert all(r.split == "val" and r.config.lr == row.lr and r.name == row.loss for r in records)
+        assert all(r.config.dataset == dataset and r.to_dict()["config"]["data_root"] == data_root
+                   for r in records)
         scored = [r.metrics["mAP"] for r in records if not r.diverged]             # a diverged run has no score
         assert (np.isnan(row.mAP) and not scored) or row.mAP == pytest.approx(np.mean(scored))
         assert row.runs == len(records) in (1, 2) and (row.collapsed == 0 or row.runs == 2)  # collapsed: rerun
@@ -35,8 +49,8 @@ def test_the_selection_has_one_chosen_rate_per_recipe_from_validation_records():
     assert best["selected"].all()                                             # the rule, recomputed
 
 
-def test_every_claim_has_an_interval_a_verdict_by_rule_and_its_records():
-    claims = pd.read_csv(OUT / "claims.csv")
+def test_every_claim_has_an_interval_a_verdict_by_rule_and_its_records(study):
+    claims = pd.read_csv(study[0] / "claims.csv")
     assert list(claims.columns[:len(COLUMNS)]) == list(COLUMNS)
     for row in claims.itertuples():
         if np.isfinite(row.ci_low):
@@ -51,10 +65,10 @@ def test_every_claim_has_an_interval_a_verdict_by_rule_and_its_records():
     assert set(readings["a"]) == {"sn", "sn-paper", "sn-neighbors", "pair"} and (readings["seeds"] >= 3).all()
 
 
-def test_the_records_are_small_and_hold_no_weights():
+def test_the_records_are_small_and_hold_no_weights(study):
     paths = sorted(RECORDS.glob("*.json"))
     assert paths and max(p.stat().st_size for p in paths) < 200_000
     assert not list(RECORDS.glob("*.pt"))
-    referenced = _records(pd.read_csv(OUT / "claims.csv")["records"]) | _records(
-        pd.read_csv(OUT / "lr_selection.csv")["records"])
+    referenced = _records(pd.read_csv(study[0] / "claims.csv")["records"]) | _records(
+        pd.read_csv(study[0] / "lr_selection.csv")["records"])
     assert referenced <= {p.stem for p in paths}

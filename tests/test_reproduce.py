@@ -117,6 +117,14 @@ def test_manifest_keeps_the_records_of_earlier_calls(notebooks, tmp_path):
     assert (second["status"], second["parameters"]["preset"]) == ("failed", "cpu")
     assert manifest["last_call"]["notebooks"] == ["02_fails.ipynb"]
     assert all(r["wall_time_s"] > 0 and r["git_commit"] for r in (first, second))
+    # the log: both calls, each under its command, with its notebooks' lines
+    log = (out / "reproduce_log.txt").read_text()
+    calls = [block for block in log.split("\n# 20") if block.strip()]
+    assert len(calls) == 2
+    assert "python -m snlib reproduce --preset smoke --dataset synthetic" in calls[0]
+    assert "--notebooks 01 --param 'seeds=[3]'" in calls[0] and "01_ok.ipynb: ok in" in calls[0]
+    assert "--preset cpu" in calls[1] and "02_fails.ipynb: failed in" in calls[1] and "ValueError: boom" in calls[1]
+    assert all("] done in" in call for call in calls)
 
 
 def test_manifest_and_notebook_parameters_hold_no_absolute_repository_path(notebooks, tmp_path):

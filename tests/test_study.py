@@ -14,6 +14,7 @@ import torch
 from snlib import engine
 from snlib.evaluation import cuhk03_classic_cmc, evaluate_features, pairwise_distance
 from snlib.study import figures, plans, style
+from snlib.study.protocol import Protocol
 from snlib.study.study import AP_RULES, TABLE1_SETTINGS, Study, find_datasets, open_study
 from snlib.study.tables import (beside_published, convergence_summary, deviations_from_paper, format_mean_std,
                                 mean_and_spread, paired_differences, paper_layout, relative_drop, summary_table,
@@ -325,6 +326,11 @@ def test_a_notebooks_overrides_win_over_the_selected_rate(tmp_path):
     plain = open_study("smoke", output_dir=tmp_path / "out2")
     plain.settings = study.settings
     assert plain.config("ce").lr == 4e-3
+    # another data set keeps them; the study's line says the selection is not used
+    assert study.with_dataset("synthetic", tmp_path / "other").overrides == {"lr": 2e-4}
+    study.protocol, plain.protocol = Protocol(iterations=5), Protocol(iterations=5)
+    assert "every recipe at lr 0.0002 (forced by the overrides" in study.describe()
+    assert "each recipe at its validation-selected rate" in plain.describe() and "forced" not in plain.describe()
 
 
 def test_the_k_sweep_scales_with_the_batch():

@@ -83,8 +83,13 @@ class Study(RecordedRuns):
         """One line naming what the study's numbers come from (preset, data set and its folder, backbone, input,
         epochs)."""
         b = self.base
-        budget = (f"{self.protocol.iterations} iterations, each recipe at its validation-selected rate"
-                  if self.protocol is not None else f"{b.epochs} epochs")
+        if self.protocol is None:
+            budget = f"{b.epochs} epochs"
+        elif "lr" in self.overrides:   # e.g. papermill -p overrides '{lr: 2e-4}': the selection is not used
+            budget = (f"{self.protocol.iterations} iterations, every recipe at lr {self.overrides['lr']:g} (forced by "
+                      "the overrides: the validation-selected rates are not used)")
+        else:
+            budget = f"{self.protocol.iterations} iterations, each recipe at its validation-selected rate"
         text = (f"{self.preset} preset, {b.dataset} at {settings.portable_path(self.data.root)}, {b.model} "
                 f"{b.height}x{b.width}, {budget}")
         return text + (f", {len(seeds)} seed{'s' if len(seeds) > 1 else ''}" if seeds is not None else "")
@@ -94,7 +99,7 @@ class Study(RecordedRuns):
         ``options``."""
         base = self.base.replace(dataset=name, data_root=str(settings.repo_path(root)),
                                  dataset_options=dict(options or {}))
-        return Study(preset=self.preset, base=base, output_dir=self.output_dir)
+        return Study(preset=self.preset, base=base, output_dir=self.output_dir, overrides=dict(self.overrides))
 
     # ------------------------------------------------------------------------------------------- runs
     def config(self, loss: str = "sn", seed: int = 0, **overrides) -> TrainConfig:
