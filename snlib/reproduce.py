@@ -73,13 +73,13 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
     import papermill as pm
 
     out = settings.user_path(out) if out else settings.results_dir() / preset / (name or dataset)
-    plan = _plan(list_notebooks(notebooks), {
-        "preset": preset, "dataset": dataset, "data_root": settings.portable_path(settings.user_path(data_root)),
-        "output_dir": settings.portable_path(out), **(extra_parameters or {})})
+    common = {"preset": preset, "dataset": dataset, "data_root": settings.portable_path(settings.user_path(data_root)),
+              "output_dir": settings.portable_path(out)}
+    plan = _plan(list_notebooks(notebooks), {**common, **(extra_parameters or {})})
     environment = environment_info()  # the commit before this call writes anything
     out.mkdir(parents=True, exist_ok=True)
-    log = _CallLog(out / LOG_NAME, _command(preset, dataset, data_root, notebooks, out, update_notebooks,
-                                            extra_parameters, cache_root), environment)
+    log = _CallLog(out / LOG_NAME, _command(common, notebooks, extra_parameters, update_notebooks, cache_root),
+                   environment)
     records, failed = [], []
     start = time.perf_counter()
     with contextlib.ExitStack() as scope:
@@ -121,11 +121,11 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
 LOG_NAME = "reproduce_log.txt"
 
 
-def _command(preset, dataset, data_root, notebooks, out, update_notebooks, extra_parameters, cache_root) -> str:
-    """The ``python -m snlib reproduce`` line of a call (paths as ``settings.portable_path`` writes them)."""
-    words = ["python -m snlib reproduce", f"--preset {preset}", f"--dataset {dataset}",
-             f"--data-root {settings.portable_path(settings.user_path(data_root))}",
-             f"--out {settings.portable_path(out)}"]
+def _command(common: dict, notebooks, extra_parameters, update_notebooks, cache_root) -> str:
+    """The ``python -m snlib reproduce`` line of a call (``common``: the notebooks' common parameters, paths
+    as ``settings.portable_path`` writes them)."""
+    words = ["python -m snlib reproduce", f"--preset {common['preset']}", f"--dataset {common['dataset']}",
+             f"--data-root {common['data_root']}", f"--out {common['output_dir']}"]
     words += [f"--notebooks {' '.join(notebooks)}"] if notebooks else []
     words += [f"--param '{name}={json.dumps(value)}'" for name, value in (extra_parameters or {}).items()]
     words += ["--update-notebooks"] if update_notebooks else []

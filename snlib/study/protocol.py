@@ -5,9 +5,10 @@ budgets, several seeds, every run a record (``snlib.records``).
    left after the validation split, at every rate of ``Protocol.lrs`` (seed 0), and is scored on the validation
    identities. A run that ends below the untrained network on validation (rank-1 and mAP), or diverges (NaN;
    its record says so), counts as *collapsed* and is run again with seed 1; both runs are kept. The selected
-   rate of a recipe has the highest mean validation ``Protocol.metric`` over its runs (ties: the smaller rate); when it lies at an edge of the grid, the
-   grid is extended outwards by ``edge_factor`` (at most ``edge_extensions`` times; ``extended`` marks those
-   rates), so that a selected rate is an optimum, not a bound. SN's variants take SN's rate.
+   rate of a recipe has the highest mean validation ``Protocol.metric`` over its runs (ties: the smaller rate);
+   when it lies at an edge of the grid, the grid is extended outwards by ``edge_factor`` (at most
+   ``edge_extensions`` times; ``extended`` marks those rates), so that a selected rate is an optimum, not a
+   bound. SN's variants take SN's rate.
 2. **Final runs** (``final_records``): every recipe at its selected rate, ``Protocol.seeds``, the same budget,
    trained on all training identities and scored on the test split once, at the end; ``long_records``:
    ``Protocol.long_factor`` times the budget, seed 0.
