@@ -219,6 +219,27 @@ def test_seed_claims_use_a_t_interval_and_none_for_one_seed():
     assert math.isnan(lone["ci_low"]) and lone["verdict"] == "unresolved"
 
 
+def test_seed_claims_never_take_identical_rounded_differences_for_certainty():
+    """Two seeds 10 iterations apart each (a curve scored every 10): no spread, but the counts are rounded."""
+    sn, triplet = {0: -60, 1: -60}, {0: -70, 1: -70}
+    bare = seed_claim("faster", "sn", "triplet", "iterations", sn, triplet, [])
+    half = 12.706204736174705 * 10 * math.sqrt(2 / 12) / math.sqrt(2)           # t(0.975, 1), rounding sd
+    rounded = seed_claim("faster", "sn", "triplet", "iterations", sn, triplet, [], rounding_sd=10 * math.sqrt(2 / 12))
+    assert bare["ci_low"] == bare["ci_high"] == 10 and bare["verdict"] == "supported"   # what no floor would say
+    assert rounded["ci_low"] == pytest.approx(10 - half) and rounded["ci_high"] == pytest.approx(10 + half)
+    assert rounded["verdict"] == "unresolved"
+    spread = seed_claim("faster", "sn", "triplet", "iterations", {0: -20, 1: -30, 2: -25}, {0: -40, 1: -45, 2: -50},
+                        [], rounding_sd=0.1)                                     # a larger spread wins
+    assert spread["ci_low"] == pytest.approx(20 - 4.302652729911275 * 5 / math.sqrt(3))
+
+
+def test_the_evaluation_step_is_the_widest_gap_of_any_curve():
+    curves = pd.DataFrame({"loss": ["sn"] * 4 + ["triplet"] * 3, "train_fraction": 1.0, "seed": 0,
+                           "iteration": [10, 20, 30, 40, 25, 50, 100]})
+    assert P.evaluation_step(curves) == 50
+    assert P.evaluation_step(curves.iloc[:1]) == 0
+
+
 def test_drop_claim_sign_means_a_degrades_less():
     a = [_record("sn", 0, ap=[0.8] * 50, first=[0] * 50, **{"distractors-10": {
         "pid": list(range(50)), "camid": [0] * 50, "ap": [0.6] * 50, "first": [0] * 50}})]

@@ -5,7 +5,8 @@ difference is paired query by query (``snlib.statistics.paired_difference``: see
 bootstrap interval over queries of the per-seed-mean difference). Two evaluation variants of one run (single
 vs multi-query) are paired per (identity, camera): the single-query results of a group are averaged first.
 Claims about training curves (iterations to reach 90 % of the final validation rank-1) have one value per seed:
-their interval is Student's t over the per-seed differences (none with one seed). The verdict rule is
+their interval is Student's t over the per-seed differences (none with one seed), with a spread no smaller than
+the rounding of values read off a curve scored every few iterations. The verdict rule is
 ``snlib.statistics.VERDICT_RULE``; with no interval a claim is unresolved.
 """
 from __future__ import annotations
@@ -95,17 +96,19 @@ def drop_claim(claim: str, a: Sequence[RunRecord], b: Sequence[RunRecord], big: 
 
 
 def seed_claim(claim: str, a: str, b: str, metric: str, a_values: dict[int, float], b_values: dict[int, float],
-               records: Sequence[RunRecord]) -> dict:
+               records: Sequence[RunRecord], rounding_sd: float = 0.0) -> dict:
     """``a`` better than ``b`` on a per-seed value (``{seed: value}``, larger is better): delta the mean of the
-    per-seed differences, a 95 % Student-t interval over them (none with one seed)."""
+    per-seed differences, a 95 % Student-t interval over them (none with one seed), delta +- t * s / sqrt(n) with
+    s = max(sample standard deviation, ``rounding_sd``): values known only to a step (an iteration count read off
+    a curve scored every ``step`` iterations, rounding sd step / sqrt(12) per value) cannot vouch for a spread
+    smaller than their rounding, so identical per-seed differences do not give an interval of zero width."""
     seeds = sorted(set(a_values) & set(b_values))
     diffs = np.array([a_values[s] - b_values[s] for s in seeds], dtype=float)
     delta = float(diffs.mean())
-    if len(diffs) > 1 and diffs.std(ddof=1) > 0:
-        half = stats.t.ppf(0.975, len(diffs) - 1) * diffs.std(ddof=1) / np.sqrt(len(diffs))
+    if len(diffs) > 1:
+        spread = max(float(diffs.std(ddof=1)), rounding_sd)
+        half = stats.t.ppf(0.975, len(diffs) - 1) * spread / np.sqrt(len(diffs))
         low, high = delta - half, delta + half
-    elif len(diffs) > 1:
-        low = high = delta
     else:
         low = high = np.nan
     return _row(claim, a, b, metric, delta, low, high, diffs.tolist(), 0, records)

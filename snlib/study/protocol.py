@@ -268,10 +268,13 @@ def gallery_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) ->
 def convergence_claims(study: Study, protocol: Protocol, selection: pd.DataFrame,
                        progress: bool = True) -> pd.DataFrame:
     """SN reaches 90 % of its final validation rank-1 in fewer iterations than each verification loss on all
-    training identities, and its iterations grow less from the smallest share to all of them (per seed)."""
+    training identities, and its iterations grow less from the smallest share to all of them (per seed). Each
+    iteration count is known to one evaluation step: a difference of two counts has rounding sd step * sqrt(2/12),
+    a difference of two growths (four counts) step * sqrt(4/12) (``seed_claim``'s ``rounding_sd``)."""
     records = convergence_records(study, protocol, selection, progress)
     curves = curve_table(records)
     speed = {key: -iterations_to_fraction(group) for key, group in curves.groupby(["loss", "train_fraction", "seed"])}
+    step = evaluation_step(curves)
     small, full = min(protocol.fractions), max(protocol.fractions)
 
     def at(loss, fraction):
@@ -281,12 +284,21 @@ def convergence_claims(study: Study, protocol: Protocol, selection: pd.DataFrame
     for b in (loss for loss in protocol.convergence_losses if loss in ("triplet", "contrastive")):
         used = [r for r in records if r.name in ("sn", b)]
         rows.append(seed_claim(f"SN converges sooner than {b}", "sn", b, "iterations to 90% (fewer)",
-                               at("sn", full), at(b, full), used))
+                               at("sn", full), at(b, full), used, rounding_sd=step * np.sqrt(2 / 12)))
         growth = {loss: {s: v - at(loss, small).get(s, np.nan) for s, v in at(loss, full).items()}
                   for loss in ("sn", b)}
         rows.append(seed_claim(f"{b} slows more than SN as the training set grows ({small:.0%} to {full:.0%})",
-                               "sn", b, "growth of iterations to 90% (less)", growth["sn"], growth[b], used))
+                               "sn", b, "growth of iterations to 90% (less)", growth["sn"], growth[b], used,
+                               rounding_sd=step * np.sqrt(4 / 12)))
     return pd.DataFrame(rows)
+
+
+def evaluation_step(curves: pd.DataFrame) -> float:
+    """The largest spacing between consecutive evaluated iterations of any run's curve (``curve_table``): the
+    resolution of an iteration count read off these curves."""
+    gaps = [np.diff(np.sort(group["iteration"].unique())) for _, group in
+            curves.groupby(["loss", "train_fraction", "seed"])]
+    return float(max((g.max() for g in gaps if len(g)), default=0.0))
 
 
 def stability_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
