@@ -146,8 +146,8 @@ def selected_lr(selection: pd.DataFrame, recipe: str) -> float:
     return float(rows["lr"].iloc[0])
 
 
-def final_records(study: Study, protocol: Protocol, selection: pd.DataFrame, recipes=None, seeds=None,
-                  iterations: int | None = None, variants=("sq",), progress: bool = True) -> list[RunRecord]:
+def final_records(study: Study, protocol: Protocol, recipes=None, seeds=None, iterations: int | None = None,
+                  variants=("sq",), progress: bool = True) -> list[RunRecord]:
     """Test-split records of ``recipes`` (default: all) for ``seeds`` (default: the protocol's) at their selected
     rates (the study's ``settings``, unless its ``overrides`` set ``lr``) and the budget of ``iterations`` (default:
     the protocol's), with the per-query ``variants``."""
@@ -155,10 +155,10 @@ def final_records(study: Study, protocol: Protocol, selection: pd.DataFrame, rec
             for recipe in (recipes or protocol.recipes) for seed in (seeds or protocol.seeds)]
 
 
-def long_records(study: Study, protocol: Protocol, selection: pd.DataFrame, progress: bool = True) -> list[RunRecord]:
+def long_records(study: Study, protocol: Protocol, progress: bool = True) -> list[RunRecord]:
     """Seed 0 of every selected recipe at ``long_factor`` times the budget (does the ordering survive?)."""
-    return final_records(study, protocol, selection, protocol.selection, (0,),
-                         protocol.long_factor * protocol.iterations, progress=progress)
+    return final_records(study, protocol, protocol.selection, (0,), protocol.long_factor * protocol.iterations,
+                         progress=progress)
 
 
 def convergence_records(study: Study, protocol: Protocol, selection: pd.DataFrame,
@@ -212,17 +212,16 @@ def record_variants(protocol: Protocol, recipe: str) -> tuple[str, ...]:
     return variants
 
 
-def finals(study: Study, protocol: Protocol, selection: pd.DataFrame, recipes=None,
-           progress: bool = True) -> dict[str, list[RunRecord]]:
+def finals(study: Study, protocol: Protocol, recipes=None, progress: bool = True) -> dict[str, list[RunRecord]]:
     """``{recipe: its final records, one per seed}`` (default: every recipe of the protocol)."""
-    return {recipe: final_records(study, protocol, selection, (recipe,), variants=record_variants(protocol, recipe),
+    return {recipe: final_records(study, protocol, (recipe,), variants=record_variants(protocol, recipe),
                                   progress=progress)
             for recipe in (recipes or protocol.recipes)}
 
 
 def baseline_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
     """SN better than each baseline (the paper's Table 1), on the test split, every seed."""
-    runs = finals(study, protocol, selection, protocol.selection)
+    runs = finals(study, protocol, protocol.selection)
     return pd.DataFrame([query_claim(f"SN beats {b}", runs["sn"], runs[b], metric)
                          for metric in METRICS for b in protocol.selection if b != "sn"])
 
@@ -230,7 +229,7 @@ def baseline_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -
 def ablation_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
     """The squeeze helps (each reading against the separation term alone); softmax added to SN helps."""
     names = [r for r in ("sn", "sn-paper", "sn-neighbors", "pair", "sn+ce", "sep") if r in protocol.recipes]
-    runs = finals(study, protocol, selection, names)
+    runs = finals(study, protocol, names)
     rows = []
     for metric in METRICS:
         if "sep" in runs:
@@ -243,14 +242,14 @@ def ablation_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -
 
 def long_claims(study: Study, protocol: Protocol, selection: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
     """SN better than each baseline at ``long_factor`` times the budget (seed 0: does the ordering survive?)."""
-    runs = {r.name: [r] for r in long_records(study, protocol, selection, progress)}
+    runs = {r.name: [r] for r in long_records(study, protocol, progress)}
     return pd.DataFrame([query_claim(f"SN beats {b} at {protocol.long_factor}x the budget", runs["sn"], runs[b],
                                      metric) for metric in METRICS for b in protocol.selection if b != "sn"])
 
 
 def evaluation_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
     """Multi-query and re-ranking raise SN (against its single-query result, per identity and camera)."""
-    sn = finals(study, protocol, selection, ("sn",))["sn"]
+    sn = finals(study, protocol, ("sn",))["sn"]
     return pd.DataFrame([row for metric in METRICS for row in (
         query_claim("multi-query raises SN", sn, sn, metric, "mq", "sq", "sn multi-query", "sn single query"),
         query_claim("re-ranking raises SN", sn, sn, metric, "rerank", "sq", "sn re-ranked", "sn"))])
@@ -260,7 +259,7 @@ def gallery_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) ->
     """SN loses a smaller share of its mAP than the triplet as ``num_distractors`` distractors join."""
     if not protocol.num_distractors or not {"sn", "triplet"} <= set(protocol.gallery_losses):
         return pd.DataFrame(columns=list(COLUMNS))
-    runs = finals(study, protocol, selection, ("sn", "triplet"))
+    runs = finals(study, protocol, ("sn", "triplet"))
     return pd.DataFrame([drop_claim("SN degrades less than triplet as distractors join", runs["sn"],
                                     runs["triplet"], f"distractors-{protocol.num_distractors}")])
 
@@ -314,7 +313,9 @@ def stability_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) 
                          for b in protocol.selection if b != "sn"])
 
 
-#: The claim groups (``claims(..., groups=...)``), in the order of ``claims.csv``.
+#: The claim groups (``claims(..., groups=...)``), in the order of ``claims.csv``. Each function takes (study,
+#: protocol, selection); the selection is used by the groups that need the selected rates themselves (convergence
+#: on validation runs, stability over the selection runs).
 CLAIM_GROUPS = {"baselines": baseline_claims, "ablation": ablation_claims, "long budget": long_claims,
                 "evaluation": evaluation_claims, "gallery size": gallery_claims, "convergence": convergence_claims,
                 "stability": stability_claims}
