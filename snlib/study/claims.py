@@ -95,13 +95,19 @@ def drop_claim(claim: str, a: Sequence[RunRecord], b: Sequence[RunRecord], big: 
                 100 * d.ci_high, [100 * x for x in d.per_seed], d.num_queries, used)
 
 
+def rounding_sd(step: float, values: int) -> float:
+    """The standard deviation that rounding alone gives a signed sum of ``values`` quantities each known only to
+    ``step`` (uniform rounding error, variance step^2 / 12 each): step * sqrt(values / 12)."""
+    return step * np.sqrt(values / 12)
+
+
 def seed_claim(claim: str, a: str, b: str, metric: str, a_values: dict[int, float], b_values: dict[int, float],
                records: Sequence[RunRecord], rounding_sd: float = 0.0) -> dict:
     """``a`` better than ``b`` on a per-seed value (``{seed: value}``, larger is better): delta the mean of the
     per-seed differences, a 95 % Student-t interval over them (none with one seed), delta +- t * s / sqrt(n) with
     s = max(sample standard deviation, ``rounding_sd``): values known only to a step (an iteration count read off
-    a curve scored every ``step`` iterations, rounding sd step / sqrt(12) per value) cannot vouch for a spread
-    smaller than their rounding, so identical per-seed differences do not give an interval of zero width."""
+    a curve scored every few iterations; see ``rounding_sd``) cannot vouch for a spread smaller than their
+    rounding, so identical per-seed differences do not give an interval of zero width."""
     seeds = sorted(set(a_values) & set(b_values))
     diffs = np.array([a_values[s] - b_values[s] for s in seeds], dtype=float)
     delta = float(diffs.mean())

@@ -30,7 +30,7 @@ from .. import engine
 from ..models import initial_model
 from ..recipes import SN_FAMILY
 from ..records import RunRecord, load_record
-from .claims import COLUMNS, METRICS, count_claim, drop_claim, query_claim, seed_claim
+from .claims import COLUMNS, METRICS, count_claim, drop_claim, query_claim, rounding_sd, seed_claim
 from .study import Study
 
 
@@ -268,8 +268,8 @@ def convergence_claims(study: Study, protocol: Protocol, selection: pd.DataFrame
                        progress: bool = True) -> pd.DataFrame:
     """SN reaches 90 % of its final validation rank-1 in fewer iterations than each verification loss on all
     training identities, and its iterations grow less from the smallest share to all of them (per seed). Each
-    iteration count is known to one evaluation step: a difference of two counts has rounding sd step * sqrt(2/12),
-    a difference of two growths (four counts) step * sqrt(4/12) (``seed_claim``'s ``rounding_sd``)."""
+    iteration count is known to one evaluation step: a speed difference rounds two counts, a growth difference
+    four (``claims.rounding_sd``)."""
     records = convergence_records(study, protocol, selection, progress)
     curves = curve_table(records)
     speed = {key: -iterations_to_fraction(group) for key, group in curves.groupby(["loss", "train_fraction", "seed"])}
@@ -283,12 +283,12 @@ def convergence_claims(study: Study, protocol: Protocol, selection: pd.DataFrame
     for b in (loss for loss in protocol.convergence_losses if loss in ("triplet", "contrastive")):
         used = [r for r in records if r.name in ("sn", b)]
         rows.append(seed_claim(f"SN converges sooner than {b}", "sn", b, "iterations to 90% (fewer)",
-                               at("sn", full), at(b, full), used, rounding_sd=step * np.sqrt(2 / 12)))
+                               at("sn", full), at(b, full), used, rounding_sd=rounding_sd(step, 2)))
         growth = {loss: {s: v - at(loss, small).get(s, np.nan) for s, v in at(loss, full).items()}
                   for loss in ("sn", b)}
         rows.append(seed_claim(f"{b} slows more than SN as the training set grows ({small:.0%} to {full:.0%})",
                                "sn", b, "growth of iterations to 90% (less)", growth["sn"], growth[b], used,
-                               rounding_sd=step * np.sqrt(4 / 12)))
+                               rounding_sd=rounding_sd(step, 4)))
     return pd.DataFrame(rows)
 
 
