@@ -1,6 +1,7 @@
 """A short printed demo of the SN loss on a toy batch: ``python -m snlib.demo [--k 5] [--seed 0]``.
 
-The batch (:func:`snlib.study.geometry.toy_batch`) holds 4 identities x 4 images around centres on a circle in
+The batch (:func:`snlib.study.geometry.toy_batch`; importing it loads that module alone, not the study stack)
+holds 4 identities x 4 images around centres on a circle in
 the plane, plus one identity seen once (it has no positive, so it does not count). For each squeeze reading of
 docs/paper.md it prints the loss and its parts (``SupportNeighborLoss.last``), then the support neighbours of one
 anchor.

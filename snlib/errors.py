@@ -25,3 +25,11 @@ class UsageError(SnlibError, ValueError):
 
 class RunNotFoundError(SnlibError, FileNotFoundError):
     """A run folder, or a file it should hold (``model.pt``, ``config.json``), does not exist."""
+
+
+class DamagedRecordError(DamagedFileError):
+    """A run record (``results/runs/<preset>/<hash>.json``) is damaged, foreign, or of another format."""
+
+
+class NotebooksFailedError(SnlibError, RuntimeError):
+    """``snlib reproduce`` finished with notebooks that failed (the manifest and the executed copies say where)."""

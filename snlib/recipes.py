@@ -2,7 +2,7 @@
 
 A recipe is a loss spec plus the ``TrainConfig`` fields that its source sets (``apply_recipe(config, name)``);
 everything else (backbone, input, batch, optimiser, schedule, budget, warm-up) is the study's and the same for
-every recipe. The learning rate is chosen per recipe on the validation split (``snlib.study.selection``).
+every recipe. The learning rate is chosen per recipe on the validation split (``snlib.study.protocol``).
 
 =============  ===========================================  ==================================================
 recipe         what                                         source
@@ -71,3 +71,21 @@ def apply_recipe(config: TrainConfig, name: str) -> TrainConfig:
     """``config`` trained with recipe ``name``: its loss spec and fields, ``recipe`` set to the name."""
     r = recipe(name)
     return config.replace(loss=r.loss, recipe=name, **r.fields)
+
+
+def run_config(base: TrainConfig, name: str, budget: dict | None = None, lr: float | None = None,
+               overrides: dict | None = None, call: dict | None = None) -> TrainConfig:
+    """The configuration of one run, the one order of precedence every run of snlib follows (later wins):
+
+        base (the preset, with the study's data)  <  budget (the protocol's iterations, warm-up, ...)
+        <  the recipe's fields (``name``, when it is a recipe)  <  ``lr`` (its selected rate)
+        <  ``overrides`` (a notebook's or a command line's)  <  ``call`` (this call's keyword arguments)
+
+    ``name`` is a recipe of :data:`RECIPES` (its loss spec, fields and ``recipe`` name) or a plain loss spec
+    (``"sn+0.5*ce"``), which sets only ``loss``. So ``run_config(preset, "ce", call={"label_smoothing": 0})``
+    trains softmax without label smoothing, and a rate forced in ``overrides`` beats the selected one."""
+    config = base.replace(**(budget or {}))
+    config = apply_recipe(config, name) if name in RECIPES else config.replace(loss=name)
+    if lr is not None:
+        config = config.replace(lr=lr)
+    return config.replace(**{**(overrides or {}), **(call or {})})

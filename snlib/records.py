@@ -4,11 +4,13 @@ A record is a small JSON file, ``results/runs/<preset>/<config hash>.json`` (ten
 the data set and split it was scored on, a thinned training history, the evaluations during training, the final
 metrics (none where the run diverged: ``diverged`` holds why) and, per evaluation variant, the result of every
 query (``pid``, ``camid``, ``ap``, ``first``: the 0-based rank of its first true match, -1 where the query was
-skipped). Variants: ``sq`` (single query, what the run was
-scored on), and on the test split ``mq`` (multi-query), ``rerank`` (k-reciprocal re-ranking) and
-``distractors-<n>`` (single query against the gallery plus ``n`` distractors). Paired statistics
-(``snlib.statistics``) compare two runs query by query from their records; a study reads finished runs from here,
-so an interrupted study, or one moved to another machine, resumes without retraining.
+skipped; ``inp``; ``ap_market``: the AP under the official Market-1501 rule, where the tables need it). Variants:
+``sq`` (single query, what the run was scored on), and on the test split ``mq`` (multi-query), ``rerank``
+(k-reciprocal re-ranking), ``mq-rerank`` (both) and ``distractors-<n>`` (single query against the gallery plus
+the first ``n`` of the study's distractors). Paired statistics (``snlib.statistics``) compare two runs query by
+query from their records, and every table of a study is computed from them (:func:`variant_metrics`); a study
+reads finished runs from here, so an interrupted study, or one moved to another machine, resumes without
+retraining and rebuilds its tables exactly.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import settings
+from .errors import DamagedRecordError
 from .presets import TrainConfig, config_hash
 
 #: The ``format`` of a record file.
@@ -31,12 +34,36 @@ HISTORY_ROWS = 50
 HISTORY_COLUMNS = ("iteration", "epoch", "lr", "loss")
 
 
-def per_query(rank, pids, camids) -> dict[str, list]:
+def _rounded(values) -> list:
+    return [None if math.isnan(v) else round(float(v), 6) for v in values]
+
+
+def per_query(rank, pids, camids, market=None) -> dict[str, list]:
     """A rank result (``snlib.evaluation.RankResult``) per query, as a record stores it: ``pid``, ``camid``,
-    ``ap`` (null where the query was skipped) and ``first`` (0-based rank of the first true match, -1 where
-    skipped), in the order of the queries (``pids``, ``camids``)."""
-    return {"pid": [int(p) for p in pids], "camid": [int(c) for c in camids],
-            "ap": [None if math.isnan(v) else round(float(v), 6) for v in rank.ap], "first": [int(v) for v in rank.first]}
+    ``ap`` (null where the query was skipped), ``first`` (0-based rank of the first true match, -1 where
+    skipped) and ``inp``, in the order of the queries (``pids``, ``camids``); with ``market`` (the same ranking
+    scored under the Market-1501 AP rule) also ``ap_market``. Values are rounded to 6 decimals."""
+    rows = {"pid": [int(p) for p in pids], "camid": [int(c) for c in camids], "ap": _rounded(rank.ap),
+            "first": [int(v) for v in rank.first], "inp": _rounded(rank.inp)}
+    if market is not None:
+        rows["ap_market"] = _rounded(market.ap)
+    return rows
+
+
+def variant_metrics(rows: dict, ap: str = "standard", ranks=(1, 5, 10)) -> dict[str, float]:
+    """The metrics of one variant's per-query results (percent), as ``RankResult.as_dict`` gives them for the same
+    ranking: ``rank<k>`` = share of the evaluated queries (``first`` >= 0) whose first true match is within the
+    top k, ``mAP`` = mean AP (``ap``, or ``ap_market`` for ``ap="market"``), ``mINP`` = mean INP, over the
+    evaluated queries."""
+    key = {"standard": "ap", "market": "ap_market"}[ap]
+    if key not in rows or "inp" not in rows:
+        raise KeyError(f"these per-query results hold {sorted(rows)}: no {key!r}/'inp' (a record of an older run)")
+    first = np.asarray(rows["first"])
+    valid = first >= 0
+    metrics = {f"rank{k}": 100 * float(np.mean(first[valid] < k)) for k in ranks}
+    metrics["mAP"] = 100 * float(np.nanmean(np.array(rows[key], dtype=float)))
+    metrics["mINP"] = 100 * float(np.nanmean(np.array(rows["inp"], dtype=float)))
+    return metrics
 
 
 def records_dir(preset: str) -> Path:
@@ -58,6 +85,9 @@ class RunRecord:
     wall_time_s: float
     per_query: dict[str, dict] = field(default_factory=dict)
     diverged: str = ""    # the run stopped on NaN/inf (the error's message): no metrics, no per-query results
+    #: not read from its file: the run's network retrained on this machine, whose record lacked what was asked for
+    #: (never written; ``snlib.study.recorded``)
+    retrained: bool = field(default=False, compare=False)
 
     @property
     def hash(self) -> str:
@@ -85,6 +115,13 @@ class RunRecord:
             raise ValueError(f"metric must be 'mAP' or 'rank1', got {metric!r}")
         return keys, values
 
+    def variant_metrics(self, variant: str = "sq", ap: str = "standard") -> dict[str, float]:
+        """:func:`variant_metrics` of ``variant``'s per-query results."""
+        if variant not in self.per_query:
+            raise KeyError(f"run {self.hash} ({self.name}) has no per-query results for {variant!r}; "
+                           f"it has {sorted(self.per_query)}")
+        return variant_metrics(self.per_query[variant], ap)
+
     def to_dict(self) -> dict:
         """The record as JSON values; ``data_root`` in its portable form (``settings.portable_path``: relative to
         the repository where it lies inside it), so no machine's path is committed and the hash is unchanged."""
@@ -100,6 +137,25 @@ class RunRecord:
         return cls(config=TrainConfig.from_dict(data["config"]), dataset=data["dataset"], split=data["split"],
                    metrics=data["metrics"], evaluations=data["evaluations"], history=data["history"],
                    wall_time_s=data["wall_time_s"], per_query=data["per_query"], diverged=data["diverged"])
+
+
+def compare_with_record(metrics: dict, record: RunRecord, seed_records: list[RunRecord]) -> dict:
+    """How far a retrained network (``metrics``, percent) lies from its ``record``: the difference in rank-1 and mAP
+    (retrained - recorded), the spread of the recipe's recorded seeds (``seed_records``: the same configuration
+    with other seeds, ``record`` included: max - min) and whether the retrained value lies inside the range of
+    those seeds' values (``inside``). Training is deterministic on one machine, not across machines (floating-point
+    order in the CPU kernels), so a network retrained elsewhere drifts: this says by how much."""
+    out = {"run": record.hash, "recipe": record.name, "seed": record.config.seed}
+    inside = True
+    for metric in ("rank1", "mAP"):
+        values = [r.metrics[metric] for r in seed_records if r.metrics]
+        low, high = min(values), max(values)
+        out.update({f"{metric}_record": round(record.metrics[metric], 2), f"{metric}_retrained": round(metrics[metric], 2),
+                    f"{metric}_diff": round(metrics[metric] - record.metrics[metric], 2),
+                    f"{metric}_seed_spread": round(high - low, 2), "seeds": len(values)})
+        inside &= low <= metrics[metric] <= high
+    out["inside_seed_spread"] = bool(inside)
+    return out
 
 
 def thin_history(history: list[dict], rows: int = HISTORY_ROWS) -> list[dict]:
@@ -125,21 +181,44 @@ def read_record(config: TrainConfig, root: str | Path | None = None) -> RunRecor
 
 
 def load_record(path: str | Path) -> RunRecord:
-    """The record in the file ``path``."""
+    """The record in the file ``path``; :class:`~snlib.errors.DamagedRecordError` naming the file and the way out
+    when it cannot be read, is not a record, is of another format, or holds another run than its name says."""
     path = Path(path)
-    data = json.loads(path.read_text())
-    if data.get("format") != RECORD_FORMAT:
-        raise ValueError(f"{path} is not an snlib run record (format {data.get('format')!r}, expected "
-                         f"{RECORD_FORMAT!r}); move it away and the run is recorded again")
-    return RunRecord.from_dict(data)
+    shown = settings.portable_path(path)
+    way_out = (f"restore it from git (git checkout -- {shown}) or delete it and run again: the run is then "
+               "retrained and recorded anew")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DamagedRecordError(f"run record {shown} cannot be read ({type(err).__name__}: {err}); "
+                                 f"{way_out}") from err
+    if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise DamagedRecordError(f"{shown} is not an snlib run record of format {RECORD_FORMAT!r} (found "
+                                 f"{found!r}); {way_out}")
+    try:
+        record = RunRecord.from_dict(data)
+    except (KeyError, TypeError, ValueError) as err:
+        raise DamagedRecordError(f"run record {shown} is incomplete ({type(err).__name__}: {err}); "
+                                 f"{way_out}") from err
+    if data.get("config_hash") != record.hash or path.stem != record.hash:
+        raise DamagedRecordError(f"run record {shown} holds run {record.hash}, not {path.stem} (a copied or "
+                                 f"edited file); {way_out}")
+    return record
 
 
 def write_record(record: RunRecord, root: str | Path | None = None) -> Path:
-    """Write ``record`` atomically to ``<root>/<config hash>.json``; NaN is written as null."""
+    """Write ``record`` atomically to ``<root>/<config hash>.json``, one line per top-level field (the per-query
+    lists compact: a record of every variant of a test run stays a few hundred KB); NaN is written as null. A
+    record retrained from another record (``retrained``) is never written."""
+    if record.retrained:
+        raise ValueError(f"run {record.hash} is a retrained network, not its record: records are never overwritten")
     path = record_path(record.config, root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_no_nan(record.to_dict()), indent=1, default=str)
-    return settings.atomic_write(path, text + "\n")
+    fields = _no_nan(record.to_dict())
+    text = ",\n".join(f" {json.dumps(key)}: {json.dumps(value, default=str, separators=(',', ':'))}"
+                      for key, value in fields.items())
+    return settings.atomic_write(path, "{\n" + text + "\n}\n")
 
 
 def _no_nan(value):

@@ -21,6 +21,10 @@ TRACKED_PACKAGES = (
     "seaborn", "papermill", "nbval",
 )
 
+#: Where a study keeps the comparison of the networks it retrained with their records (``Study.compare_with_record``;
+#: ``snlib reproduce`` copies it into the manifest).
+RETRAINED_FILE = "retrained_runs.json"
+
 
 def _column_formats(df: pd.DataFrame, floatfmt: str) -> tuple[str, ...]:
     """``floatfmt`` per column, except ``"g"`` where it would print a non-zero value as zero (lambda = 1e-4)."""

@@ -21,8 +21,8 @@ from pathlib import Path
 import nbformat
 
 from . import settings
-from .errors import ConfigError
-from .reporting import environment_info, write_manifest
+from .errors import ConfigError, NotebooksFailedError
+from .reporting import RETRAINED_FILE, environment_info, write_manifest
 
 NOTEBOOK_DIR = settings.notebooks_dir()
 
@@ -113,7 +113,9 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
     total = time.perf_counter() - start
     log.write(f"[reproduce] done in {total / 60:.1f} min -> {settings.portable_path(out)}")
     if failed:
-        raise RuntimeError(f"{len(failed)} notebook(s) failed: {failed}; see the executed copies in {out}")
+        raise NotebooksFailedError(f"{len(failed)} notebook(s) failed: {', '.join(failed)} (the first error of each "
+                                   f"is above and in {settings.portable_path(out / 'manifest.json')}; the executed "
+                                   f"copies in {settings.portable_path(out)} show the failing cell)")
     return out
 
 
@@ -222,9 +224,12 @@ def _update_manifest(out: Path, records: list[dict], environment: dict, wall_tim
             record.update(parameters=previous.get("parameters"),
                           git_commit=previous.get("environment", {}).get("git_commit"))
     history.update({r["notebook"]: r for r in records})
+    retrained = out / RETRAINED_FILE   # the networks the notebooks retrained, against their records
     write_manifest(out, make_portable({"notebooks": history,
                                        "last_call": {"notebooks": [r["notebook"] for r in records],
-                                                     "wall_time_s": round(wall_time_s, 1)}}), environment)
+                                                     "wall_time_s": round(wall_time_s, 1)},
+                                       "retrained_runs": json.loads(retrained.read_text()) if retrained.is_file()
+                                       else {}}), environment)
 
 
 def make_portable(obj):

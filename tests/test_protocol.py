@@ -255,8 +255,8 @@ def test_drop_claim_sign_means_a_degrades_less():
 class _FakeStudy:
     """Records whose validation mAP is a function of (loss, lr, seed): no training."""
 
-    def __init__(self, scores):
-        self.scores, self.calls = scores, []
+    def __init__(self, scores, protocol):
+        self.scores, self.calls, self.protocol = scores, [], protocol
 
     def record(self, loss, seed=0, lr=1e-3, split="val", progress=True, **budget):
         self.calls.append((loss, lr, seed))
@@ -269,12 +269,12 @@ class _FakeStudy:
 
 
 def test_selection_reruns_collapsed_runs_and_selects_one_rate_per_loss(monkeypatch):
-    monkeypatch.setattr(P, "untrained", lambda study, protocol, split: {"rank1": 10.0, "mAP": 10.0})
+    monkeypatch.setattr(P, "untrained", lambda study, split: {"rank1": 10.0, "mAP": 10.0})
     scores = {("sn", 1e-3): 50, ("sn", 2e-3): 60, ("sn", 4e-3): 55,
               ("triplet", 1e-3): 40, ("triplet", 2e-3): 5, ("triplet", 5e-4): 30}
-    study = _FakeStudy(lambda loss, lr, seed: scores[loss, lr] + (60 if (loss, lr, seed) == ("triplet", 2e-3, 1) else 0))
-    protocol = P.Protocol(selection=("sn", "triplet"), lrs=(1e-3, 2e-3))
-    table = P.select_rates(study, protocol)
+    study = _FakeStudy(lambda loss, lr, seed: scores[loss, lr] + (60 if (loss, lr, seed) == ("triplet", 2e-3, 1) else 0),
+                       P.Protocol(selection=("sn", "triplet"), lrs=(1e-3, 2e-3)))
+    table = P.select_rates(study)
     assert list(table.columns[:6]) == ["loss", "lr", "split", "rank1", "mAP", "selected"]
     assert ("triplet", 2e-3, 1) in study.calls                               # the collapsed run is rerun ...
     assert sum(call[2] == 1 for call in study.calls) == 1                    # ... and only that one
@@ -290,18 +290,19 @@ def test_selection_reruns_collapsed_runs_and_selects_one_rate_per_loss(monkeypat
 
 
 def test_selection_extends_the_grid_at_most_edge_extensions_times(monkeypatch):
-    monkeypatch.setattr(P, "untrained", lambda study, protocol, split: {"rank1": 0.0, "mAP": 0.0})
-    study = _FakeStudy(lambda loss, lr, seed: 1000 * lr)                     # always better at a higher rate
-    table = P.select_rates(study, P.Protocol(selection=("sn",), lrs=(1e-4, 1e-3), edge_extensions=2))
+    monkeypatch.setattr(P, "untrained", lambda study, split: {"rank1": 0.0, "mAP": 0.0})
+    study = _FakeStudy(lambda loss, lr, seed: 1000 * lr,                     # always better at a higher rate
+                       P.Protocol(selection=("sn",), lrs=(1e-4, 1e-3), edge_extensions=2))
+    table = P.select_rates(study)
     assert table["lr"].tolist() == pytest.approx([1e-4, 1e-3, 2e-3, 4e-3])
     assert P.selected_lr(table, "sn") == pytest.approx(4e-3)
 
 
 def test_a_diverged_selection_run_counts_as_collapsed_and_is_never_selected(monkeypatch):
-    monkeypatch.setattr(P, "untrained", lambda study, protocol, split: {"rank1": 10.0, "mAP": 10.0})
+    monkeypatch.setattr(P, "untrained", lambda study, split: {"rank1": 10.0, "mAP": 10.0})
     scores = {1e-3: 40.0, 2e-3: 50.0, 4e-3: None}
-    study = _FakeStudy(lambda loss, lr, seed: scores[lr])
-    table = P.select_rates(study, P.Protocol(selection=("sn",), lrs=(1e-3, 2e-3, 4e-3)))
+    study = _FakeStudy(lambda loss, lr, seed: scores[lr], P.Protocol(selection=("sn",), lrs=(1e-3, 2e-3, 4e-3)))
+    table = P.select_rates(study)
     row = table[table["lr"] == 4e-3].iloc[0]
     assert (row["runs"], row["collapsed"], row["seeds"]) == (2, 1.0, "0 1") and np.isnan(row["mAP"])
     assert P.selected_lr(table, "sn") == 2e-3 and not table["extended"].any()
@@ -374,3 +375,26 @@ def test_interval_table_is_a_student_t_interval():
     assert out.loc["a", "rank1_low"] == pytest.approx(20 - half) and out.loc["a", "runs"] == 3
     assert out.loc["a", "mAP_low"] == out.loc["a", "mAP_high"] == 1.0
     assert out.loc["b", "rank1"] == "5.0 (-)" and math.isnan(out.loc["b", "rank1_low"])
+
+
+def test_a_record_lacking_variants_is_never_changed_a_retrained_network_answers(data_root, tmp_path, monkeypatch):
+    """A fresh clone of a study recorded before its tables kept every variant: the run's network is not cached,
+    so it is retrained, compared with its record, and the record file is left as it was."""
+    from snlib.records import write_record
+    from snlib.study.study import open_study
+
+    monkeypatch.setenv("SNLIB_CACHE", str(tmp_path / "cache"))
+    study = open_study("smoke", data_root=data_root, output_dir=tmp_path / "out", height=32, width=16, p=4)
+    monkeypatch.setattr(type(study), "records_root", property(lambda self: tmp_path / "records"))
+    budget = {"iterations": 4, "warmup_iterations": 1}
+    record = study.record("sn", 0, progress=False, **budget)
+    assert set(record.per_query) == {"sq"} and "inp" in record.per_query["sq"]
+    path = tmp_path / "records" / f"{record.hash}.json"
+    before = path.read_text()
+    monkeypatch.setenv("SNLIB_CACHE", str(tmp_path / "elsewhere"))          # another machine: no network cached
+    again = study.record("sn", 0, variants=("sq", "mq"), ap_rules=("standard", "market"), progress=False, **budget)
+    assert again.retrained and {"sq", "mq"} <= set(again.per_query) and "ap_market" in again.per_query["mq"]
+    assert path.read_text() == before                                        # the record is never changed
+    assert record.hash in json.loads((tmp_path / "out" / "retrained_runs.json").read_text())
+    with pytest.raises(ValueError, match="never overwritten"):
+        write_record(again, tmp_path / "records")

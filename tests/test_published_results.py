@@ -67,7 +67,7 @@ def test_every_claim_has_an_interval_a_verdict_by_rule_and_its_records(study):
 
 def test_the_records_are_small_and_hold_no_weights(study):
     paths = sorted(RECORDS.glob("*.json"))
-    assert paths and max(p.stat().st_size for p in paths) < 200_000
+    assert paths and max(p.stat().st_size for p in paths) < 1_000_000   # every variant of a test run: < 1 MB
     assert not list(RECORDS.glob("*.pt"))
     referenced = _records(pd.read_csv(study[0] / "claims.csv")["records"]) | _records(
         pd.read_csv(study[0] / "lr_selection.csv")["records"])

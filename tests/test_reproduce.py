@@ -10,6 +10,7 @@ import subprocess
 import nbformat
 import pytest
 
+from snlib.errors import NotebooksFailedError
 from snlib import reproduce, settings
 from snlib.errors import ConfigError
 from snlib.reporting import git_commit
@@ -67,7 +68,7 @@ def test_parse_parameters_reads_yaml_values():
 def test_reproduction_passes_parameters_records_failures_and_updates_sources(notebooks, tmp_path, caplog):
     out = tmp_path / "out"
     with caplog.at_level(logging.WARNING, logger="papermill"), \
-            pytest.raises(RuntimeError, match="1 notebook\\(s\\) failed: \\['02_fails.ipynb'\\]"):
+            pytest.raises(NotebooksFailedError, match="1 notebook\\(s\\) failed: 02_fails.ipynb "):
         reproduce.run_reproduction("smoke", "synthetic", tmp_path, out=out, update_notebooks=True,
                                    extra_parameters={"seeds": [0]})
     # each notebook gets only what its parameters cell declares (02 takes no seeds): papermill warns of nothing
@@ -255,3 +256,16 @@ def test_portable_path_keeps_the_name_of_a_link_beside_the_repository(tmp_path, 
     # a repository reached through a link: the resolved form still finds it
     (tmp_path / "link").symlink_to(tmp_path / "clone" / "repo")
     assert settings.portable_path(tmp_path / "link" / "data") == "data"
+
+
+def test_failed_notebooks_end_the_command_with_one_line_and_status_2(notebooks, tmp_path, monkeypatch, capsys):
+    from snlib.__main__ import main
+
+    monkeypatch.setattr(settings, "debug", lambda: False)
+    with pytest.raises(SystemExit) as done:
+        main(["reproduce", "--preset", "smoke", "--notebooks", "02", "--out", str(tmp_path / "out")])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]          # above it: the notebooks' progress bars
+    assert last.startswith("snlib reproduce: error: 1 notebook(s) failed: 02_fails.ipynb")
+    assert "Traceback" not in err

@@ -3,6 +3,8 @@ evaluation, train subsets, synthetic distractors), on a tiny synthetic set with 
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -12,10 +14,15 @@ import pytest
 import torch
 
 from snlib import engine
-from snlib.evaluation import cuhk03_classic_cmc, evaluate_features, pairwise_distance
+from snlib.evaluation import AP_RULES, cuhk03_classic_cmc, evaluate_features, pairwise_distance
 from snlib.study import figures, plans, style
 from snlib.study.protocol import Protocol
-from snlib.study.study import AP_RULES, TABLE1_SETTINGS, Study, find_datasets, open_study
+from snlib.presets import config_hash
+from snlib.records import RunRecord, write_record
+from snlib.reporting import RETRAINED_FILE
+from snlib.study.features import query_gallery
+from snlib.study.recorded import TABLE1_VARIANTS
+from snlib.study.study import TABLE1_SETTINGS, Study, find_datasets, open_study
 from snlib.study.tables import (beside_published, convergence_summary, deviations_from_paper, format_mean_std,
                                 mean_and_spread, paired_differences, paper_layout, relative_drop, summary_table,
                                 training_curve)
@@ -219,10 +226,10 @@ def test_training_images_stand_in_as_distractors_where_a_data_set_has_none(monke
 
     monkeypatch.setattr(views, "distractors", none_of_its_own)
     study = SimpleNamespace(preset="cpu", dataset_name="market1501", data=data, base=get_preset("cpu"))
-    protocol = plans.protocol(study)
+    protocol = plans.study_protocol(study)
     assert (protocol.num_distractors, protocol.distractor_source) == (6, "train")
     monkeypatch.setattr(views, "distractors", lambda data, config, count=None, source="own": [Sample("d", 0, 0)] * 50)
-    assert (plans.protocol(study).num_distractors, plans.protocol(study).distractor_source) == (50, "own")
+    assert (plans.study_protocol(study).num_distractors, plans.study_protocol(study).distractor_source) == (50, "own")
 
 # ------------------------------------------------------------------------------------------- evaluation paths
 def test_multi_query_pools_each_identity_camera(study, fake_run):
@@ -242,9 +249,21 @@ def test_multi_query_pools_each_identity_camera(study, fake_run):
     assert study.evaluate(fake_run).num_valid_q == len(qf)
 
 
-def test_evaluation_table_settings_and_feature_cache(study, fake_run):
-    table = study.evaluation_table([fake_run])
+def _record_of(study, run, variants):
+    """The record ``Study.record`` would write for ``run`` with ``variants`` (no training, no file)."""
+    return RunRecord(config=run.config, dataset=run.config.dataset, split="test", metrics={}, evaluations=[],
+                     history=[], wall_time_s=0.0, per_query={v: study.variant_per_query(run, v) for v in variants})
+
+
+def test_evaluation_table_from_records_equals_the_live_evaluation(study, fake_run):
+    """Table 1 from a record's per-query results (what a fresh clone computes) is the evaluation of the network's
+    features itself (``Study.evaluate``, the oracle), in every setting and under both AP rules."""
+    table = study.evaluation_table([_record_of(study, fake_run, TABLE1_VARIANTS)])
     assert len(table) == 8 and set(table["ap"]) == {"standard", "market"}
+    for _, row in table.iterrows():
+        live = study.evaluate(fake_run, multi_query=row["query"] == "multi", rerank=row["rerank"], ap=row["ap"])
+        for metric, value in live.as_dict().items():
+            assert row[metric] == pytest.approx(value, abs=1e-3), (row["query"], row["rerank"], row["ap"], metric)
     for _, pair in table.groupby(["query", "rerank"]):
         std, market = pair.set_index("ap").loc["standard"], pair.set_index("ap").loc["market"]
         assert std["rank1"] == market["rank1"] and market["mAP"] <= std["mAP"] + 1e-9  # trapezoid <= standard
@@ -259,6 +278,15 @@ def test_evaluation_table_settings_and_feature_cache(study, fake_run):
         assert torch.equal(feature, by_name[Path(sample.path).name])
 
 
+def test_an_older_record_without_the_variants_is_named(study, fake_run):
+    record = _record_of(study, fake_run, ["sq"])
+    record.per_query["sq"].pop("ap_market")
+    with pytest.raises(KeyError, match="no 'ap_market'"):
+        study.evaluation_table([record])
+    with pytest.raises(KeyError, match="has no per-query results for 'mq'"):
+        record.variant_metrics("mq")
+
+
 def test_classic_cmc_matches_the_evaluator(study, fake_run):
     feats = study.features(fake_run)
     (qf, q_pids, q_camids), (gf, g_pids, g_camids) = feats["query"], feats["gallery"]
@@ -268,15 +296,44 @@ def test_classic_cmc_matches_the_evaluator(study, fake_run):
     assert row["rank1"] == pytest.approx(100 * expected[0]) and row["rank10"] == pytest.approx(100 * expected[9])
 
 
-def test_gallery_size_curve_only_falls(study, fake_run):
-    distractors = study.distractors(7)
-    curve = study.gallery_size_curve([fake_run], distractors, steps=[0, 3, 7], ap_rules=("standard",))
+def test_gallery_size_curve_from_records_equals_the_live_evaluation(study, fake_run):
+    """The curve from records (variants ``distractors-<n>``) is the evaluation of the query features against the
+    gallery plus the first n of the study's 7 distractors, shuffled once (the oracle), and it only falls."""
+    seven = dataclasses.replace(study, protocol=Protocol(num_distractors=7))
+    record = _record_of(seven, fake_run, ["sq", "distractors-3", "distractors-7"])
+    curve = seven.gallery_size_curve([record], steps=[0, 3, 7], ap_rules=("standard",))
     assert list(curve["distractors"]) == [0, 3, 7]
     assert list(curve["gallery_size"]) == [len(study.data.gallery) + n for n in (0, 3, 7)]
-    assert curve.iloc[0]["mAP"] == pytest.approx(study.evaluate(fake_run).as_dict()["mAP"])
+    order = np.random.default_rng(0).permutation(7)
+    qf, gf, q_pids, g_pids, q_camids, g_camids = query_gallery(study.features(fake_run))
+    xf, x_pids, x_camids = study.extract(fake_run, study.distractors(7), "distractors")
+    for n, row in zip((0, 3, 7), curve.itertuples()):
+        take = torch.from_numpy(order[:n])
+        live = evaluate_features(qf, torch.cat([gf, xf[take]]), q_pids, np.concatenate([g_pids, x_pids[order[:n]]]),
+                                 q_camids, np.concatenate([g_camids, x_camids[order[:n]]]))
+        assert row.mAP == pytest.approx(100 * live.mAP, abs=1e-3) and row.rank1 == pytest.approx(100 * live.cmc[0])
     assert (np.diff(curve["mAP"]) <= 1e-9).all() and (np.diff(curve["rank1"]) <= 1e-9).all()
-    with pytest.raises(ValueError, match="only 7"):
-        study.gallery_size_curve([fake_run], distractors, steps=[8])
+    with pytest.raises(ValueError, match="8 distractors asked for, but the study has 7"):
+        seven.with_distractors(fake_run, 8)
+
+
+def test_a_retrained_network_is_compared_with_its_record_and_the_record_kept(study, fake_run, tmp_path, monkeypatch):
+    monkeypatch.setattr(type(study), "records_root", property(lambda self: tmp_path / "records"))
+    here = dataclasses.replace(study, output_dir=tmp_path / "out", protocol=Protocol(seeds=(0, 1)))
+    (tmp_path / "out").mkdir()
+    for seed, (rank1, mAP) in enumerate([(40.0, 30.0), (50.0, 34.0)]):
+        write_record(RunRecord(config=fake_run.config.replace(seed=seed), dataset="synthetic", split="test",
+                               metrics={"rank1": rank1, "mAP": mAP}, evaluations=[], history=[], wall_time_s=1.0),
+                     tmp_path / "records")
+    written = (tmp_path / "records" / f"{config_hash(fake_run.config)}.json").read_text()
+    fake_run.metrics = {"rank1": 45.0, "mAP": 36.0}
+    monkeypatch.setattr(engine, "train", lambda config, progress=True: fake_run)
+    here.run("sn", 0)
+    check = json.loads((tmp_path / "out" / RETRAINED_FILE).read_text())[config_hash(fake_run.config)]
+    assert (check["rank1_diff"], check["mAP_diff"], check["rank1_seed_spread"], check["mAP_seed_spread"]) == \
+        (5.0, 6.0, 10.0, 4.0)
+    assert check["inside_seed_spread"] is False and check["seeds"] == 2      # mAP 36 lies above both seeds' values
+    assert (tmp_path / "records" / f"{config_hash(fake_run.config)}.json").read_text() == written
 
 
 def test_gallery_steps_grow_geometrically():
@@ -316,21 +373,73 @@ def test_open_study_applies_overrides_to_every_run(tmp_path):
         open_study("smoke", output_dir=tmp_path / "o", learning_rate=2e-4)   # not a TrainConfig field
 
 
+def _settled(study, rates, protocol=None):
+    """``study`` as :func:`snlib.study.protocol.settle` leaves it, with hand-made ``rates`` (no selection run)."""
+    return dataclasses.replace(study, protocol=protocol or Protocol(iterations=5), rates=rates)
+
+
 def test_a_notebooks_overrides_win_over_the_selected_rate(tmp_path):
     """``overrides={"lr": ...}`` reaches every run the protocol does not vary itself (the selection passes its grid
     rate explicitly); the recipe's selected rate and budget apply otherwise."""
-    study = open_study("smoke", output_dir=tmp_path / "out", lr=2e-4)
-    study.settings = {"sn": {"lr": 8e-3, "iterations": 5}, "ce": {"lr": 4e-3}}
+    rates = {"sn": 8e-3, "ce": 4e-3}
+    study = _settled(open_study("smoke", output_dir=tmp_path / "out", lr=2e-4), rates)
     assert (study.config("sn").lr, study.config("sn").iterations) == (2e-4, 5)
     assert study.config("sn", lr=1e-3).lr == 1e-3
-    plain = open_study("smoke", output_dir=tmp_path / "out2")
-    plain.settings = study.settings
-    assert plain.config("ce").lr == 4e-3
+    plain = _settled(open_study("smoke", output_dir=tmp_path / "out2"), rates)
+    assert plain.config("ce").lr == 4e-3 and plain.config("sn").iterations == 5
     # another data set keeps them; the study's line says the selection is not used
     assert study.with_dataset("synthetic", tmp_path / "other").overrides == {"lr": 2e-4}
-    study.protocol, plain.protocol = Protocol(iterations=5), Protocol(iterations=5)
     assert "every recipe at lr 0.0002 (forced by the overrides" in study.describe()
     assert "each recipe at its validation-selected rate" in plain.describe() and "forced" not in plain.describe()
+
+
+def test_explicit_settings_beat_recipe_fields(tmp_path):
+    """The order of precedence (``snlib.recipes.run_config``): base < budget < recipe fields < selected rate <
+    overrides < the call's keyword arguments."""
+    study = _settled(open_study("smoke", output_dir=tmp_path / "out"), {"ce": 4e-3, "bot": 1e-3},
+                     Protocol(iterations=5, overrides={"p": 4}))
+    assert study.config("ce").label_smoothing == 0.1 and study.config("ce").bnneck       # the recipe's fields
+    assert study.config("ce", label_smoothing=0.0).label_smoothing == 0.0                # ... lose to the call
+    assert study.config("bot", triplet_margin=0.5).triplet_margin == 0.5
+    forced = _settled(open_study("smoke", output_dir=tmp_path / "o2", label_smoothing=0.2, iterations=7),
+                      {"ce": 4e-3})
+    assert (forced.config("ce").label_smoothing, forced.config("ce").iterations) == (0.2, 7)  # overrides win too
+    assert forced.config("ce").lr == 4e-3 and forced.config("ce", lr=1e-4).lr == 1e-4
+
+
+def test_run_config_layers_in_order():
+    from snlib.recipes import run_config
+
+    base = get_preset("smoke")
+    assert run_config(base, "ce").label_smoothing == 0.1
+    assert run_config(base, "ce", budget={"label_smoothing": 0.3}).label_smoothing == 0.1   # recipe > budget
+    assert run_config(base, "sn", budget={"lr": 1.0}, lr=2e-3).lr == 2e-3                   # rate > budget
+    assert run_config(base, "sn", lr=2e-3, overrides={"lr": 5e-4}).lr == 5e-4                # overrides > rate
+    assert run_config(base, "sn", overrides={"lr": 5e-4}, call={"lr": 1e-4}).lr == 1e-4     # call > overrides
+    assert run_config(base, "sn+0.5*ce").loss == "sn+0.5*ce"                                 # a plain loss spec
+
+
+def test_a_forced_rate_skips_the_selection(tmp_path, monkeypatch):
+    """``setup`` with ``overrides={"lr": ...}`` trains no selection run (except notebook 00's plan, which is the
+    selection) and says the rate was forced."""
+    from snlib.study import protocol as P
+
+    def no_selection(*args, **kwargs):
+        raise AssertionError("the selection ran although the rate was forced")
+
+    monkeypatch.setattr(P, "select_rates", no_selection)
+    monkeypatch.setattr(plans, "study_protocol", lambda study: Protocol(iterations=5))
+    study, plan = plans.setup("table1", "smoke", output_dir=tmp_path / "out", overrides={"lr": 3e-4})
+    assert study.selection is None and study.rates == {} and study.config("triplet").lr == 3e-4
+    assert "forced by the overrides" in study.describe()
+    with pytest.raises(AssertionError, match="the selection ran"):
+        plans.setup("lr_selection", "smoke", output_dir=tmp_path / "out", overrides={"lr": 3e-4})
+
+
+def test_a_settled_study_does_not_change(tmp_path):
+    study = _settled(open_study("smoke", output_dir=tmp_path / "out"), {"sn": 1e-3})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        study.rates = {}
 
 
 def test_the_k_sweep_scales_with_the_batch():

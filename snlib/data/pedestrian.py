@@ -316,46 +316,91 @@ def _torso_fill(person: Person, view: str, box, ph: float, size) -> Image.Image:
     return layer
 
 
-def draw_figure(canvas: Image.Image, person: Person, pose: Pose) -> None:
-    """Draw ``person`` in ``pose`` onto an RGBA ``canvas`` (back to front)."""
-    draw = ImageDraw.Draw(canvas)
-    ph, cx, top, view, stride = pose.height, pose.cx, pose.top, pose.view, pose.stride
+@dataclass(frozen=True)
+class _Frame:
+    """Where the parts of one figure go (pixels): the pose's height ``ph``, centre ``cx`` and ``top``, the view, the
+    stride, and the body's lines (shoulders, hips, feet) and widths derived from the person's build."""
+    ph: float
+    cx: float
+    top: float
+    view: str
+    stride: float
+    head_r: float
+    y_sh: float
+    y_hip: float
+    y_foot: float
+    tw: float
+    hip_w: float
+    leg_w: float
+    arm_w: float
+    bag_at: int
+
+    @property
+    def profile(self) -> bool:
+        return self.view in ("left", "right")
+
+    @property
+    def facing(self) -> int:
+        return -1 if self.view == "left" else 1
+
+    @property
+    def hand_y(self) -> float:
+        return self.y_hip + 0.05 * self.ph
+
+
+def _frame(person: Person, pose: Pose) -> _Frame:
+    ph, view = pose.height, pose.view
     profile = view in ("left", "right")
-    facing = -1 if view == "left" else 1
-    head_r = 0.07 * ph
-    y_sh = top + 0.15 * ph
-    y_hip = y_sh + person.torso * ph
-    y_foot = top + ph - 0.03 * ph
+    y_sh = pose.top + 0.15 * ph
     tw = person.build * ph * (0.65 if profile else 1.0)
     hip_w = tw * (1.0 if profile else 0.86)
-    leg_w = hip_w * (0.58 if profile else 0.48)
-    arm_w = 0.075 * ph
-    bag_at = _side_sign(person.bag_side, view)
+    return _Frame(ph=ph, cx=pose.cx, top=pose.top, view=view, stride=pose.stride, head_r=0.07 * ph, y_sh=y_sh,
+                  y_hip=y_sh + person.torso * ph, y_foot=pose.top + ph - 0.03 * ph, tw=tw, hip_w=hip_w,
+                  leg_w=hip_w * (0.58 if profile else 0.48), arm_w=0.075 * ph, bag_at=_side_sign(person.bag_side, view))
 
-    # behind the body: long hair (front), backpack (profile), a bag on the far side
-    if person.long_hair and view == "front":
-        draw.rectangle([cx - head_r * 1.1, top + head_r, cx + head_r * 1.1, y_sh + 0.06 * ph], fill=person.hair)
-    if person.bag == "backpack" and profile:
-        back_x, depth = cx - facing * tw / 2, facing * 0.12 * ph
-        draw.rectangle([min(back_x, back_x - depth), y_sh + 0.02 * ph, max(back_x, back_x - depth),
-                        y_hip - 0.03 * ph], fill=person.bag_colour)
 
-    # legs and shoes
-    if profile:
-        feet = [(cx + stride * 0.16 * ph, y_foot), (cx - stride * 0.16 * ph, y_foot)]
+def draw_figure(canvas: Image.Image, person: Person, pose: Pose) -> None:
+    """Draw ``person`` in ``pose`` onto an RGBA ``canvas``, back to front: what is behind the body, legs, torso,
+    arms, bags in front, head."""
+    draw, f = ImageDraw.Draw(canvas), _frame(person, pose)
+    _draw_behind(draw, person, f)
+    _draw_legs(draw, person, f)
+    _draw_torso(canvas, person, f)
+    _draw_arms(draw, person, f)
+    _draw_front_bags(draw, person, f)
+    _draw_head(draw, person, f)
+
+
+def _draw_behind(draw: ImageDraw.ImageDraw, person: Person, f: _Frame) -> None:
+    """Long hair (front view) and a backpack (profile) behind the body."""
+    ph, cx = f.ph, f.cx
+    if person.long_hair and f.view == "front":
+        draw.rectangle([cx - f.head_r * 1.1, f.top + f.head_r, cx + f.head_r * 1.1, f.y_sh + 0.06 * ph],
+                       fill=person.hair)
+    if person.bag == "backpack" and f.profile:
+        back_x, depth = cx - f.facing * f.tw / 2, f.facing * 0.12 * ph
+        draw.rectangle([min(back_x, back_x - depth), f.y_sh + 0.02 * ph, max(back_x, back_x - depth),
+                        f.y_hip - 0.03 * ph], fill=person.bag_colour)
+
+
+def _draw_legs(draw: ImageDraw.ImageDraw, person: Person, f: _Frame) -> None:
+    """Legs (trousers or skin, shorts to the knee), shoes, a skirt."""
+    ph, cx, y_hip, y_foot, hip_w = f.ph, f.cx, f.y_hip, f.y_foot, f.hip_w
+    if f.profile:
+        feet = [(cx + f.stride * 0.16 * ph, y_foot), (cx - f.stride * 0.16 * ph, y_foot)]
         hips = [(cx, y_hip), (cx, y_hip)]
     else:
-        spread = 0.03 * ph * abs(stride)
+        spread = 0.03 * ph * abs(f.stride)
         hips = [(cx - hip_w / 4, y_hip), (cx + hip_w / 4, y_hip)]
         feet = [(cx - hip_w / 4 - spread, y_foot), (cx + hip_w / 4 + spread, y_foot)]
     leg_colour = person.lower if person.lower_type == "trousers" else person.skin
     for hip, foot in zip(hips, feet):
-        _limb(draw, hip, foot, leg_w, leg_colour)
+        _limb(draw, hip, foot, f.leg_w, leg_colour)
         if person.lower_type == "shorts":
             knee = (hip[0] + 0.45 * (foot[0] - hip[0]), hip[1] + 0.45 * (foot[1] - hip[1]))
-            _limb(draw, hip, knee, leg_w * 1.1, person.lower)
-        sx = 0.07 * ph if profile else 0.045 * ph
-        x_shoe = foot[0] + (facing * 0.02 * ph if profile else 0.0)
+            _limb(draw, hip, knee, f.leg_w * 1.1, person.lower)
+        sx = 0.07 * ph if f.profile else 0.045 * ph
+        x_shoe = foot[0] + (f.facing * 0.02 * ph if f.profile else 0.0)
         draw.ellipse([x_shoe - sx, foot[1] - 0.025 * ph, x_shoe + sx, foot[1] + 0.025 * ph], fill=person.shoes)
     if person.lower_type == "skirt":
         flare = 0.06 * ph
@@ -363,18 +408,24 @@ def draw_figure(canvas: Image.Image, person: Person, pose: Pose) -> None:
                       (cx + hip_w / 2 + flare, y_hip + 0.2 * ph), (cx - hip_w / 2 - flare, y_hip + 0.2 * ph)],
                      fill=person.lower)
 
-    # torso with its pattern
-    torso = [(cx - tw / 2, y_sh), (cx + tw / 2, y_sh), (cx + hip_w / 2, y_hip), (cx - hip_w / 2, y_hip)]
+
+def _draw_torso(canvas: Image.Image, person: Person, f: _Frame) -> None:
+    """The torso, filled with the person's pattern through a mask."""
+    cx, tw = f.cx, f.tw
+    torso = [(cx - tw / 2, f.y_sh), (cx + tw / 2, f.y_sh), (cx + f.hip_w / 2, f.y_hip), (cx - f.hip_w / 2, f.y_hip)]
     mask = Image.new("L", canvas.size, 0)
     ImageDraw.Draw(mask).polygon(torso, fill=255)
-    canvas.paste(_torso_fill(person, view, (cx - tw / 2, y_sh, cx + tw / 2, y_hip), ph, canvas.size), (0, 0), mask)
+    canvas.paste(_torso_fill(person, f.view, (cx - tw / 2, f.y_sh, cx + tw / 2, f.y_hip), f.ph, canvas.size), (0, 0),
+                 mask)
 
-    # arms: front/back at both sides; in profile one arm swinging against the near leg
-    hand_y = y_hip + 0.05 * ph
-    if profile:
-        arms = [((cx, y_sh + 0.02 * ph), (cx - stride * 0.1 * ph, hand_y))]
+
+def _draw_arms(draw: ImageDraw.ImageDraw, person: Person, f: _Frame) -> None:
+    """Arms: front / back at both sides; in profile one arm swinging against the near leg."""
+    ph, cx, tw, arm_w, hand_y = f.ph, f.cx, f.tw, f.arm_w, f.hand_y
+    if f.profile:
+        arms = [((cx, f.y_sh + 0.02 * ph), (cx - f.stride * 0.1 * ph, hand_y))]
     else:
-        arms = [((cx + s * (tw / 2 + arm_w / 2 - 2), y_sh + 0.02 * ph), (cx + s * (tw / 2 + arm_w * 0.8), hand_y))
+        arms = [((cx + s * (tw / 2 + arm_w / 2 - 2), f.y_sh + 0.02 * ph), (cx + s * (tw / 2 + arm_w * 0.8), hand_y))
                 for s in (-1, 1)]
     for shoulder, hand in arms:
         elbow = ((shoulder[0] + hand[0]) / 2, (shoulder[1] + hand[1]) / 2)
@@ -384,40 +435,46 @@ def draw_figure(canvas: Image.Image, person: Person, pose: Pose) -> None:
         draw.ellipse([hand[0] - arm_w / 2, hand[1] - arm_w / 2, hand[0] + arm_w / 2, hand[1] + arm_w / 2],
                      fill=person.skin)
 
-    # bags in front of the body
-    if person.bag == "backpack" and view == "back":
-        draw.rounded_rectangle([cx - tw * 0.36, y_sh + 0.02 * ph, cx + tw * 0.36, y_hip - 0.04 * ph],
+
+def _draw_front_bags(draw: ImageDraw.ImageDraw, person: Person, f: _Frame) -> None:
+    """A backpack seen from the back, its straps from the front, a shoulder bag or a handbag on the near side."""
+    ph, cx, tw, y_sh, bag_at = f.ph, f.cx, f.tw, f.y_sh, f.bag_at
+    if person.bag == "backpack" and f.view == "back":
+        draw.rounded_rectangle([cx - tw * 0.36, y_sh + 0.02 * ph, cx + tw * 0.36, f.y_hip - 0.04 * ph],
                                radius=0.02 * ph, fill=person.bag_colour)
-    elif person.bag == "backpack" and view == "front":
+    elif person.bag == "backpack" and f.view == "front":
         for s in (-1, 1):
             draw.rectangle([cx + s * tw * 0.3 - 0.012 * ph, y_sh, cx + s * tw * 0.3 + 0.012 * ph, y_sh + 0.16 * ph],
                            fill=person.bag_colour)
     elif person.bag in ("shoulder", "handbag") and bag_at != 2:
-        x_bag = cx if bag_at == 0 else cx + bag_at * (tw / 2 + arm_w * 0.9)
+        x_bag = cx if bag_at == 0 else cx + bag_at * (tw / 2 + f.arm_w * 0.9)
         if person.bag == "shoulder":
-            y_bag, w_bag, h_bag = y_hip - 0.02 * ph, 0.07 * ph, 0.1 * ph
-            draw.line([(cx - (bag_at or facing) * tw * 0.35, y_sh), (x_bag, y_bag)], fill=person.bag_colour,
+            y_bag, w_bag, h_bag = f.y_hip - 0.02 * ph, 0.07 * ph, 0.1 * ph
+            draw.line([(cx - (bag_at or f.facing) * tw * 0.35, y_sh), (x_bag, y_bag)], fill=person.bag_colour,
                       width=max(1, int(0.018 * ph)))
         else:
-            y_bag, w_bag, h_bag = hand_y + 0.07 * ph, 0.06 * ph, 0.08 * ph
+            y_bag, w_bag, h_bag = f.hand_y + 0.07 * ph, 0.06 * ph, 0.08 * ph
         draw.rectangle([x_bag - w_bag / 2, y_bag, x_bag + w_bag / 2, y_bag + h_bag], fill=person.bag_colour)
 
-    # head: face from the front, hair from behind, half and half in profile
+
+def _draw_head(draw: ImageDraw.ImageDraw, person: Person, f: _Frame) -> None:
+    """The head: face from the front, hair from behind, half and half in profile; long hair, a hat."""
+    ph, cx, top, head_r, view, facing = f.ph, f.cx, f.top, f.head_r, f.view, f.facing
     head = [cx - head_r, top, cx + head_r, top + 2 * head_r]
     draw.ellipse(head, fill=person.hair if view == "back" else person.skin)
     if view == "front":
         draw.pieslice(head, 180, 360, fill=person.hair)
-    elif profile:
+    elif f.profile:
         draw.pieslice(head, 90 if facing > 0 else -90, 270 if facing > 0 else 90, fill=person.hair)
         draw.pieslice(head, 180, 360, fill=person.hair)
     if person.long_hair and view != "front":
         x_from = cx - head_r if view == "back" else cx - facing * head_r
         x_to = cx + head_r if view == "back" else cx
-        draw.rectangle([min(x_from, x_to), top + head_r, max(x_from, x_to), y_sh + 0.08 * ph], fill=person.hair)
+        draw.rectangle([min(x_from, x_to), top + head_r, max(x_from, x_to), f.y_sh + 0.08 * ph], fill=person.hair)
     if person.hat is not None:
         draw.chord([cx - head_r * 1.05, top - 0.01 * ph, cx + head_r * 1.05, top + 1.4 * head_r], 180, 360,
                    fill=person.hat)
-        if profile:
+        if f.profile:
             draw.rectangle([cx + min(0, facing) * head_r * 1.8, top + 0.6 * head_r,
                             cx + max(0, facing) * head_r * 1.8, top + 0.75 * head_r], fill=person.hat)
 

@@ -1,7 +1,12 @@
 """What the notebooks share, one module per concern:
 
-    plans           each notebook's experiment as data (seeds, variants, grids, sizes per preset) and ``setup``
-    study           ``Study``: runs through the run cache, test features, the evaluation variants of the tables
+    plans           each notebook's experiment as data (seeds, variants, grids, sizes per preset) and ``setup``,
+                    the one call that settles a notebook's study (protocol, selected rates, overrides)
+    study           ``Study``: runs through the run cache and the records, test features, the evaluation variants
+    recorded        a study's runs as records (``results/runs/<preset>/``) with per-query results per variant
+    protocol        the fair-comparison protocol: settling a study, rate selection, final / long / convergence runs
+    claims          claims from records: paired intervals and verdicts, ``claims.csv`` / ``claims.md``
+    features        the test-feature dicts of a study (query / gallery), image digests
     views           train subsets and distractor sets of a data set
     tables          summaries: mean and spread, the Table 1 layout, paired differences, convergence, drops
     figures         result figures of the long tables, embeddings and hit matrices
@@ -14,8 +19,24 @@
     ranking         ranked lists and the queries Figure 5 shows
     images          figures of person images (synthetic data only)
     explorer        the ipywidgets support-neighbour explorer
+
+``setup``, ``Study``, ``open_study``, ``find_datasets`` and ``query_gallery`` are imported on first use, so that
+importing one light module (``snlib.study.geometry`` for ``snlib.demo``) does not pull in the whole study stack.
 """
-from .plans import setup
-from .study import Study, find_datasets, open_study, query_gallery
+from __future__ import annotations
 
 __all__ = ["Study", "find_datasets", "open_study", "query_gallery", "setup"]
+
+
+def __getattr__(name: str):
+    """The public names above, each imported from its module when first asked for."""
+    if name == "setup":
+        from .plans import setup
+        return setup
+    if name in ("Study", "open_study", "find_datasets"):
+        from . import study
+        return getattr(study, name)
+    if name == "query_gallery":
+        from .features import query_gallery
+        return query_gallery
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,8 @@ from ..statistics import paired_difference, proportion_difference, relative_drop
 
 #: The columns of ``claims.csv`` (then the per-seed differences, the queries and the records it comes from).
 COLUMNS = ("claim", "a", "b", "metric", "delta", "ci_low", "ci_high", "seeds", "same_sign_seeds", "verdict")
-METRICS = ("rank1", "mAP")
+#: The scores every claim is made on (percent; not the distance metrics of ``snlib.evaluation.METRICS``).
+CLAIM_METRICS = ("rank1", "mAP")
 
 
 def _by_seed(records: Sequence[RunRecord]) -> dict[int, RunRecord]:

@@ -3,8 +3,10 @@ notebook's parameters (``None``: the plan's default). A notebook opens its study
 
     study, plan = setup("ablation", preset, dataset, data_root, output_dir, overrides, seeds=seeds)
 
-The smoke preset (tests, nbval) runs each experiment at its smallest size: one seed and the fewest variants
-that still exercise every code path; the ``cpu`` and ``paper`` presets run the full grids.
+``setup`` settles everything first (the protocol's sizes for this preset and data set, the learning-rate selection
+unless the overrides force ``lr``, the overrides), then builds the plan from the settled study. The smoke preset
+(tests, nbval) runs each experiment at its smallest size: one seed and the fewest variants that still exercise
+every code path; the ``cpu`` and ``paper`` presets run the full grids.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from .. import settings
 from ..data import DataNotFoundError, images_allowed
 from ..presets import get_preset
 from . import views
-from .protocol import Protocol
+from .protocol import Protocol, settle
 from .study import Study, open_study
 
 #: Notebook 02's data sets: (name, root, loader options).
@@ -36,9 +38,8 @@ def _smoke(study: Study, small, full):
 
 @dataclass(frozen=True)
 class Comparison:
-    """Recipes trained for each seed (notebooks 00-03, 06; the template): at the study's settings, each recipe
-    at its learning rate selected on the validation identities and the protocol's budget
-    (:meth:`~snlib.study.study.Study.use_protocol`)."""
+    """Recipes trained for each seed (notebooks 00-03, 06; the template): each recipe at its learning rate
+    selected on the validation identities and the protocol's budget (:func:`~snlib.study.protocol.settle`)."""
     seeds: tuple[int, ...]
     losses: tuple[str, ...]
     protocol: Protocol | None = field(default=None, repr=False)
@@ -146,18 +147,26 @@ def convergence(study: Study) -> ProtocolPlan:
 
 @dataclass(frozen=True)
 class GallerySize(Comparison):
-    num_distractors: int | None = None
-    num_steps: int = 6
+    #: the numbers of distractors the curve is scored at, from the original gallery (0) to all of them
+    steps: tuple[int, ...] = ()
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The record variants the curve reads (``snlib.records``: ``sq`` at 0 distractors)."""
+        return ("sq", *(f"distractors-{n}" for n in self.steps if n))
 
 
 def gallery_size(study: Study, seeds=None, num_distractors=None, num_steps=None) -> GallerySize:
-    """Notebook 06: SN and triplet as distractors join the gallery; on the synthetic set 3000 generated
-    distractors (20 at the smoke preset: the protocol's), elsewhere all of the data set's own, or all of its
-    training images where it has none (``plans.protocol``)."""
-    if num_distractors is None:
-        num_distractors = study.protocol.num_distractors
-    return _compared(study, seeds, study.protocol.gallery_losses, GallerySize, num_distractors=num_distractors,
-                     num_steps=num_steps if num_steps is not None else 6)
+    """Notebook 06: SN and triplet as the first of the study's distractors join the gallery
+    (``Study.with_distractors``): on the synthetic set 3000 generated distractors (20 at the smoke preset: the
+    protocol's), elsewhere all of the data set's own, or all of its training images where it has none
+    (:func:`study_protocol`); ``num_distractors`` (at most the protocol's) and ``num_steps`` shorten the curve."""
+    protocol = study.protocol
+    total = protocol.num_distractors if num_distractors is None else num_distractors
+    if total and protocol.num_distractors and total > protocol.num_distractors:
+        raise ValueError(f"num_distractors={total}: the study has {protocol.num_distractors} distractors")
+    steps = views.gallery_steps(len(study.data.gallery), total, num_steps or protocol.gallery_steps) if total else []
+    return _compared(study, seeds, protocol.gallery_losses, GallerySize, steps=tuple(steps))
 
 
 def claims(study: Study) -> ProtocolPlan:
@@ -210,38 +219,49 @@ def template(study: Study, seeds=None) -> Comparison:
     return _compared(study, _given(seeds, (0,)), ("sn",))
 
 
-#: Overrides of every run of a (preset, data set) study, so that its whole protocol fits ``make reproduce``'s
-#: hour on a 2-core CPU: the synthetic set at 64x32 (precision.CPU_STEP_SPEED: 3.4x the step rate of 128x64).
-STUDY_OVERRIDES = {("cpu", "synthetic"): {"height": 64, "width": 32}}
-
-
-def protocol(study: Study) -> Protocol:
+def study_protocol(study: Study) -> Protocol:
     """The fair-comparison protocol (``snlib.study.protocol``) at the study's size: at the smoke preset two
-    recipes and rates, a 4-identity batch and a few iterations (every code path, seconds). Distractors: 3000
-    generated ones on the synthetic set; elsewhere all of the data set's own, or, where it has none (cuhk03p1),
-    all of its training images."""
+    recipes and rates, a 4-identity batch and a few iterations (every code path, seconds). On the synthetic set at
+    the ``cpu`` preset every run trains at 64x32, so that the whole protocol fits ``make reproduce``'s hour on a
+    2-core CPU (``precision.CPU_STEP_SPEED``: 3.4x the step rate of 128x64). Distractors: 3000 generated ones on the
+    synthetic set; elsewhere all of the data set's own, or, where it has none (cuhk03p1), all of its training
+    images."""
     if study.preset == "smoke":
-        return Protocol(selection=("sn", "triplet", "ce"), family=("sep",), lrs=(1e-3, 2e-3), iterations=12, seeds=(0, 1),
-                        long_factor=2, evaluations=3, fractions=(0.5, 1.0), convergence_losses=("sn", "triplet"),
-                        convergence_seeds=(0, 1), num_distractors=20, overrides={"p": 4})
+        return Protocol(selection=("sn", "triplet", "ce"), family=("sep",), lrs=(1e-3, 2e-3), iterations=12,
+                        seeds=(0, 1), long_factor=2, evaluations=3, fractions=(0.5, 1.0),
+                        convergence_losses=("sn", "triplet"), convergence_seeds=(0, 1), num_distractors=20,
+                        overrides={"p": 4})
     if study.dataset_name == "synthetic":
-        return Protocol(num_distractors=3000)
+        return Protocol(num_distractors=3000, overrides={"height": 64, "width": 32} if study.preset == "cpu" else {})
     try:   # all of the data set's own distractors (Market-1501's 500k), else all of its training images
         return Protocol(num_distractors=len(views.distractors(study.data, study.base)))
     except DataNotFoundError:
         return Protocol(num_distractors=len(study.data.train), distractor_source="train")
 
 
+#: Every notebook's plan, by the name ``setup`` takes.
+PLANS = {"lr_selection": lr_selection, "table1": table1, "other_datasets": other_datasets, "ablation": ablation,
+         "sensitivity": sensitivity, "convergence": convergence, "gallery_size": gallery_size, "claims": claims,
+         "sn_explained": sn_explained, "support_sets": support_sets, "tsne": tsne, "ranked_lists": ranked_lists,
+         "explorer": explorer, "template": template}
+#: The plans that show the selection itself: they run it even when the overrides force ``lr``.
+SHOWS_SELECTION = ("lr_selection",)
+
+
 def setup(plan: str, preset: str | None = None, dataset: str | None = None, data_root=None, output_dir=None,
           overrides: dict | None = None, **parameters) -> tuple[Study, object]:
-    """A notebook's study (:func:`~snlib.study.study.open_study` of its common parameters, ``overrides`` applied
-    to every run) and its plan (the function ``plan`` of this module, given the notebook's other parameters);
-    prints what the numbers come from and the plan."""
-    preset = settings.default_preset(preset)
-    fixed = STUDY_OVERRIDES.get((preset, dataset or get_preset(preset).dataset), {})
-    study = open_study(preset, dataset, data_root, output_dir, **{**fixed, **(overrides or {})})
-    study.use_protocol(protocol(study))
-    made = globals()[plan](study, **parameters)
+    """A notebook's settled study and its plan. In this order: the study of the notebook's common parameters
+    (:func:`~snlib.study.study.open_study`, ``overrides`` applied to every run), the protocol's sizes for its preset
+    and data set (:func:`study_protocol`), the learning-rate selection (skipped when ``overrides`` force ``lr``,
+    except for the plans of :data:`SHOWS_SELECTION`), then the plan ``plan`` of :data:`PLANS` given the notebook's
+    other parameters. Prints what the numbers come from and the plan."""
+    if plan not in PLANS:
+        raise KeyError(f"unknown plan {plan!r}; known: {', '.join(PLANS)}")
+    overrides = dict(overrides or {})
+    study = open_study(preset, dataset, data_root, output_dir, **overrides)
+    forced = "lr" in overrides and plan not in SHOWS_SELECTION
+    study = settle(study, study_protocol(study), select=not forced)
+    made = PLANS[plan](study, **parameters)
     print(study.describe(getattr(made, "seeds", None)))
     print(f"plan: {made}")
     print(f"figures and tables go to {settings.portable_path(study.output_dir)}")

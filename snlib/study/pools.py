@@ -11,7 +11,7 @@ import torch
 from ..data import ReIDDataset, Sample, sample_pk_batch
 from ..runs import RunResult
 from .geometry import AnchorView, anchor_view
-from .study import query_gallery
+from .features import query_gallery
 
 #: The two networks of :func:`before_after`.
 BEFORE, AFTER = "epoch 0 (untrained)", "after SN training"

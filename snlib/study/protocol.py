@@ -21,6 +21,7 @@ from 76/150 of the budget).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,8 +30,10 @@ import pandas as pd
 from .. import engine
 from ..models import initial_model
 from ..recipes import SN_FAMILY
+from ..evaluation import AP_RULES
 from ..records import RunRecord, load_record
-from .claims import COLUMNS, METRICS, count_claim, drop_claim, query_claim, rounding_sd, seed_claim
+from .claims import CLAIM_METRICS, COLUMNS, count_claim, drop_claim, query_claim, rounding_sd, seed_claim
+from .recorded import TABLE1_VARIANTS
 from .study import Study
 
 
@@ -42,7 +45,7 @@ CHECKPOINT_EPOCHS = 10
 
 @dataclass(frozen=True)
 class Protocol:
-    """The protocol's sizes (``snlib.study.plans.protocol`` gives them per preset)."""
+    """The protocol's sizes (``snlib.study.plans.study_protocol`` gives them per preset and data set)."""
 
     selection: tuple[str, ...] = ("sn", "ce", "triplet", "triplet-0.3", "bot", "contrastive")
     family: tuple[str, ...] = ("sep", "sn-paper", "sn-neighbors", "pair", "sn+ce")
@@ -61,7 +64,8 @@ class Protocol:
     num_distractors: int | None = None
     distractor_source: str = "own"   # the data set's own distractors, or "train": its training images
     gallery_losses: tuple[str, ...] = ("sn", "triplet")
-    overrides: dict = field(default_factory=dict)   # TrainConfig fields of every protocol run (the smoke batch)
+    gallery_steps: int = 6        # gallery sizes of the gallery-size curve, from the original to all distractors
+    overrides: dict = field(default_factory=dict)   # TrainConfig fields of every run of the study (input, batch)
 
     @property
     def recipes(self) -> tuple[str, ...]:
@@ -78,10 +82,24 @@ class Protocol:
                 "warmup_iterations": max(1, round(self.warmup_share * total)), **every}
 
 
-def untrained(study: Study, protocol: Protocol, split: str = "val") -> dict:
+def settle(study: Study, protocol: Protocol, select: bool = True, progress: bool = False) -> Study:
+    """``study`` settled for ``protocol``: its base takes the protocol's fixed fields (the notebook's overrides
+    still win), and unless ``select`` is False every recipe's learning rate is selected on the validation
+    identities (:func:`select_rates`; the runs train once, then come from their records). The returned study
+    carries the protocol, the selection and the rates and does not change afterwards."""
+    base = study.base.replace(**{**protocol.overrides, **study.overrides})
+    staged = dataclasses.replace(study, base=base, protocol=protocol, selection=None, rates={})
+    if not select:
+        return staged
+    selection = select_rates(staged, progress=progress)
+    return dataclasses.replace(staged, selection=selection,
+                               rates={r: selected_lr(selection, r) for r in protocol.recipes})
+
+
+def untrained(study: Study, split: str = "val") -> dict:
     """Metrics (percent) of the network training starts from (ImageNet weights where the preset has them) on
     ``split``: the floor below which a run counts as collapsed."""
-    config = study.config("sn", seed=0, split=split, **protocol.overrides)
+    config = study.config("sn", seed=0, split=split)
     data = engine.run_dataset(config)
     return engine.evaluate_model(initial_model(config), data.query, data.gallery, config, "cpu").as_dict()
 
@@ -91,11 +109,12 @@ def collapsed(record: RunRecord, floor: dict) -> bool:
     return bool(record.diverged) or (record.metrics["rank1"] < floor["rank1"] and record.metrics["mAP"] < floor["mAP"])
 
 
-def select_rates(study: Study, protocol: Protocol, progress: bool = True) -> pd.DataFrame:
-    """One row per (recipe, lr): ``loss, lr, split, rank1, mAP, selected, runs, collapsed`` (validation means
-    over the runs; ``collapsed``: share of its runs that collapsed), ``seeds``, ``records`` (their hashes) and
-    ``extended`` (a rate beyond the grid, module docstring)."""
-    floor = untrained(study, protocol, "val")
+def select_rates(study: Study, progress: bool = True) -> pd.DataFrame:
+    """The selection of ``study.protocol``: one row per (recipe, lr): ``loss, lr, split, rank1, mAP, selected,
+    runs, collapsed`` (validation means over the runs; ``collapsed``: share of its runs that collapsed),
+    ``seeds``, ``records`` (their hashes) and ``extended`` (a rate beyond the grid, module docstring)."""
+    protocol = study.protocol
+    floor = untrained(study, "val")
     rows = []
     for loss in protocol.selection:
         mine = [_selection_row(study, protocol, loss, lr, floor, progress) for lr in protocol.lrs]
@@ -146,40 +165,46 @@ def selected_lr(selection: pd.DataFrame, recipe: str) -> float:
     return float(rows["lr"].iloc[0])
 
 
-def final_records(study: Study, protocol: Protocol, recipes=None, seeds=None, iterations: int | None = None,
-                  variants=("sq",), progress: bool = True) -> list[RunRecord]:
+def final_records(study: Study, recipes=None, seeds=None, iterations: int | None = None, variants=("sq",),
+                  ap_rules=("standard",), progress: bool = True) -> list[RunRecord]:
     """Test-split records of ``recipes`` (default: all) for ``seeds`` (default: the protocol's) at their selected
-    rates (the study's ``settings``, unless its ``overrides`` set ``lr``) and the budget of ``iterations`` (default:
-    the protocol's), with the per-query ``variants``."""
-    return [study.record(recipe, seed=seed, variants=variants, progress=progress, **protocol.budget(iterations))
+    rates (the study's ``rates``, unless its ``overrides`` set ``lr``) and the budget of ``iterations`` (default:
+    the protocol's), holding the per-query ``variants`` under ``ap_rules``. A record of the protocol's budget is
+    written with all of :func:`record_variants`, so that every table and claim reads it without its network."""
+    protocol = study.protocol
+    return [study.record(recipe, seed=seed, variants=variants, ap_rules=ap_rules, progress=progress,
+                         keep=record_variants(study, recipe) if iterations in (None, protocol.iterations) else (),
+                         **protocol.budget(iterations))
             for recipe in (recipes or protocol.recipes) for seed in (seeds or protocol.seeds)]
 
 
-def long_records(study: Study, protocol: Protocol, progress: bool = True) -> list[RunRecord]:
+def table_records(study: Study, recipes, seeds=None, variants=TABLE1_VARIANTS) -> list[RunRecord]:
+    """:func:`final_records` for a table: ``variants`` (default: the four settings of Table 1) under both AP
+    rules."""
+    return final_records(study, recipes, seeds, variants=variants, ap_rules=AP_RULES)
+
+
+def long_records(study: Study, progress: bool = True) -> list[RunRecord]:
     """Seed 0 of every selected recipe at ``long_factor`` times the budget (does the ordering survive?)."""
-    return final_records(study, protocol, protocol.selection, (0,), protocol.long_factor * protocol.iterations,
+    protocol = study.protocol
+    return final_records(study, protocol.selection, (0,), protocol.long_factor * protocol.iterations,
                          progress=progress)
 
 
-def convergence_records(study: Study, protocol: Protocol, selection: pd.DataFrame,
-                        progress: bool = True) -> list[RunRecord]:
-    """Validation-scored records of the convergence recipes on each training share, the same budget."""
-    return [study.record(loss, seed=seed, split="val", train_fraction=fraction, lr=selected_lr(selection, loss),
-                         progress=progress, **protocol.budget(curves=True))
+def convergence_records(study: Study, progress: bool = True) -> list[RunRecord]:
+    """Validation-scored records of the convergence recipes on each training share, the same budget, each recipe
+    at the study's rate."""
+    protocol = study.protocol
+    return [study.record(loss, seed=seed, split="val", train_fraction=fraction, progress=progress,
+                         **protocol.budget(curves=True))
             for fraction in protocol.fractions for loss in protocol.convergence_losses
             for seed in protocol.convergence_seeds]
 
 
-def selection_records(study: Study, selection: pd.DataFrame) -> list[RunRecord]:
-    """The records of the selection runs (the ``records`` column of ``select_rates``)."""
-    return [load_record(study.records_root / f"{h}.json") for cell in selection["records"] for h in cell.split()]
-
-
-def records_table(records: list[RunRecord]) -> pd.DataFrame:
-    """One row per record: ``loss, seed, lr, iterations, train_fraction, split``, the final metrics, ``record``."""
-    return pd.DataFrame([{"loss": r.name, "seed": r.config.seed, "lr": r.config.lr,
-                          "iterations": r.config.iterations, "train_fraction": r.config.train_fraction,
-                          "split": r.split, **r.metrics, "record": r.hash} for r in records])
+def selection_records(study: Study) -> list[RunRecord]:
+    """The records of the study's selection runs (the ``records`` column of ``select_rates``)."""
+    return [load_record(study.records_root / f"{h}.json") for cell in study.selection["records"]
+            for h in cell.split()]
 
 
 def curve_table(records: list[RunRecord]) -> pd.DataFrame:
@@ -202,36 +227,49 @@ def iterations_to_fraction(curve: pd.DataFrame, share: float = 0.9, metric: str 
     return int(curve.loc[curve[metric] >= share * final, "iteration"].iloc[0])
 
 
-def record_variants(protocol: Protocol, recipe: str) -> tuple[str, ...]:
-    """The per-query variants a final record of ``recipe`` keeps: SN also multi-query and re-ranking, the
-    gallery-size recipes also the gallery with ``num_distractors`` distractors (asked for at once, so that a
-    record read back never needs its model again)."""
+def record_variants(study: Study, recipe: str) -> tuple[str, ...]:
+    """The per-query variants a final record of ``recipe`` keeps (each under both AP rules), every one a table or
+    claim reads: for the rows of Table 1 (the selected recipes) all four settings of ``recorded.VARIANT_SETTINGS``;
+    for the gallery-size recipes also the gallery with the distractors of every step of the curve
+    (``Study.gallery_steps``). Written at once, so that a record read back never needs its network again."""
+    protocol = study.protocol
+    variants = TABLE1_VARIANTS if recipe in protocol.selection else ("sq",)
+    if recipe in protocol.gallery_losses:
+        variants += tuple(f"distractors-{n}" for n in study.gallery_steps() if n)
+    return variants
+
+
+def claim_variants(protocol: Protocol, recipe: str) -> tuple[str, ...]:
+    """The per-query variants the claims read from a final record of ``recipe``: SN also multi-query and
+    re-ranking, the gallery-size recipes also the gallery with all ``num_distractors`` distractors."""
     variants = ("sq", "mq", "rerank") if recipe == "sn" else ("sq",)
     if protocol.num_distractors and recipe in protocol.gallery_losses:
         variants += (f"distractors-{protocol.num_distractors}",)
     return variants
 
 
-def finals(study: Study, protocol: Protocol, recipes=None, progress: bool = True) -> dict[str, list[RunRecord]]:
-    """``{recipe: its final records, one per seed}`` (default: every recipe of the protocol)."""
-    return {recipe: final_records(study, protocol, (recipe,), variants=record_variants(protocol, recipe),
+def finals(study: Study, recipes=None, progress: bool = True) -> dict[str, list[RunRecord]]:
+    """``{recipe: its final records, one per seed}`` (default: every recipe of the protocol) with what the claims
+    read (:func:`claim_variants`)."""
+    return {recipe: final_records(study, (recipe,), variants=claim_variants(study.protocol, recipe),
                                   progress=progress)
-            for recipe in (recipes or protocol.recipes)}
+            for recipe in (recipes or study.protocol.recipes)}
 
 
-def baseline_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
+def baseline_claims(study: Study) -> pd.DataFrame:
     """SN better than each baseline (the paper's Table 1), on the test split, every seed."""
-    runs = finals(study, protocol, protocol.selection)
+    protocol = study.protocol
+    runs = finals(study, protocol.selection)
     return pd.DataFrame([query_claim(f"SN beats {b}", runs["sn"], runs[b], metric)
-                         for metric in METRICS for b in protocol.selection if b != "sn"])
+                         for metric in CLAIM_METRICS for b in protocol.selection if b != "sn"])
 
 
-def ablation_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
+def ablation_claims(study: Study) -> pd.DataFrame:
     """The squeeze helps (each reading against the separation term alone); softmax added to SN helps."""
-    names = [r for r in ("sn", "sn-paper", "sn-neighbors", "pair", "sn+ce", "sep") if r in protocol.recipes]
-    runs = finals(study, protocol, names)
+    names = [r for r in ("sn", "sn-paper", "sn-neighbors", "pair", "sn+ce", "sep") if r in study.protocol.recipes]
+    runs = finals(study, names)
     rows = []
-    for metric in METRICS:
+    for metric in CLAIM_METRICS:
         if "sep" in runs:
             rows += [query_claim(f"the squeeze helps ({r} vs sep)", runs[r], runs["sep"], metric)
                      for r in names if r not in ("sep", "sn+ce")]
@@ -240,37 +278,39 @@ def ablation_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -
     return pd.DataFrame(rows)
 
 
-def long_claims(study: Study, protocol: Protocol, selection: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
+def long_claims(study: Study, progress: bool = True) -> pd.DataFrame:
     """SN better than each baseline at ``long_factor`` times the budget (seed 0: does the ordering survive?)."""
-    runs = {r.name: [r] for r in long_records(study, protocol, progress)}
+    protocol = study.protocol
+    runs = {r.name: [r] for r in long_records(study, progress)}
     return pd.DataFrame([query_claim(f"SN beats {b} at {protocol.long_factor}x the budget", runs["sn"], runs[b],
-                                     metric) for metric in METRICS for b in protocol.selection if b != "sn"])
+                                     metric) for metric in CLAIM_METRICS for b in protocol.selection if b != "sn"])
 
 
-def evaluation_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
+def evaluation_claims(study: Study) -> pd.DataFrame:
     """Multi-query and re-ranking raise SN (against its single-query result, per identity and camera)."""
-    sn = finals(study, protocol, ("sn",))["sn"]
-    return pd.DataFrame([row for metric in METRICS for row in (
+    sn = finals(study, ("sn",))["sn"]
+    return pd.DataFrame([row for metric in CLAIM_METRICS for row in (
         query_claim("multi-query raises SN", sn, sn, metric, "mq", "sq", "sn multi-query", "sn single query"),
         query_claim("re-ranking raises SN", sn, sn, metric, "rerank", "sq", "sn re-ranked", "sn"))])
 
 
-def gallery_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
+def gallery_claims(study: Study) -> pd.DataFrame:
     """SN loses a smaller share of its mAP than the triplet as ``num_distractors`` distractors join."""
+    protocol = study.protocol
     if not protocol.num_distractors or not {"sn", "triplet"} <= set(protocol.gallery_losses):
         return pd.DataFrame(columns=list(COLUMNS))
-    runs = finals(study, protocol, ("sn", "triplet"))
+    runs = finals(study, ("sn", "triplet"))
     return pd.DataFrame([drop_claim("SN degrades less than triplet as distractors join", runs["sn"],
                                     runs["triplet"], f"distractors-{protocol.num_distractors}")])
 
 
-def convergence_claims(study: Study, protocol: Protocol, selection: pd.DataFrame,
-                       progress: bool = True) -> pd.DataFrame:
+def convergence_claims(study: Study, progress: bool = True) -> pd.DataFrame:
     """SN reaches 90 % of its final validation rank-1 in fewer iterations than each verification loss on all
     training identities, and its iterations grow less from the smallest share to all of them (per seed). Each
     iteration count is known to one evaluation step: a speed difference rounds two counts, a growth difference
     four (``claims.rounding_sd``)."""
-    records = convergence_records(study, protocol, selection, progress)
+    protocol = study.protocol
+    records = convergence_records(study, progress)
     curves = curve_table(records)
     speed = {key: -iterations_to_fraction(group) for key, group in curves.groupby(["loss", "train_fraction", "seed"])}
     step = evaluation_step(curves)
@@ -300,28 +340,32 @@ def evaluation_step(curves: pd.DataFrame) -> float:
     return float(max((g.max() for g in gaps if len(g)), default=0.0))
 
 
-def stability_claims(study: Study, protocol: Protocol, selection: pd.DataFrame) -> pd.DataFrame:
+def stability_claims(study: Study) -> pd.DataFrame:
     """SN collapses less often than each baseline over the selection's rates: the share of selection runs that
     did not end below the untrained network, with Newcombe's interval for a difference of proportions (``seeds``
-    counts SN's selection runs; the per-seed condition does not apply)."""
+    counts SN's selection runs; the per-seed condition does not apply). None without a selection (a forced
+    rate)."""
+    selection = study.selection
+    if selection is None:
+        print("stability claims skipped: the learning rate was forced, so no selection was run")
+        return pd.DataFrame(columns=list(COLUMNS))
     counts = {loss: (int(round((rows["runs"] * (1 - rows["collapsed"])).sum())), int(rows["runs"].sum()))
               for loss, rows in selection.groupby("loss")}
-    runs = selection_records(study, selection)
+    runs = selection_records(study)
     return pd.DataFrame([count_claim(f"SN collapses less often than {b} over the rates", "sn", b,
                                      "selection runs not collapsed (%)", counts["sn"], counts[b],
                                      [r for r in runs if r.name in ("sn", b)])
-                         for b in protocol.selection if b != "sn"])
+                         for b in study.protocol.selection if b != "sn"])
 
 
-#: The claim groups (``claims(..., groups=...)``), in the order of ``claims.csv``. Each function takes (study,
-#: protocol, selection); the selection is used by the groups that need the selected rates themselves (convergence
-#: on validation runs, stability over the selection runs).
+#: The claim groups (``claims(..., groups=...)``), in the order of ``claims.csv``. Each function takes the settled
+#: study (its protocol, selection and rates).
 CLAIM_GROUPS = {"baselines": baseline_claims, "ablation": ablation_claims, "long budget": long_claims,
                 "evaluation": evaluation_claims, "gallery size": gallery_claims, "convergence": convergence_claims,
                 "stability": stability_claims}
 
 
-def claims(study: Study, protocol: Protocol, selection: pd.DataFrame, groups=tuple(CLAIM_GROUPS)) -> pd.DataFrame:
-    """The claims of ``groups`` (default: every claim of the protocol), one row per claim and metric
+def claims(study: Study, groups=tuple(CLAIM_GROUPS)) -> pd.DataFrame:
+    """The claims of ``groups`` (default: every claim of the study's protocol), one row per claim and metric
     (``snlib.study.claims.COLUMNS`` first, then ``per_seed``, ``queries``, ``records``)."""
-    return pd.concat([CLAIM_GROUPS[g](study, protocol, selection) for g in groups], ignore_index=True)
+    return pd.concat([CLAIM_GROUPS[g](study) for g in groups], ignore_index=True)

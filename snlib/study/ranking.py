@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation import JUNK_PID, market1501_removed, pairwise_distance
-from .study import query_gallery
+from .features import query_gallery
 
 
 @dataclass(frozen=True)

@@ -1,44 +1,74 @@
-"""The runs of a study as records (``snlib.records``): the learning rates the protocol selected, the record of a
-run with its per-query results under each evaluation variant, read from ``results/runs/<preset>/`` when it is
-there (a study interrupted or moved to another machine resumes without retraining)."""
+"""The runs of a study as records (``snlib.records``): the record of a run with its per-query results under each
+evaluation variant, read from ``results/runs/<preset>/`` when it is there (a study interrupted or moved to another
+machine resumes without retraining)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
 from .. import engine
-from ..evaluation import evaluate_features, pool_multi_query
+from ..evaluation import AP_RULES, evaluate_features, pool_multi_query
 from ..records import RunRecord, per_query, read_record, records_dir, thin_history, write_record
-from ..runs import RunResult
+from ..runs import RunFolder, RunResult, run_dir_for
+
+
+#: Evaluation variant of a record -> (multi-query, re-ranking): the four settings of the paper's Table 1.
+VARIANT_SETTINGS = {"sq": (False, False), "mq": (True, False), "rerank": (False, True), "mq-rerank": (True, True)}
+
+
+#: The variants of a Table-1 row (every setting; each record keeps both AP rules).
+TABLE1_VARIANTS = tuple(VARIANT_SETTINGS)
+
+
+def variant_of(multi_query: bool, rerank: bool) -> str:
+    """The record variant of a (multi-query, re-ranking) setting."""
+    return next(name for name, setting in VARIANT_SETTINGS.items() if setting == (multi_query, rerank))
+
+
+#: Per-query key of an AP rule (``snlib.records.per_query``).
+AP_KEYS = {"standard": "ap", "market": "ap_market"}
+
+
+def _missing(per_query: dict, variants: Sequence[str], ap_rules: Sequence[str]) -> list[str]:
+    """The ``variants`` absent from ``per_query`` or present without the key of one of ``ap_rules``."""
+    return [v for v in variants if v not in per_query or any(AP_KEYS[r] not in per_query[v] for r in ap_rules)]
+
+
+def _record_of(run: RunResult, per_query: dict, retrained: bool = False) -> RunRecord:
+    config = run.config
+    return RunRecord(config=config, dataset=config.dataset, split=config.split, metrics=run.metrics,
+                     evaluations=run.evaluations, history=thin_history(run.history), wall_time_s=run.wall_time_s,
+                     per_query=per_query, retrained=retrained)
 
 
 class RecordedRuns:
-    """What :class:`~snlib.study.study.Study` does with records (a mixin: it uses the study's ``config``,
-    ``features``, ``evaluate`` and ``with_distractors``)."""
-
-    def use_protocol(self, protocol) -> None:
-        """Select every recipe's learning rate on the validation identities (``snlib.study.protocol``; the
-        selection runs train once, then come from their records); from then on every run of a recipe takes its
-        selected rate and the protocol's budget unless the call overrides them."""
-        from .protocol import select_rates, selected_lr
-        self.protocol, self.selection = protocol, select_rates(self, protocol, progress=False)
-        self.settings = {r: {"lr": selected_lr(self.selection, r), **protocol.budget()} for r in protocol.recipes}
+    """What :class:`~snlib.study.study.Study` does with records (a mixin: it uses the study's ``preset``,
+    ``config``, ``features``, ``evaluate``, ``with_distractors`` and ``compare_with_record``)."""
 
     def record(self, loss: str = "sn", seed: int = 0, variants: Sequence[str] = ("sq",), progress: bool = True,
-               diverged_ok: bool = False, **overrides) -> RunRecord:
+               diverged_ok: bool = False, ap_rules: Sequence[str] = ("standard",), keep: Sequence[str] = (),
+               **overrides) -> RunRecord:
         """The record (``snlib.records``) of ``config(loss, seed, **overrides)`` holding the per-query results of
-        ``variants``: read from ``results/runs/<preset>/`` when it is there, else trained (or read from the run
-        cache), evaluated and written there. Variants other than ``sq`` need the test split. A run that diverges
-        raises ``engine.TrainingDivergedError``; with ``diverged_ok`` (the selection) it is recorded as diverged
-        instead, and its record is returned (then and on every later call)."""
+        ``variants`` under ``ap_rules``: read from ``results/runs/<preset>/`` when it is there, else trained (or read
+        from the run cache), evaluated and written there, with ``keep`` (more variants later readers need: a test
+        record keeps every variant under both AP rules, so it never needs its network again). Variants other than
+        ``sq`` need the test split.
+
+        A record that lacks what is asked for, whose network is not in the run cache (a fresh clone of a study
+        recorded before its tables were), is never changed: the run is retrained into the cache, compared with
+        its record (``Study.compare_with_record``), and an unwritten record of the retrained network is returned
+        (``retrained`` True). A run that diverges raises ``engine.TrainingDivergedError``; with ``diverged_ok``
+        (the selection) it is recorded as diverged instead, and its record is returned (then and on every later
+        call)."""
         config = self.config(loss, seed, **overrides)
         record = read_record(config, self.records_root)
         if record is not None and record.diverged:
             if diverged_ok:
                 return record
             raise engine.TrainingDivergedError(f"run {record.hash} ({record.name}) diverged: {record.diverged}")
-        if record is not None and set(variants) <= set(record.per_query):
+        if record is not None and not _missing(record.per_query, variants, ap_rules):
             return record
+        drifted = record is not None and not RunFolder(run_dir_for(config)).finished
         try:
             run = engine.train(config, progress=progress)
         except engine.TrainingDivergedError as error:
@@ -48,15 +78,20 @@ class RecordedRuns:
                                evaluations=[], history=[], wall_time_s=float("nan"), diverged=error.reason)
             write_record(record, self.records_root)
             return record
+        if drifted:
+            self.compare_with_record(run)
+            fresh = {"sq": run.per_query}
+            return _record_of(run, {**fresh, **self._per_query(run, fresh, variants, AP_RULES)}, retrained=True)
         results = {"sq": run.per_query, **(record.per_query if record else {})}
-        for variant in variants:
-            if variant not in results:
-                results[variant] = self.variant_per_query(run, variant)
-        record = RunRecord(config=config, dataset=config.dataset, split=config.split, metrics=run.metrics,
-                           evaluations=run.evaluations, history=thin_history(run.history),
-                           wall_time_s=run.wall_time_s, per_query=results)
+        wanted = tuple(dict.fromkeys((*variants, *keep)))
+        rules = AP_RULES if set(wanted) != {"sq"} else ("standard",)   # a record for the tables: both AP rules
+        record = _record_of(run, {**results, **self._per_query(run, results, wanted, rules)})
         write_record(record, self.records_root)
         return record
+
+    def _per_query(self, run: RunResult, known: dict, variants: Sequence[str], ap_rules: Sequence[str]) -> dict:
+        """The per-query results of ``variants`` that ``known`` lacks (or holds without one of ``ap_rules``)."""
+        return {v: self.variant_per_query(run, v) for v in _missing(known, variants, ap_rules)}
 
     @property
     def records_root(self) -> Path:
@@ -64,21 +99,20 @@ class RecordedRuns:
         return records_dir(self.preset)
 
     def variant_per_query(self, run: RunResult, variant: str) -> dict:
-        """Per-query results of ``run`` (a test-split run) under ``variant``: ``mq``, ``rerank`` or
-        ``distractors-<n>`` (``snlib.records``)."""
+        """Per-query results of ``run`` (a test-split run) under ``variant`` (``snlib.records``), under both AP
+        rules: ``sq``, ``mq``, ``rerank``, ``mq-rerank`` or ``distractors-<n>`` (the first ``n`` of the study's
+        distractors, in :meth:`~snlib.study.study.Study.shuffled_distractors`' order)."""
         if run.config.split != "test":
             raise ValueError(f"variant {variant!r} needs a run scored on the test split, not {run.config.split!r}")
-        if variant == "mq":  # the pooled queries: one per (identity, camera), in pool_multi_query's order
-            feats = self.features(run)
-            _, q_pids, q_camids = pool_multi_query(*feats.get("multi_query", feats["query"]))
-            return per_query(self.evaluate(run, multi_query=True), q_pids, q_camids)
-        if variant == "rerank":
-            rank = self.evaluate(run, rerank=True)
-            _, q_pids, q_camids = self.features(run)["query"]
-            return per_query(rank, q_pids, q_camids)
         if variant.startswith("distractors-"):
-            count = int(variant.split("-", 1)[1])
-            qf, gf, q_pids, g_pids, q_camids, g_camids = self.with_distractors(run, count)
-            rank = evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=run.config.eval_metric)
-            return per_query(rank, q_pids, q_camids)
-        raise ValueError(f"unknown variant {variant!r}: one of sq, mq, rerank, distractors-<n>")
+            qf, gf, q_pids, g_pids, q_camids, g_camids = self.with_distractors(run, int(variant.split("-", 1)[1]))
+            rank, market = (evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids,
+                                              metric=run.config.eval_metric, ap=ap) for ap in AP_RULES)
+            return per_query(rank, q_pids, q_camids, market)
+        if variant not in VARIANT_SETTINGS:
+            raise ValueError(f"unknown variant {variant!r}: one of {', '.join(VARIANT_SETTINGS)}, distractors-<n>")
+        multi, rerank = VARIANT_SETTINGS[variant]
+        feats = self.features(run)
+        _, q_pids, q_camids = pool_multi_query(*feats.get("multi_query", feats["query"])) if multi else feats["query"]
+        rank, market = (self.evaluate(run, multi_query=multi, rerank=rerank, ap=ap) for ap in AP_RULES)
+        return per_query(rank, q_pids, q_camids, market)

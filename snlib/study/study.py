@@ -1,19 +1,22 @@
-"""A :class:`Study` per (preset, data set): the runs a notebook asks for (through the engine's run cache), their
-test features (kept in the run's folder) and the evaluation variants of the paper's tables.
+"""A :class:`Study` per (preset, data set): the runs a notebook asks for (through the engine's run cache and the run
+records), their test features (kept in the run's folder) and the evaluation variants of the paper's tables.
 
-    study = open_study(preset, dataset, data_root, output_dir)
+    study, plan = setup("table1", preset, dataset, data_root, output_dir, overrides)   # snlib.study.plans
     run = study.run("sn", seed=0)                  # trained once, then read from the cache
     study.evaluate(run, multi_query=True, rerank=True).as_dict()
     long = study.evaluation_table([run])           # single/multi query x re-ranking x AP rule: a row each
 
-Every run's configuration is the preset's with the overrides named in the call, so notebooks that ask for the
-same run share it (``snlib.engine`` caches by the hash of the configuration). ``train_fraction`` trains on a
-fixed, nested subset of the training identities (:func:`~snlib.study.views.train_subset_root`).
+A study is settled before any of its runs: :func:`open_study` fixes the preset, the data and the notebook's
+overrides, :func:`snlib.study.protocol.settle` adds the protocol and the selected learning rates, and from then on
+the study does not change. :meth:`Study.config` resolves a run's configuration in one written order of precedence,
+so notebooks that ask for the same run share it (``snlib.engine`` caches by the hash of the configuration).
+``train_fraction`` trains on a fixed, nested subset of the training identities
+(:func:`~snlib.study.views.train_share_root`).
 """
 from __future__ import annotations
 
 import functools
-import hashlib
+import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,44 +27,42 @@ import torch
 
 from .. import distributed, engine, settings
 from ..data import DataNotFoundError, ReIDDataset, Sample, load_dataset
-from ..evaluation import RankResult, cuhk03_classic_cmc, evaluate_features, pairwise_distance, pool_multi_query
+from ..evaluation import (AP_RULES, RankResult, cuhk03_classic_cmc, evaluate_features, pairwise_distance,
+                          pool_multi_query)
 from ..models import initial_model, model_checkpoint, read_checkpoint
 from ..presets import TrainConfig, get_preset
-from ..recipes import RECIPES, apply_recipe
-from ..reporting import save_figure, save_table
+from ..recipes import run_config
+from ..records import RunRecord, compare_with_record, read_record
+from ..reporting import RETRAINED_FILE, save_figure, save_table
 from ..runs import RunFolder, RunResult, atomic_save, initial_run_dir
 from . import views
-from .recorded import RecordedRuns
+from .features import file_digests, paths_digest, query_gallery
+from .pools import identity_pool
+from .recorded import RecordedRuns, variant_of
+from .tables import training_curve
 
 #: The four evaluation settings of the paper's Table 1: (query mode, k-reciprocal re-ranking).
 TABLE1_SETTINGS = (("single", False), ("multi", False), ("single", True), ("multi", True))
 
-#: AP conventions (snlib.evaluation): "standard" (non-interpolated, torchreid / fast-reid) and "market"
-#: (the official Market-1501 trapezoid rule, most likely the paper's).
-AP_RULES = ("standard", "market")
 
-
-def query_gallery(features: dict) -> tuple:
-    """``(qf, gf, q_pids, g_pids, q_camids, g_camids)`` of a :meth:`Study.features` dict, in the order
-    :func:`snlib.evaluation.evaluate_features` takes them."""
-    (qf, q_pids, q_camids), (gf, g_pids, g_camids) = features["query"], features["gallery"]
-    return qf, gf, q_pids, g_pids, q_camids, g_camids
-
-
-@dataclass
+@dataclass(frozen=True)
 class Study(RecordedRuns):
-    """One preset on one data set: the base configuration, where results go, and the runs asked for."""
+    """One preset on one data set, settled: the configuration every run starts from, where results go, the
+    protocol (``snlib.study.protocol.Protocol``: budget, seeds, sizes) and each recipe's selected rate."""
 
     preset: str
+    #: the preset with the study's data set, the protocol's fixed fields and the notebook's overrides
     base: TrainConfig
     output_dir: Path
-    #: recipe -> TrainConfig fields every run of it takes (``use_protocol``: the selected rate and the budget)
-    settings: dict = field(default_factory=dict, repr=False)
+    #: the protocol whose budget every run of a recipe takes (None: the preset's schedule)
     protocol: object = field(default=None, repr=False)
+    #: the learning-rate selection (``protocol.select_rates``; None when not run: no protocol, or a forced ``lr``)
     selection: pd.DataFrame | None = field(default=None, repr=False)
-    #: the notebook's own TrainConfig overrides (``open_study``): they win over the recipe's ``settings``
+    #: recipe -> its selected learning rate
+    rates: dict = field(default_factory=dict, repr=False)
+    #: the notebook's own TrainConfig overrides (``open_study``): they win over the budget, recipe and rate
     overrides: dict = field(default_factory=dict, repr=False)
-    _model_cache: dict = field(default_factory=dict, init=False, repr=False)
+    _model_cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def dataset_name(self) -> str:
@@ -96,23 +97,48 @@ class Study(RecordedRuns):
 
     def with_dataset(self, name: str, root: str | Path, options: dict | None = None) -> "Study":
         """The same study (preset, overrides, output folder) on data set ``name`` at ``root`` with loader
-        ``options``."""
+        ``options``, at the preset's schedule (no protocol or selection was run on that data set)."""
         base = self.base.replace(dataset=name, data_root=str(settings.repo_path(root)),
                                  dataset_options=dict(options or {}))
         return Study(preset=self.preset, base=base, output_dir=self.output_dir, overrides=dict(self.overrides))
 
     # ------------------------------------------------------------------------------------------- runs
     def config(self, loss: str = "sn", seed: int = 0, **overrides) -> TrainConfig:
-        """The preset's configuration with ``loss``, ``seed``, the study's ``settings`` of the recipe, then the
-        study's own ``overrides``, then any other TrainConfig field given here replaced. ``loss`` is a recipe of
-        ``snlib.recipes`` (its loss and fields, e.g. ``"ce"``: label smoothing and BNNeck) or a plain loss spec
-        (``"sn+0.5*ce"``)."""
-        config = self.base.replace(seed=seed, **{**self.settings.get(loss, {}), **self.overrides, **overrides})
-        return apply_recipe(config, loss) if loss in RECIPES else config.replace(loss=loss)
+        """The configuration of a run of ``loss`` (a recipe of ``snlib.recipes``, e.g. ``"ce"``: label smoothing
+        and BNNeck, or a plain loss spec such as ``"sn+0.5*ce"``) with ``seed`` and the TrainConfig fields
+        ``overrides``, in :func:`snlib.recipes.run_config`'s order: the study's base < the protocol's budget <
+        the recipe's fields < its selected rate < the notebook's overrides < ``seed`` and ``overrides`` here."""
+        budget = self.protocol.budget() if self.protocol is not None else {}
+        return run_config(self.base, loss, budget=budget, lr=self.rates.get(loss), overrides=self.overrides,
+                          call={"seed": seed, **overrides})
 
     def run(self, loss: str = "sn", seed: int = 0, progress: bool = True, **overrides) -> RunResult:
-        """Train (or read from the cache) the run ``config(loss, seed, **overrides)``."""
-        return engine.train(self.config(loss, seed, **overrides), progress=progress)
+        """Train (or read from the cache) the run ``config(loss, seed, **overrides)``, for what needs its network
+        (features, figures). Where the run has a record, the network is compared with it
+        (:meth:`compare_with_record`); the record itself is never changed."""
+        run = engine.train(self.config(loss, seed, **overrides), progress=progress)
+        self.compare_with_record(run)
+        return run
+
+    def compare_with_record(self, run: RunResult) -> dict | None:
+        """:func:`snlib.records.compare_with_record` of ``run``'s final metrics against its record (None where there
+        is none): printed, and kept in ``<output_dir>/retrained_runs.json`` (one entry per run; ``snlib reproduce``
+        copies it into the manifest)."""
+        record = read_record(run.config, self.records_root)
+        if record is None or record.diverged or not run.metrics:
+            return None
+        seeds = self.protocol.seeds if self.protocol is not None else (run.config.seed,)
+        seed_records = [r for s in sorted({*seeds, run.config.seed})
+                        if (r := read_record(run.config.replace(seed=s), self.records_root)) is not None]
+        check = compare_with_record(run.metrics, record, seed_records)
+        print(f"{record.name} seed {run.config.seed} ({record.hash}) against its record: rank-1 "
+              f"{check['rank1_diff']:+.2f}, mAP {check['mAP_diff']:+.2f} "
+              f"({'inside' if check['inside_seed_spread'] else 'OUTSIDE'} the spread of its {check['seeds']} "
+              "recorded seeds)")
+        path = self.output_dir / RETRAINED_FILE
+        known = json.loads(path.read_text()) if path.is_file() else {}
+        settings.atomic_write(path, json.dumps({**known, record.hash: check}, indent=1, sort_keys=True) + "\n")
+        return check
 
     def initial_run(self, loss: str = "sn", seed: int = 0, **overrides) -> RunResult:
         """The run at epoch 0: the preset's model as training starts it (ImageNet weights where the preset is
@@ -156,7 +182,6 @@ class Study(RecordedRuns):
     def curves(self, variants: Sequence[dict], seeds: Iterable[int] = (0,), progress: bool = True) -> pd.DataFrame:
         """Train every variant for every seed; one row per (run, epoch) with the variant's fields, the seed
         and :func:`~snlib.study.tables.training_curve`'s columns (mean training loss, test metrics)."""
-        from .tables import training_curve
         frames = [training_curve(result).assign(**variant, seed=seed)
                   for variant, seed, result in self.each_run(variants, seeds, progress)]
         return pd.concat(frames, ignore_index=True)
@@ -172,14 +197,13 @@ class Study(RecordedRuns):
         theirs takes its feature (the test transform is deterministic) instead of another forward pass.
         """
         path = RunFolder(run.run_dir).features_file(name)
-        paths = [s.path for s in samples]
-        digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()
+        digest = paths_digest(samples)
         if path.is_file():
             stored = read_checkpoint(path)
             if stored["paths_sha256"] == digest:
                 return stored["features"], stored["pids"].numpy(), stored["camids"].numpy()
-        known = {key: f for done, feats in reuse for key, f in zip(_file_digests(done), feats)}
-        keys = _file_digests(samples) if reuse else list(range(len(samples)))
+        known = {key: f for done, feats in reuse for key, f in zip(file_digests(done), feats)}
+        keys = file_digests(samples) if reuse else list(range(len(samples)))
         missing = [i for i, key in enumerate(keys) if key not in known]
         if missing:
             device = engine.resolve_device(run.config, distributed.DistInfo())
@@ -213,7 +237,6 @@ class Study(RecordedRuns):
 
     def pool(self, run: RunResult):
         """The test images with an identity and their features under ``run`` (:func:`~snlib.study.pools.identity_pool`)."""
-        from .pools import identity_pool
         return identity_pool(self.features(run), self.data)
 
     # ------------------------------------------------------------------------------------------- evaluation
@@ -233,17 +256,18 @@ class Study(RecordedRuns):
         return evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=run.config.eval_metric,
                                  normalize=True, rerank=rerank, ap=ap)
 
-    def evaluation_table(self, runs: Iterable[RunResult], settings=TABLE1_SETTINGS,
+    def evaluation_table(self, records: Iterable[RunRecord], table_settings=TABLE1_SETTINGS,
                          ap_rules: Sequence[str] = AP_RULES) -> pd.DataFrame:
-        """Every run under every (query mode, re-ranking) setting and AP rule: one row each with ``loss``,
+        """Every record under every (query mode, re-ranking) setting and AP rule, computed from its per-query
+        results (``RunRecord.variant_metrics``: the same numbers on every machine): one row each with ``loss``,
         ``seed``, ``query`` ("single" / "multi"), ``rerank``, ``ap`` and the metrics in percent."""
         rows = []
-        for run in runs:
-            for query, rerank in settings:
+        for record in records:
+            for query, rerank in table_settings:
+                variant = variant_of(query == "multi", rerank)
                 for ap in ap_rules:
-                    result = self.evaluate(run, multi_query=query == "multi", rerank=rerank, ap=ap)
-                    rows.append({"loss": run.config.label, "seed": run.config.seed, "query": query,
-                                 "rerank": rerank, "ap": ap, **result.as_dict()})
+                    rows.append({"loss": record.name, "seed": record.config.seed, "query": query,
+                                 "rerank": rerank, "ap": ap, **record.variant_metrics(variant, ap)})
         return pd.DataFrame(rows)
 
     def classic_cmc(self, runs: Iterable[RunResult], num_repeats: int = 100,
@@ -279,45 +303,39 @@ class Study(RecordedRuns):
             print(f"SKIPPED: {err}")
             return []
 
-    def gallery_size_curve(self, runs: Iterable[RunResult], distractors: Sequence[Sample],
-                           steps: Sequence[int], ap_rules: Sequence[str] = AP_RULES, seed: int = 0) -> pd.DataFrame:
-        """Single-query metrics of each run as the first ``n`` of ``distractors`` (shuffled once with ``seed``,
-        so every run and every step draws from the same order) join the gallery, for each ``n`` in ``steps``.
+    def gallery_steps(self, num_steps: int | None = None) -> list[int]:
+        """The numbers of distractors the gallery-size curve is scored at (:func:`~snlib.study.views.gallery_steps`
+        from the original gallery to all of the protocol's ``num_distractors``); ``[]`` without distractors."""
+        total = self.protocol.num_distractors if self.protocol is not None else None
+        if not total:
+            return []
+        return views.gallery_steps(len(self.data.gallery), total, num_steps or self.protocol.gallery_steps)
 
-        One row per (run, n, AP rule): ``loss``, ``seed``, ``distractors`` (n), ``gallery_size``, ``ap``, metrics.
-        """
-        if max(steps) > len(distractors):
-            raise ValueError(f"steps go up to {max(steps)} distractors but only {len(distractors)} were given")
-        rows = []
-        for run in runs:
-            qf, gf, q_pids, g_pids, q_camids, g_camids = query_gallery(self.features(run))
-            xf, x_pids, x_camids = self._shuffled_distractors(run, distractors, seed)
-            for n in steps:
-                gallery = (torch.cat([gf, xf[:n]]), np.concatenate([g_pids, x_pids[:n]]),
-                           np.concatenate([g_camids, x_camids[:n]]))
-                for ap in ap_rules:
-                    result = evaluate_features(qf, gallery[0], q_pids, gallery[1], q_camids, gallery[2],
-                                               metric=run.config.eval_metric, normalize=True, ap=ap)
-                    rows.append({"loss": run.config.label, "seed": run.config.seed, "distractors": n,
-                                 "gallery_size": len(gallery[1]), "ap": ap, **result.as_dict()})
-        return pd.DataFrame(rows)
+    def gallery_size_curve(self, records: Iterable[RunRecord], steps: Sequence[int],
+                           ap_rules: Sequence[str] = AP_RULES) -> pd.DataFrame:
+        """Single-query metrics of each record as the first ``n`` of the study's distractors join the gallery
+        (variant ``distractors-<n>``, ``sq`` for n = 0; :meth:`with_distractors`), for each ``n`` in ``steps``,
+        from the records' per-query results. One row per (record, n, AP rule): ``loss``, ``seed``,
+        ``distractors`` (n), ``gallery_size``, ``ap``, metrics."""
+        gallery = len(self.data.gallery)
+        return pd.DataFrame([{"loss": record.name, "seed": record.config.seed, "distractors": n,
+                              "gallery_size": gallery + n, "ap": ap,
+                              **record.variant_metrics(f"distractors-{n}" if n else "sq", ap)}
+                             for record in records for n in steps for ap in ap_rules])
 
-    def _shuffled_distractors(self, run: RunResult, distractors: Sequence[Sample], seed: int = 0):
-        """``(features, pids, camids)`` of ``distractors`` under ``run``, shuffled once with ``seed``."""
-        order = np.random.default_rng(seed).permutation(len(distractors))
-        if not distractors:
-            _, gf, _, g_pids, _, g_camids = query_gallery(self.features(run))
-            return gf[:0], g_pids[:0], g_camids[:0]
-        xf, x_pids, x_camids = self.extract(run, distractors, "distractors")
-        return xf[torch.from_numpy(order)], x_pids[order], x_camids[order]
-
-    def with_distractors(self, run: RunResult, count: int) -> tuple:
-        """:func:`query_gallery` of ``run`` with the study's ``count`` distractors (:meth:`distractors`) in the
-        gallery."""
+    def with_distractors(self, run: RunResult, count: int, seed: int = 0) -> tuple:
+        """:func:`query_gallery` of ``run`` with the first ``count`` of the study's distractors in the gallery: all
+        of them (:meth:`distractors` of the protocol's ``num_distractors``; ``count`` without a protocol) shuffled
+        once with ``seed``, so that every run and every gallery size draws from the same order."""
+        total = self.protocol.num_distractors if self.protocol is not None and self.protocol.num_distractors else count
+        if count > total:
+            raise ValueError(f"{count} distractors asked for, but the study has {total}")
+        everything = self.distractors(total)
+        order = np.random.default_rng(seed).permutation(len(everything))[:count]
         qf, gf, q_pids, g_pids, q_camids, g_camids = query_gallery(self.features(run))
-        xf, x_pids, x_camids = self._shuffled_distractors(run, self.distractors(count))
-        return (qf, torch.cat([gf, xf]), q_pids, np.concatenate([g_pids, x_pids]), q_camids,
-                np.concatenate([g_camids, x_camids]))
+        xf, x_pids, x_camids = self.extract(run, everything, "distractors")
+        return (qf, torch.cat([gf, xf[torch.from_numpy(order)]]), q_pids, np.concatenate([g_pids, x_pids[order]]),
+                q_camids, np.concatenate([g_camids, x_camids[order]]))
 
     # -------------------------------------------------------------------------------------------- writing
     def save_table(self, df: pd.DataFrame, name: str) -> Path:
@@ -362,8 +380,3 @@ def find_datasets(entries: Iterable[Sequence]) -> tuple[list[tuple], list[tuple[
         else:
             present.append((name, str(root), dict(options)))
     return present, skipped
-
-
-def _file_digests(samples: Sequence[Sample]) -> list[str]:
-    """sha1 of each sample's file (identical bytes, identical image)."""
-    return [hashlib.sha1(Path(s.path).read_bytes()).hexdigest() for s in samples]

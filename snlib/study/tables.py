@@ -184,11 +184,6 @@ def deviations_from_paper(config: TrainConfig) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["field", "paper", "this study"])
 
 
-def single_query(long: pd.DataFrame, ap: str = "market") -> pd.DataFrame:
-    """The rows of ``Study.evaluation_table`` for single query, no re-ranking and AP rule ``ap``."""
-    return long[(long["query"] == "single") & ~long["rerank"] & (long["ap"] == ap)]
-
-
 def drop_beside_paper(curves: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame:
     """:func:`relative_drop` of the reproduced ``curves`` (per loss) above that of the paper's Figure 4 (per
     method, in the ``loss`` column), with a ``source`` column ("reproduced" / "paper, Figure 4")."""
