@@ -21,8 +21,8 @@ times an optional linear warm-up over the first ``warmup_epochs`` (per iteration
 times a linear warm-up from ``warmup_factor`` over the first ``warmup_iterations``; evaluations every
 ``eval_every_iterations`` only (the epoch-based ``eval_every`` does not apply); the run stops after exactly T
 iterations (the last epoch may be cut short). ``warmup_share`` lengthens either warm-up to that share of the run's
-iterations when it is longer (``warmup_length``; Bag of Tricks warms up over 10 of 120 epochs). An evaluation restores the random generators: how often a run
-evaluates does not change what it trains.
+iterations when it is longer (``warmup_length``; Bag of Tricks warms up over 10 of 120 epochs). An evaluation
+restores the random generators: how often a run evaluates does not change what it trains.
 
 A run trains on ``run_dataset(config)``: the data set, split for validation when ``split="val"``
 (``snlib.data.validation_split``) and cut to ``train_fraction`` of its training identities.
@@ -42,11 +42,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
+from .collapse import batch_geometry
 from .data import PKSampler, ReIDDataset, Sample, build_transforms, check_files, load_dataset, train_share, validation_split
 from .data.decoded import build_dataset
 from .errors import ConfigError, SnlibError
 from .evaluation import RankResult, evaluate_features
-from .collapse import batch_geometry
 from .losses import loss_from_config
 from .models import (CheckpointMismatchError, build_model, extract_features, load_model_weights, model_checkpoint,
                      model_options)

@@ -60,7 +60,7 @@ class ReIDOutput(NamedTuple):
 
 
 class TriNetHead(nn.Sequential):
-    """TriNet's embedding head (Hermans et al. 2017, "In Defense of the Triplet Loss", Sec. 4): ``Linear(in, 1024)
+    """TriNet's embedding head (Hermans et al. 2017, "In Defense of the Triplet Loss"): ``Linear(in, 1024)
     -> BatchNorm1d -> ReLU -> Linear(1024, 128)``. Initialised as the authors' code (triplet-reid,
     ``heads/fc1024.py``, TF-slim defaults): the first layer Glorot-uniform without bias (the BatchNorm's shift
     replaces it), BatchNorm eps 1e-5 with momentum 0.1 (TF decay 0.9), the last layer orthogonal with a zero bias.

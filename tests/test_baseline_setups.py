@@ -42,11 +42,14 @@ class _Spy:
     def __init__(self):
         self.seen: dict[str, list[torch.Tensor]] = {}
 
+    def keep(self, name: str, value: torch.Tensor) -> None:
+        self.seen.setdefault(name, []).append(value.detach().clone())
+
     def inputs(self, module: nn.Module, name: str) -> None:
-        module.register_forward_hook(lambda m, args, out: self.seen.setdefault(name, []).append(args[0].detach().clone()))
+        module.register_forward_hook(lambda m, args, out: self.keep(name, args[0]))
 
     def outputs(self, module: nn.Module, name: str) -> None:
-        module.register_forward_hook(lambda m, args, out: self.seen.setdefault(name, []).append(out.detach().clone()))
+        module.register_forward_hook(lambda m, args, out: self.keep(name, out))
 
 
 def _train_spied(config, tmp_path, monkeypatch, spy_model, spy_loss):
@@ -181,8 +184,8 @@ def test_bot_classifier_is_fed_the_bnneck_output(smoke, tmp_path, monkeypatch):
 
         def fed(module, args, out):
             with torch.no_grad():
-                spy.seen.setdefault("logits", []).append(out.logits.detach().clone())
-                spy.seen.setdefault("from_bn", []).append(module.classifier(spy.seen["bn_out"][-1]))
+                spy.keep("logits", out.logits)
+                spy.keep("from_bn", module.classifier(spy.seen["bn_out"][-1]))
         model.register_forward_hook(fed)
 
     _train_spied(apply_recipe(smoke, "bot"), tmp_path, monkeypatch, spy_model,
