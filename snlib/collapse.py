@@ -24,16 +24,16 @@ all of these in their thinned history (:func:`is_diagnostic`).
    spread has fallen to a small share of the spread of the network training started from.
 
 A run is collapsed when both hold. The spread carries the rule; the gap keeps it from flagging a loss that shrinks
-the raw features' scale while it separates them (a loss on L2-normalised features, a softmax behind a BNNeck).
-The gap alone says little at short budgets: early in a healthy run the batch-hard gap is negative (the farthest of
-K-1 positives lies beyond the nearest of the other identities' images). Both thresholds are in units of the
-batch's own distances, so they do not depend on the backbone's feature scale. Measured with the ``cpu`` preset on
-cuhk03p1 (validation split, EfficientNet-Lite0 at 128x64, 16 x 4 images, 300 iterations at 1e-3): the soft-margin triplet on the raw
-pooled features ended at 0.08 of its starting spread with gap ratio -0.14 (loss 0.86, ln 2 = 0.69 being the
-collapse value; validation rank-1 6.0): collapsed; SN kept 1.03 of its spread at the same gap ratio -0.14
-(rank-1 14.5): not collapsed; the triplet on TriNet's head kept 0.49 (-0.12; rank-1 6.0, loss 1.07): not
-collapsed by this rule, only slow. This rule adds to the protocol's other one, a run that ends below the untrained
-network (``snlib.study.protocol.collapsed``).
+the raw features' scale while it separates them (a loss on L2-normalised features, a softmax behind a BNNeck). The
+gap alone says little at short budgets: early in a healthy run the batch-hard gap is negative (the farthest of K-1
+positives lies beyond the nearest of the other identities' images). Both thresholds are in units of the batch's own
+distances, so they do not depend on the backbone's feature scale. Measured with the ``cpu`` preset on cuhk03p1
+(validation split, EfficientNet-Lite0 at 128x64, 16 x 4 images, 300 iterations at 1e-3): the soft-margin triplet on
+the raw pooled features ended at 0.08 of its starting spread with gap ratio -0.14 (loss 0.86, ln 2 = 0.69 being the
+collapse value; validation rank-1 6.0): collapsed; SN kept 1.03 of its spread at the same gap ratio -0.14 (rank-1
+14.5): not collapsed; the triplet on TriNet's head kept 0.49 (-0.12; rank-1 6.0, loss 1.07): not collapsed by this
+rule, only slow. This rule adds to the protocol's other one, a run that ends below the untrained network
+(``snlib.study.protocol.collapsed``).
 """
 from __future__ import annotations
 
