@@ -183,7 +183,7 @@ def _runs(args) -> None:
 
 def _print_run(info) -> None:
     """One run: status, the configuration's differences from its preset, final and periodic results."""
-    from .runs import preset_differences
+    from .runs import diagnostics_lines, preset_differences
 
     print(f"run {info.hash} ({info.run_dir})")
     print(f"status: {info.status}")
@@ -197,6 +197,8 @@ def _print_run(info) -> None:
         print("results: " + ", ".join(f"{name} {value:.2f}" for name, value in info.metrics.items()))
     for row in info.evaluations:
         print(f"  evaluation after epoch {row['epoch']}: rank1 {row['rank1']:.2f}, mAP {row['mAP']:.2f}")
+    for line in diagnostics_lines(info.run_dir):  # the collapse diagnostics of its last iterations
+        print(line)
 
 
 def _reproduce(args) -> None:

@@ -20,8 +20,9 @@ times an optional linear warm-up over the first ``warmup_epochs`` (per iteration
 
 times a linear warm-up from ``warmup_factor`` over the first ``warmup_iterations``; evaluations every
 ``eval_every_iterations`` only (the epoch-based ``eval_every`` does not apply); the run stops after exactly T
-iterations (the last epoch may be cut short). An evaluation restores the random generators: how often a run
-evaluates does not change what it trains.
+iterations (the last epoch may be cut short). ``warmup_share`` lengthens either warm-up to that share of the run's
+iterations when it is longer (``warmup_length``; Bag of Tricks warms up over 10 of 120 epochs). An evaluation
+restores the random generators: how often a run evaluates does not change what it trains.
 
 A run trains on ``run_dataset(config)``: the data set, split for validation when ``split="val"``
 (``snlib.data.validation_split``) and cut to ``train_fraction`` of its training identities.
@@ -41,6 +42,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
+from .collapse import batch_geometry
 from .data import PKSampler, ReIDDataset, Sample, build_transforms, check_files, load_dataset, train_share, validation_split
 from .data.decoded import build_dataset
 from .errors import ConfigError, SnlibError
@@ -112,11 +114,24 @@ def lr_factor(config: TrainConfig, epoch: int, iteration: int = 0, iters_per_epo
     factor = 1.0
     if ep >= start:
         factor = config.final_lr_factor ** ((ep + 1 - start) / (total + 1 - start))
-    if config.warmup_epochs:
-        progress = (epoch * iters_per_epoch + iteration + 1) / (config.warmup_epochs * iters_per_epoch)
-        if progress < 1:
-            factor *= config.warmup_factor + (1 - config.warmup_factor) * progress
-    return factor
+    return factor * _warmup(config, epoch * iters_per_epoch + iteration, warmup_length(config, iters_per_epoch))
+
+
+def warmup_length(config: TrainConfig, iters_per_epoch: int = 1) -> int:
+    """Iterations of the linear warm-up: ``warmup_iterations`` (iteration budget) or ``warmup_epochs`` (epoch
+    budget), or ``round(warmup_share * the run's iterations)`` when that is longer."""
+    if config.iterations:
+        fixed, total = config.warmup_iterations, config.iterations
+    else:
+        fixed, total = config.warmup_epochs * iters_per_epoch, config.epochs * iters_per_epoch
+    return max(fixed, round(config.warmup_share * total))
+
+
+def _warmup(config: TrainConfig, t: int, length: int) -> float:
+    """The warm-up multiplier at 0-based iteration ``t``: linear from ``warmup_factor`` to 1 over ``length``."""
+    if t + 1 < length:
+        return config.warmup_factor + (1 - config.warmup_factor) * (t + 1) / length
+    return 1.0
 
 
 def _iteration_lr_factor(config: TrainConfig, t: int) -> float:
@@ -124,9 +139,7 @@ def _iteration_lr_factor(config: TrainConfig, t: int) -> float:
     total = config.iterations
     start = min(total - 1, round(PAPER_DECAY_START / PAPER_EPOCHS * total))
     factor = config.final_lr_factor ** max(0.0, (t + 1 - start) / (total - start))
-    if t + 1 < config.warmup_iterations:
-        factor *= config.warmup_factor + (1 - config.warmup_factor) * (t + 1) / config.warmup_iterations
-    return factor
+    return factor * _warmup(config, t, warmup_length(config))
 
 
 def run_dataset(config: TrainConfig) -> ReIDDataset:
@@ -369,7 +382,7 @@ class _Trainer:
             self._step(images, pids, it)
             now = time.perf_counter()
             self.history.append({"epoch": self.epoch + 1, "iteration": len(self.history) + 1, "lr": lr,
-                                 **{k: float(v) for k, v in self.loss.last.items()},
+                                 **{k: float(v) for k, v in self.loss.last.items()}, **self.geometry,
                                  "images_per_s": config.p * config.k / (now - tick), "time_s": now - tick})
             tick = now
             bar.update(1)
@@ -396,6 +409,7 @@ class _Trainer:
             raise TrainingDivergedError(
                 f"{reason}: training diverged; the last checkpoint ({self.folder.checkpoint}) is intact: lower lr, "
                 "or use amp='off'", reason)
+        self.geometry = batch_geometry(features.detach(), pids)  # the history's collapse diagnostics
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.info.enabled and not isinstance(self.criterion, distributed.GlobalBatchLoss):

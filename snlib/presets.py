@@ -33,7 +33,7 @@ from .data.decoded import MODES as DECODED_CACHE_MODES
 from .errors import ConfigError
 from .evaluation import METRICS
 from .losses import build_loss
-from .models import BACKBONES
+from .models import BACKBONES, EMBEDDING_HEADS
 
 #: The paper's schedule: constant learning rate to epoch 76 of 150, then exponential decay to 0.001x.
 PAPER_EPOCHS = 150
@@ -77,6 +77,7 @@ class TrainConfig:
     weights_path: str | None = None                       # local backbone weights (instead of downloading)
     last_stride: int = 1
     bnneck: bool = False
+    embedding_head: str = _added("")                      # "trinet": TriNet's 1024-BN-ReLU-128 head (models)
     # loss (snlib.losses.build_loss spec); the options go to the terms that take them
     loss: str = "sn"
     sn_k: int = 10
@@ -99,6 +100,8 @@ class TrainConfig:
     # 0: the budget is ``epochs``. The schedule is then per iteration (engine.lr_factor).
     iterations: int = _added(0)
     warmup_iterations: int = _added(0)                    # linear warm-up over the first iterations
+    warmup_share: float = _added(0.0)                     # ... or over this share of the run's iterations,
+    #                                                       whichever is longer (Bag of Tricks: 10 of 120 epochs)
     eval_every_iterations: int = _added(0)                # evaluations during training, every N iterations
     # precision and layout (precision.resolve_precision): "auto" / None = the device's fastest
     amp: str = "auto"                                     # "off" | "bf16" | "fp16" (CUDA only) | "auto"
@@ -269,6 +272,9 @@ def _value_problems(c: TrainConfig) -> list[str]:
         ("betas", len(c.betas) == 2 and all(0 <= v < 1 for v in c.betas), "must hold 2 values, each in [0, 1)"),
         ("warmup_epochs", c.warmup_epochs >= 0, "must be >= 0"),
         ("warmup_factor", 0 < c.warmup_factor <= 1, "must be in (0, 1]"),
+        ("warmup_share", 0 <= c.warmup_share < 1, "must be in [0, 1) (a share of the run's iterations)"),
+        ("embedding_head", c.embedding_head in ("", *EMBEDDING_HEADS),
+         f"must be '' (none) or one of {', '.join(EMBEDDING_HEADS)}"),
         ("seed", 0 <= c.seed < 2**32, "must be in [0, 2**32)"),
         ("eval_every", c.eval_every >= 0, "must be >= 0 (0: evaluate at the end only)"),
         ("eval_metric", c.eval_metric in METRICS, f"must be one of {', '.join(METRICS)}"),

@@ -55,6 +55,13 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("bot", "triplet+ce", "Bag of Tricks", {"triplet_margin": 0.3, "label_smoothing": 0.1, "bnneck": True}),
     Recipe("contrastive", "contrastive", "Hadsell et al. 2006"),
 )}
+#: The fields the ``triplet`` and ``bot`` recipes take once the studies are rerun (issue 25; not yet in
+#: ``RECIPES``: that changes their hashes). TriNet (Hermans et al. 2017; their code, triplet-reid): its embedding
+#: head, 1024-BN-ReLU-128, trained and tested on (``snlib.models.TriNetHead``), soft margin (the recipe's loss).
+TRINET_FIELDS = {"embedding_head": "trinet"}
+#: Bag of Tricks (Luo et al. 2019; their code, reid-strong-baseline): margin 0.3, smoothing 0.1, BNNeck, and its
+#: warm-up, 10 of 120 epochs, as a share of the budget where the study's shared warm-up is shorter.
+BOT_FIELDS = {"triplet_margin": 0.3, "label_smoothing": 0.1, "bnneck": True, "warmup_share": 10 / 120}
 #: The SN family: variants of the SN loss (they train at SN's selected learning rate).
 SN_FAMILY = ("sn", "sep", "sn-paper", "sn-neighbors", "pair", "sn+ce")
 #: The baselines (each gets its own learning-rate selection).

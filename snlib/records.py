@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import settings
+from .collapse import is_diagnostic
 from .errors import DamagedRecordError
 from .presets import TrainConfig, config_hash
 
@@ -30,7 +31,9 @@ from .presets import TrainConfig, config_hash
 RECORD_FORMAT = "snlib-record-2"
 #: Rows of the training history a record keeps (evenly spaced, the last one included).
 HISTORY_ROWS = 50
-#: History columns a record keeps (what the curves plot).
+#: History columns a record keeps (what the curves plot), with the collapse diagnostics (``snlib.collapse``:
+#: ``feature_norm``, ``pair_dist``, ``hard_gap``, a triplet term's ``<term>/hardest_pos_dist``,
+#: ``<term>/hardest_neg_dist``, ``<term>/active``; records written before them lack them).
 HISTORY_COLUMNS = ("iteration", "epoch", "lr", "loss")
 
 
@@ -159,14 +162,16 @@ def compare_with_record(metrics: dict, record: RunRecord, seed_records: list[Run
 
 
 def thin_history(history: list[dict], rows: int = HISTORY_ROWS) -> list[dict]:
-    """About ``rows`` evenly spaced rows of ``history`` (the last one always), only ``HISTORY_COLUMNS``."""
+    """About ``rows`` evenly spaced rows of ``history`` (the last one always), only ``HISTORY_COLUMNS`` and the
+    collapse diagnostics (``snlib.collapse.is_diagnostic``)."""
     if not history:
         return []
     step = max(1, math.ceil(len(history) / rows))
     kept = history[step - 1::step]
     if kept[-1] is not history[-1]:
         kept.append(history[-1])
-    return [{key: row[key] for key in HISTORY_COLUMNS if key in row} for row in kept]
+    return [{**{key: row[key] for key in HISTORY_COLUMNS if key in row},
+             **{key: value for key, value in row.items() if is_diagnostic(key)}} for row in kept]
 
 
 def record_path(config: TrainConfig, root: str | Path | None = None) -> Path:

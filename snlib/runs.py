@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 
 from . import settings
+from .collapse import GAP_TOLERANCE, SHRINK_RATIO, collapse_evidence, is_diagnostic
 from .errors import DamagedFileError, RunNotFoundError, SnlibError, UsageError
 from .models import ReIDModel, load_model, read_checkpoint
 from .presets import PRESETS, TrainConfig, config_hash, get_preset
@@ -306,3 +307,33 @@ def preset_differences(config: TrainConfig) -> dict[str, tuple]:
     base = get_preset(config.preset) if config.preset in PRESETS else TrainConfig()
     ours, theirs = config.to_dict(), base.to_dict()
     return {name: (theirs[name], value) for name, value in ours.items() if value != theirs[name]}
+
+
+def diagnostics_lines(run_dir: str | Path, last: int = 5) -> list[str]:
+    """The collapse diagnostics (``snlib.collapse``) of a run folder's last ``last`` iterations as table lines,
+    then the collapse rule's reading; no lines when the run has no history or one logged before diagnostics."""
+    folder = RunFolder(Path(run_dir))
+    try:
+        history = folder.read_history() if folder.finished else (folder.read_checkpoint() or {}).get("history", [])
+    except DamagedFileError:  # run_info reports it
+        return []
+    columns = ["iteration", "loss", *[c for c in (history[-1] if history else {}) if is_diagnostic(c)]]
+    if len(columns) == 2:
+        return []
+    rows = [columns] + [[_cell(row.get(c)) for c in columns] for row in history[-last:]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    lines = [f"diagnostics of the last {len(rows) - 1} iterations:"]
+    lines += ["  " + "  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows]
+    evidence = collapse_evidence(history)
+    if evidence is not None:
+        verdict = "collapsed" if evidence["collapsed"] else "not collapsed"
+        lines.append(f"collapse rule: {verdict} (from iteration {evidence['tail_from']}: hard_gap / pair_dist "
+                     f"{evidence['gap_ratio']:.3f}, limit {GAP_TOLERANCE}; pair_dist / first {evidence['shrink']:.3f}, "
+                     f"limit {SHRINK_RATIO})")
+    return lines
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:.4g}"
+    return "-" if value is None else str(value)

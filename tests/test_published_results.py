@@ -72,3 +72,33 @@ def test_the_records_are_small_and_hold_no_weights(study):
     referenced = _records(pd.read_csv(study[0] / "claims.csv")["records"]) | _records(
         pd.read_csv(study[0] / "lr_selection.csv")["records"])
     assert referenced <= {p.stem for p in paths}
+
+
+@pytest.mark.slow
+def test_the_tables_of_the_records_rebuild_byte_for_byte(study, tmp_path, monkeypatch):
+    """What a fresh clone computes from the committed records alone (nothing trains; only the untrained network is
+    scored, for the selection's floor) equals the committed files: the selection, every claim, the ablation runs,
+    the sensitivity sweep and the convergence curves."""
+    from snlib import engine
+    from snlib.study import claims as claims_module
+    from snlib.study import plans, protocol
+
+    def no_training(config, **kwargs):
+        raise AssertionError(f"a published run was trained again: {config.label} seed {config.seed}")
+
+    out, dataset, data_root = study
+    if not settings.repo_path(data_root).exists():
+        pytest.skip(f"{data_root} is absent")
+    monkeypatch.setattr(engine, "train", no_training)
+    settled, _ = plans.setup("claims", "cpu", dataset, data_root, tmp_path)
+    settled.save_table(settled.selection, "lr_selection")
+    claims_module.save_claims(protocol.claims(settled), tmp_path)
+    ablation = plans.ablation(settled)
+    settled.save_table(settled.runs(ablation.variants, ablation.seeds, progress=False), "ablation_runs")
+    sweep = plans.sensitivity(settled)
+    results = settled.sweep(sweep.sweeps, sweep.seeds, sweep.fixed).fillna(sweep.defaults)
+    settled.save_table(results, "sensitivity")
+    settled.save_table(protocol.curve_table(protocol.convergence_records(settled, progress=False)),
+                       "convergence_curves")
+    for name in ("lr_selection.csv", "claims.csv", "ablation_runs.csv", "sensitivity.csv", "convergence_curves.csv"):
+        assert (tmp_path / name).read_text() == (out / name).read_text(), name

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .. import engine
+from ..collapse import history_collapsed
 from ..models import initial_model
 from ..recipes import SN_FAMILY
 from ..evaluation import AP_RULES
@@ -105,8 +106,10 @@ def untrained(study: Study, split: str = "val") -> dict:
 
 
 def collapsed(record: RunRecord, floor: dict) -> bool:
-    """The run diverged, or ended below the untrained network on both rank-1 and mAP."""
-    return bool(record.diverged) or (record.metrics["rank1"] < floor["rank1"] and record.metrics["mAP"] < floor["mAP"])
+    """The run diverged, ended below the untrained network on both rank-1 and mAP, or collapsed by the rule of
+    ``snlib.collapse`` (its history's diagnostics; records written before them lack them)."""
+    return bool(record.diverged) or history_collapsed(record.history) \
+        or (record.metrics["rank1"] < floor["rank1"] and record.metrics["mAP"] < floor["mAP"])
 
 
 def select_rates(study: Study, progress: bool = True) -> pd.DataFrame:
