@@ -664,16 +664,11 @@ def _parse_spec(spec: str) -> list[tuple[str, float]]:
     return terms
 
 
-def build_loss(spec: str, num_classes: int | None = None, feat_dim: int | None = None,
-               **options) -> CombinedLoss:
-    """Build a :class:`CombinedLoss` from a spec such as ``"sn"``, ``"sn+ce"``, ``"triplet+0.5*ce"``.
-
-    Terms are joined by ``+``, each optionally weighted ``"w*name"``; names: ``sn`` (released squeeze),
-    ``sn-paper``, ``sn-neighbors``, ``sn-released``, ``sn-pair`` / ``pair``, ``sn-none`` / ``sep`` (no squeeze),
-    ``triplet``, ``triplet-soft``, ``contrastive``, ``center`` (needs num_classes and feat_dim), ``ce``.
-    ``options`` go to every term whose constructor takes them (``k``, ``alpha``, ``lam``, ``normalize``,
-    ``margin``, ``label_smoothing``); an option no term takes, or one that contradicts a term's name, is an error.
-    """
+def loss_arguments(spec: str, num_classes: int | None = None, feat_dim: int | None = None,
+                   **options) -> dict[str, tuple[float, type, dict]]:
+    """``{term name: (weight, class, constructor arguments)}`` of a loss spec (:func:`build_loss`), every name and
+    option checked, nothing built: what ``TrainConfig`` validation calls (``snlib.presets``). Without
+    ``num_classes`` / ``feat_dim`` a term that needs them (``center``) is checked with placeholders."""
     parsed = _parse_spec(spec)
     used = set()
     terms = {}
@@ -687,14 +682,30 @@ def build_loss(spec: str, num_classes: int | None = None, feat_dim: int | None =
                                  f"({key}={value!r}); pick the term by name instead")
         kwargs.update(fixed)
         if {"num_classes", "feat_dim"} <= accepted:
-            if num_classes is None or feat_dim is None:
-                raise ValueError(f"the {name!r} term of {spec!r} needs num_classes and feat_dim")
             kwargs.update(num_classes=num_classes, feat_dim=feat_dim)
         used.update(kwargs)
-        terms[name] = (weight, cls(**kwargs))
+        terms[name] = (weight, cls, kwargs)
     unused = set(options) - used
     if unused:
         raise ValueError(f"option(s) {sorted(unused)} are taken by no term of {spec!r}")
+    return terms
+
+
+def build_loss(spec: str, num_classes: int | None = None, feat_dim: int | None = None,
+               **options) -> CombinedLoss:
+    """Build a :class:`CombinedLoss` from a spec such as ``"sn"``, ``"sn+ce"``, ``"triplet+0.5*ce"``.
+
+    Terms are joined by ``+``, each optionally weighted ``"w*name"``; names: ``sn`` (released squeeze),
+    ``sn-paper``, ``sn-neighbors``, ``sn-released``, ``sn-pair`` / ``pair``, ``sn-none`` / ``sep`` (no squeeze),
+    ``triplet``, ``triplet-soft``, ``contrastive``, ``center`` (needs num_classes and feat_dim), ``ce``.
+    ``options`` go to every term whose constructor takes them (``k``, ``alpha``, ``lam``, ``normalize``,
+    ``margin``, ``label_smoothing``); an option no term takes, or one that contradicts a term's name, is an error.
+    """
+    terms = {}
+    for name, (weight, cls, kwargs) in loss_arguments(spec, num_classes, feat_dim, **options).items():
+        if "num_classes" in kwargs and (num_classes is None or feat_dim is None):
+            raise ValueError(f"the {name!r} term of {spec!r} needs num_classes and feat_dim")
+        terms[name] = (weight, cls(**kwargs))
     return CombinedLoss(terms, spec=spec)
 
 

@@ -32,7 +32,7 @@ from .data import PAPER_MEAN, PAPER_STD, check_options
 from .data.decoded import MODES as DECODED_CACHE_MODES
 from .errors import ConfigError
 from .evaluation import METRICS
-from .losses import build_loss
+from .losses import loss_arguments
 from .models import BACKBONES, EMBEDDING_HEADS
 
 #: The paper's schedule: constant learning rate to epoch 76 of 150, then exponential decay to 0.001x.
@@ -285,10 +285,11 @@ def _value_problems(c: TrainConfig) -> list[str]:
         ("device", c.device is None or _is_device(c.device), "must be None (automatic), cpu, cuda or cuda:N"),
     ]
     problems = [f"{name}={getattr(c, name)!r} {rule}" for name, ok, rule in checks if not ok]
-    # the loss spec and its options, parsed by building the terms on a 2-identity, 2-d problem (tiny)
+    # the loss spec and its options: names and options checked through the registry, no loss built (a value a
+    # term's constructor refuses, e.g. loss_options={"k": 0}, is refused when the run builds it, before training)
     for name, options in (("loss", {}), ("loss_options", c.loss_options)):
         try:
-            build_loss(c.loss, num_classes=2, feat_dim=2, **options)
+            loss_arguments(c.loss, **options)
         except (ValueError, TypeError) as exc:
             problems.append(f"{name}={getattr(c, name)!r}: {exc}")
             break

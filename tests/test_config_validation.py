@@ -74,3 +74,18 @@ def test_override_and_preset_errors_are_config_errors():
     # a wrong length parses, then validation names the field (torchvision used to fail on it later)
     with pytest.raises(ConfigError, match=r"mean=\(1.0, 2.0\) must hold 3 values"):
         get_preset("smoke", **parse_overrides(["mean=1,2"]))
+
+
+def test_validation_checks_the_loss_through_the_registry_without_building_it(monkeypatch):
+    """A configuration names its loss by the registry (names, weights, options); no loss module is built."""
+    from snlib import losses
+
+    def no_building(self, *args, **kwargs):
+        raise AssertionError("a loss was built to validate a configuration")
+
+    for term in losses.LOSSES.values():
+        monkeypatch.setattr(term.cls, "__init__", no_building)
+    config = get_preset("smoke", loss="sn+0.5*ce+center", loss_options={"normalize": True})
+    assert config.loss == "sn+0.5*ce+center"
+    with pytest.raises(ConfigError, match="taken by no term"):
+        get_preset("smoke", loss="ce", loss_options={"margin": 1.0})
