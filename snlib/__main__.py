@@ -26,11 +26,13 @@ CACHE_HELP = "run cache (default: $SNLIB_CACHE, else results/cache)"
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Help that shows each option's default, unless its text says it already (``default: ...``)."""
+    """Help that shows each option's default, unless its text says it already (``default: ...``) or the option is
+    required."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or not action.option_strings or action.default is argparse.SUPPRESS:
+        if ("default" in text or not action.option_strings or action.default is argparse.SUPPRESS
+                or action.required):
             return text
         return f"{text} (default: {'off' if action.default is False else '%(default)s'})"
 
