@@ -329,7 +329,7 @@ def test_every_option_of_every_command_says_its_default():
 def test_train_help_lists_every_recipe(capsys):
     status, out, _ = _run_cli(capsys, "train", "--help")
     out = "".join(out.split())  # as wrapped to the terminal's width (which may break a name at its hyphen)
-    assert status == 0 and "which win:" + ",".join(RECIPES) + "(default:none" in out
+    assert status == 0 and "whichwin:" + ",".join(RECIPES) + "(default:none" in out
 
 
 # ------------------------------------------------------------------------------------------- did you mean
