@@ -1,5 +1,6 @@
 # Two commands set everything up on a fresh machine:
 #   make reproduce   create .venv, install snlib, run the reproduction on the embedded synthetic data
+#                    (.venv gets the exact versions of requirements.lock, snlib editable with its test extras)
 #   make test        create .venv if absent, run the whole test suite (notebooks included, under nbval)
 #   make lab         JupyterLab on the notebooks at http://127.0.0.1:8888 (as root too: containers)
 PYTHON   ?= python3
@@ -18,10 +19,10 @@ LAB_ARGS  = --ip=127.0.0.1 --no-browser$(if $(filter 0,$(LAB_UID)), --allow-root
 
 env: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -r requirements.lock -e '.[test]'
 	touch $(STAMP)
 
 reproduce: $(STAMP)

@@ -7,6 +7,8 @@ Where things live:
     snlib.models      ResNet-50 (the paper's) and timm backbones by name, feature extraction
     snlib.engine      the training loop and checkpoints
     snlib.runs        the run store: a run folder's files, the run cache
+    snlib.integrations.pml  the SN loss as a pytorch-metric-learning loss (extra snlib[pml])
+    snlib.paper       the paper's published numbers (package data)
 """
 
 __version__ = "0.1.0"

@@ -1,17 +1,19 @@
-"""Command line: ``python -m snlib train|evaluate|synth|reproduce|runs|demo`` (also installed as ``snlib``).
+"""Command line: ``python -m snlib COMMAND`` (also installed as ``snlib``), one of
+train, evaluate, runs, verify, reproduce, readme, synth, demo.
 
 Examples::
 
     python -m snlib train --preset smoke
-    python -m snlib train --preset smoke --set lr=3e-4 --dry-run
+    python -m snlib train --recipe bot --dry-run
+    python -m snlib train --recipe ce --set label_smoothing=0 --set lr=3e-4
     python -m snlib train --preset cpu --dataset market1501 --data-root /data/cuhk03p1 --loss triplet
     python -m snlib train --preset paper --data-root /data/market1501 --set amp=bf16 --set eval_every=10
     torchrun --nproc_per_node=4 -m snlib train --preset paper --set sn_global=true
     python -m snlib evaluate results/cache/<hash> --dataset market1501 --data-root /data/market1501 --rerank
     python -m snlib runs
     python -m snlib runs 3f2a
-    python -m snlib synth --root data
     python -m snlib verify --data-root /data/market1501 --decode
+    python -m snlib synth --root data
 """
 from __future__ import annotations
 
@@ -24,11 +26,13 @@ CACHE_HELP = "run cache (default: $SNLIB_CACHE, else results/cache)"
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Help that shows each option's default, unless its text says it already (``default: ...``)."""
+    """Help that shows each option's default, unless its text says it already (``default: ...``) or the option is
+    required."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if "default" in text or not action.option_strings or action.default is argparse.SUPPRESS:
+        if ("default" in text or not action.option_strings or action.default is argparse.SUPPRESS
+                or action.required):
             return text
         return f"{text} (default: {'off' if action.default is False else '%(default)s'})"
 
@@ -51,15 +55,10 @@ def _data_overrides(dataset: str | None, data_root: str | None, base) -> dict:
 
 def _train(args) -> None:
     from .engine import train
-    from .presets import get_preset, parse_overrides
 
-    overrides = parse_overrides(args.set)
-    for name in ("loss", "epochs", "seed", "model", "device"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    base = get_preset(args.preset)
-    config = base.replace(**{**_data_overrides(args.dataset, args.data_root, base), **overrides})
+    config = _train_config(args)
     if args.dry_run:
+        _check_layout(config)
         _dry_run(config, args)
         return
     result = train(config, cache_root=args.cache_root, run_dir=args.run_dir, fresh=args.fresh,
@@ -67,6 +66,54 @@ def _train(args) -> None:
     status = "from the cache" if result.from_cache else f"trained in {result.wall_time_s / 60:.1f} min"
     print(f"run {result.run_dir} ({status})")
     print(json.dumps(result.metrics, indent=2))
+
+
+def _train_config(args):
+    """The run's configuration in the project's one order of precedence (``snlib.recipes.run_config``; later
+    wins): the preset and its data options, then the recipe's loss and fields (``--recipe``), then the user's
+    explicit settings (``--loss``, ``--epochs``, ..., ``--set``): ``--recipe ce --set label_smoothing=0`` trains
+    the table's softmax row without label smoothing."""
+    from .errors import UsageError
+    from .presets import get_preset
+    from .recipes import run_config
+
+    explicit = _parse_set(args.set)
+    explicit.update({name: getattr(args, name) for name in ("loss", "epochs", "seed", "model", "device")
+                     if getattr(args, name) is not None})
+    if args.recipe and "loss" in explicit:
+        raise UsageError(f"--recipe {args.recipe} sets the loss of its table row; give --recipe or the loss "
+                         "(--loss / --set loss=...), not both")
+    base = get_preset(args.preset)
+    config = base.replace(**_data_overrides(args.dataset, args.data_root, base))
+    if not args.recipe:
+        return config.replace(**explicit)
+    return run_config(config, args.recipe, overrides=explicit)
+
+
+def _parse_set(items: list[str]) -> dict:
+    """``--set FIELD=VALUE`` items as typed ``TrainConfig`` values; ``recipe`` is not one (``--recipe`` is)."""
+    from .errors import UsageError
+    from .presets import parse_overrides
+    from .recipes import RECIPES
+
+    if any(item.partition("=")[0].strip() == "recipe" for item in items):
+        raise UsageError("recipe is not a settable field: train a row of the tables with --recipe NAME "
+                         f"({', '.join(RECIPES)})")
+    return parse_overrides(items)
+
+
+def _check_layout(config) -> None:
+    """A dry run reads no image, but a real data set's folder must have its layout (``DatasetSpec.probe``: names
+    only); a generated data set (synthetic) is made by the run itself."""
+    from . import settings
+    from .data import DataNotFoundError, dataset_spec
+
+    spec = dataset_spec(config.dataset)
+    root = settings.repo_path(config.data_root)
+    if spec.source is not None and not (root.is_dir() and spec.probe(root)):
+        state = "does not exist" if not root.exists() else f"does not have the {spec.name} layout"
+        raise DataNotFoundError(f"{root} {state}: expected {spec.layout}; point --data-root at the data set's "
+                                "folder (`snlib verify --data-root DIR` names the data set a folder holds)")
 
 
 def _dry_run(config, args) -> None:
@@ -77,6 +124,12 @@ def _dry_run(config, args) -> None:
     run_dir = Path(args.run_dir) if args.run_dir else run_dir_for(config, args.cache_root)
     status = run_info(run_dir).status if run_dir.is_dir() else "not trained yet"
     print(json.dumps(config.to_dict(), indent=2, default=str))
+    if config.recipe:
+        from .recipes import recipe
+
+        r = recipe(config.recipe)
+        print(f"recipe {r.name}: loss {r.loss!r}, as {r.source}" + "".join(f", {k}={v!r}" for k, v in r.fields.items())
+              + " (fields given explicitly win)")
     print(f"hash {config_hash(config)}")
     print(f"run folder {run_dir} ({status})")
 
@@ -88,7 +141,7 @@ def _evaluate(args) -> None:
     from .distributed import DistInfo
     from .models import initial_model, load_model
     from .errors import RunNotFoundError, UsageError
-    from .presets import get_preset, parse_overrides
+    from .presets import get_preset
     from .runs import CONFIG, RunFolder, read_config, run_info
 
     if (args.checkpoint is None) == (not args.initial):
@@ -107,7 +160,7 @@ def _evaluate(args) -> None:
     # preprocessing (input size, mean/std) from the run that produced the model, else from the preset
     config = read_config(run_dir) if run_dir and (run_dir / CONFIG).is_file() else get_preset(args.preset)
     overrides = {"eval_flip": args.flip, "eval_rerank": args.rerank, "eval_metric": args.metric,
-                 **parse_overrides(args.set)}
+                 **_parse_set(args.set)}
     if args.device:
         overrides["device"] = args.device
     config = config.replace(**overrides)
@@ -158,44 +211,99 @@ def _verify(args) -> None:
 
 
 def _runs(args) -> None:
+    """The run cache (trained here: models, checkpoints) and the run records (``results/runs/<preset>/``:
+    results only, committed), each in its own table; or one run of either."""
     from . import settings
-    from .runs import find_run, list_runs, run_info
+    from .runs import list_runs
 
     if args.run:
-        _print_run(run_info(find_run(args.run, args.cache_root)))
+        _show_run(args.run, args.cache_root)
         return
     root = Path(args.cache_root) if args.cache_root else settings.cache_root()
     runs = list_runs(root)
-    if not runs:
-        print(f"no runs in {root}")
+    print(f"run cache {root}: {len(runs)} run(s) trained here (model and checkpoints; `snlib evaluate` takes them)")
+    _print_rows([(info.hash, info.config, info.status, info.metrics) for info in runs])
+    for folder, records in _records().items():
+        print(f"\nrun records {settings.portable_path(folder)}: {len(records)} (results only, no model; what the "
+              "published numbers come from)")
+        _print_rows([(path.stem, *_record_row(record)) for path, record in records])
+
+
+def _records() -> dict:
+    """``results/runs/<preset>/``'s record files and their records (None where unreadable), per folder."""
+    from . import settings
+    from .records import load_record
+
+    folders = {}
+    for path in sorted((settings.results_dir() / "runs").glob("*/*.json")):
+        try:
+            record = load_record(path)
+        except (ValueError, KeyError, OSError):
+            record = None
+        folders.setdefault(path.parent, []).append((path, record))
+    return folders
+
+
+def _record_row(record) -> tuple:
+    """``(config, status, metrics)`` of a record (None: unreadable) as ``_print_rows`` shows them."""
+    if record is None:
+        return None, "unreadable record", {}
+    status = f"diverged ({record.split})" if record.diverged else f"recorded ({record.split})"
+    return record.config, status, record.metrics or {}
+
+
+def _print_rows(rows: list[tuple]) -> None:
+    """One line per run: ``(hash, config or None, status, metrics)``."""
+    if not rows:
         return
-    rows = [("hash", "dataset", "loss", "preset", "seed", "status", "rank-1", "mAP")]
-    for info in runs:
-        c = info.config
-        fields = (c.dataset, c.loss, c.preset or "-", str(c.seed)) if c else ("?",) * 4
-        scores = tuple(f"{info.metrics[m]:.1f}" if m in info.metrics else "-" for m in ("rank1", "mAP"))
-        rows.append((info.hash, *fields, info.status, *scores))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    print(f"{len(runs)} run(s) in {root}")
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    table = [("hash", "dataset", "recipe/loss", "preset", "seed", "status", "rank-1", "mAP")]
+    for run_hash, c, status, metrics in rows:
+        fields = (c.dataset, c.label, c.preset or "-", str(c.seed)) if c else ("?",) * 4
+        scores = tuple(f"{metrics[m]:.1f}" if metrics.get(m) is not None else "-" for m in ("rank1", "mAP"))
+        table.append((run_hash, *fields, status, *scores))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
-def _print_run(info) -> None:
+def _show_run(prefix: str, cache_root) -> None:
+    """One run of the cache, else one run record, by hash prefix (a cache folder also by path)."""
+    from .errors import RunNotFoundError, UsageError
+    from .runs import find_run, run_info
+
+    try:
+        info = run_info(find_run(prefix, cache_root))
+    except RunNotFoundError as exc:
+        found = [(path, record) for records in _records().values() for path, record in records
+                 if path.stem.startswith(prefix)]
+        if not found:
+            raise RunNotFoundError(f"{exc}; no run record in results/runs/ either") from None
+        if len(found) > 1:
+            raise UsageError(f"{prefix!r} matches {len(found)} run records ({', '.join(p.stem for p, _ in found)}); "
+                             "give more digits of the hash") from None
+        path, record = found[0]
+        config, status, metrics = _record_row(record)
+        _print_run(path.stem, path, f"{status}: a committed record (results only; no model in the cache)", config,
+                   metrics, record.evaluations if record else [])
+        return
+    _print_run(info.hash, info.run_dir, info.status, info.config, info.metrics, info.evaluations)
+
+
+def _print_run(run_hash, where, status, config, metrics, evaluations) -> None:
     """One run: status, the configuration's differences from its preset, final and periodic results."""
     from .runs import diagnostics_lines, preset_differences
 
-    print(f"run {info.hash} ({info.run_dir})")
-    print(f"status: {info.status}")
-    if info.config is not None:
-        changes = preset_differences(info.config)
-        print(f"configuration: preset {info.config.preset or '(none: the paper recipe)'}"
+    print(f"run {run_hash} ({where})")
+    print(f"status: {status}")
+    if config is not None:
+        changes = preset_differences(config)
+        print(f"configuration: preset {config.preset or '(none: the paper recipe)'}"
               + (", changed:" if changes else ", unchanged"))
         for name, (preset_value, value) in changes.items():
             print(f"  {name}: {preset_value!r} -> {value!r}")
-    if info.metrics:
-        print("results: " + ", ".join(f"{name} {value:.2f}" for name, value in info.metrics.items()))
-    for row in info.evaluations:
+    if metrics:
+        print("results: " + ", ".join(f"{name} {value:.2f}" for name, value in metrics.items()))
+    for row in evaluations:
         print(f"  evaluation after epoch {row['epoch']}: rank1 {row['rank1']:.2f}, mAP {row['mAP']:.2f}")
     for line in diagnostics_lines(info.run_dir):  # the collapse diagnostics of its last iterations
         print(line)
@@ -232,7 +340,142 @@ def _demo(args) -> None:
     demo_main(getattr(args, "demo_args", None) or [], prog="snlib demo")
 
 
+#: What ``--dataset`` takes (``snlib.data.DATASETS``; case, ``-`` and ``_`` are ignored).
+DATASET_NAMES = "market1501, dukemtmc, cuhk03, cuhk01, msmt17, synthetic"
+
+
+def _known(names, what: str):
+    """An argparse ``type``: a name of ``names``, else an error with a "did you mean" and the known names."""
+    from .errors import did_you_mean
+
+    names = list(names)
+
+    def check(name: str) -> str:
+        if name not in names:
+            raise argparse.ArgumentTypeError(f"unknown {what} {name!r}{did_you_mean(name, names)}; known: "
+                                             f"{', '.join(names)}")
+        return name
+    return check
+
+
+def _add_preset(p, presets: dict, help: str) -> None:
+    p.add_argument("--preset", default="cpu", type=_known(presets, "preset"), metavar="{" + ",".join(presets) + "}",
+                   help=help)
+
+
+def _add_data(p, dataset_default: str, root_default: str) -> None:
+    p.add_argument("--dataset", help=f"{DATASET_NAMES} (default: {dataset_default})")
+    p.add_argument("--data-root", dest="data_root", help=f"the data set's folder (default: {root_default})")
+
+
+def _add_set(p, help: str) -> None:
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=f"{help} (repeatable; default: none)")
+
+
+def _add_cache_root(p) -> None:
+    p.add_argument("--cache-root", dest="cache_root", help=CACHE_HELP)
+
+
+def _add_train(sub, presets: dict) -> None:
+    from .recipes import RECIPES
+
+    t = sub.add_parser("train", help="train a preset, a recipe or a loss (cached by configuration; resumes)")
+    _add_preset(t, presets, "cpu: EfficientNet-Lite0 on the synthetic set, minutes a run; smoke: a tiny set, "
+                            "seconds (tests); paper: the paper's ResNet-50 recipe, for a GPU (hours)")
+    t.add_argument("--recipe", type=_known(RECIPES, "recipe"), metavar="NAME",
+                   help="train one row of the tables: the preset with this recipe's loss and fields "
+                        "(snlib.recipes), then your --set fields, which win: " + ", ".join(RECIPES)
+                        + " (default: none, the preset's loss)")
+    t.add_argument("--loss", help='loss spec, e.g. "sn", "sn-paper", "triplet", "ce", "sn+0.5*ce" '
+                                  "(default: the preset's, sn)")
+    _add_data(t, "detected from --data-root, else the preset's", "the preset's")
+    t.add_argument("--epochs", type=int, help="training epochs (default: the preset's: "
+                   + ", ".join(f"{name} {c.epochs}" for name, c in presets.items()) + ")")
+    t.add_argument("--seed", type=int, help="random seed of the run (default: the preset's, 0)")
+    t.add_argument("--model", help="resnet50, efficientnet_lite0 or a timm model name (default: the preset's: "
+                   + ", ".join(f"{name} {c.model}" for name, c in presets.items()) + ")")
+    t.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    _add_set(t, "any TrainConfig field but recipe, e.g. --set lr=3e-4 --set amp=bf16")
+    _add_cache_root(t)
+    t.add_argument("--run-dir", dest="run_dir",
+                   help="train into this folder instead of the cache (default: <cache root>/<config hash>)")
+    t.add_argument("--fresh", action="store_true", help="discard a stored run or checkpoint of this configuration")
+    t.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
+    t.add_argument("--dry-run", dest="dry_run", action="store_true",
+                   help="print the resolved configuration, its hash and run folder, and check a real data set's "
+                        "folder layout; train, generate and write nothing")
+    t.set_defaults(func=_train)
+
+
+def _add_evaluate(sub, presets: dict) -> None:
+    e = sub.add_parser("evaluate", help="evaluate a trained model on a data set's query/gallery")
+    e.add_argument("checkpoint", nargs="?", help="a run folder or its model.pt (default: none; or --initial)")
+    e.add_argument("--initial", action="store_true",
+                   help="evaluate the preset's model before re-ID training (ImageNet weights where pretrained)")
+    _add_data(e, "detected from --data-root, else the run's", "the run's")
+    _add_preset(e, presets, "input size / normalisation when the model has no config.json beside it")
+    e.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3)")
+    e.add_argument("--flip", action="store_true", help="average the features of each image and its mirror")
+    e.add_argument("--metric", default="euclidean", choices=["euclidean", "sqeuclidean", "cosine"],
+                   help="distance of the ranking")
+    e.add_argument("--device", help="cpu, cuda, cuda:1 (default: the run's device setting, cuda when available)")
+    _add_set(e, "a TrainConfig field of the evaluation, e.g. --set eval_batch_size=64")
+    e.add_argument("--json", action="store_true", help="print only the metrics, as JSON")
+    e.set_defaults(func=_evaluate)
+
+
+def _add_runs(sub) -> None:
+    u = sub.add_parser("runs", help="list the run cache and the committed run records (status, rank-1, mAP), "
+                                    "or show one run")
+    u.add_argument("run", nargs="?", help="a run's hash (a prefix is enough) or folder, in the cache or the records: "
+                                          "its differences from its preset and its results (default: list all)")
+    _add_cache_root(u)
+    u.set_defaults(func=_runs)
+
+
+def _add_verify(sub) -> None:
+    v = sub.add_parser("verify", help="check that every image of a data set is present and readable, before training")
+    v.add_argument("--dataset", help=f"{DATASET_NAMES} (default: detected from the folder's layout)")
+    v.add_argument("--data-root", dest="data_root", required=True,
+                   help="the data set's folder (or a parent of it; required)")
+    v.add_argument("--decode", action="store_true",
+                   help="decode every image fully (slower; finds truncated files a header read misses)")
+    v.set_defaults(func=_verify)
+
+
+def _add_reproduce(sub, presets: dict) -> None:
+    r = sub.add_parser("reproduce", help="run every reproduction notebook (results/<preset>/<dataset>)")
+    _add_preset(r, presets, "the preset every notebook runs at")
+    _add_data(r, "detected from --data-root, else the preset's", "the preset's, data/")
+    r.add_argument("--notebooks", nargs="*", help="name fragments selecting notebooks (default: all)")
+    r.add_argument("--name", help="results sub-folder (default: the data set's name), e.g. cuhk03p1")
+    r.add_argument("--out", help="output folder (default: results/<preset>/<name>)")
+    r.add_argument("--update-notebooks", action="store_true",
+                   help="write the executed notebooks back into notebooks/ (how the committed outputs are made)")
+    r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a notebook parameter (value read as YAML, e.g. --param seeds=[0]) for every notebook "
+                        "that declares it; one no selected notebook declares is an error (repeatable; default: none)")
+    r.add_argument("--cache-root", dest="cache_root",
+                   help="run cache of the notebooks' kernels (default: $SNLIB_CACHE, else results/cache)")
+    r.set_defaults(func=_reproduce)
+
+
+def _add_small_commands(sub) -> None:
+    """readme, synth and demo."""
+    m = sub.add_parser("readme", help="regenerate README's generated sections (the verdict tables from claims.md)")
+    m.set_defaults(func=_readme)
+    s = sub.add_parser("synth", help="generate the synthetic data set (idempotent)")
+    s.add_argument("--root", help="parent folder; the set goes to <root>/synthetic-<tag of its configuration> "
+                                  "(default: the repository's data/)")
+    _add_set(s, "SyntheticConfig fields, e.g. --set num_train_ids=50")
+    s.set_defaults(func=_synth)
+    d = sub.add_parser("demo", help="the SN loss on a toy batch, explained (its options: snlib demo -h)",
+                       add_help=False)
+    d.set_defaults(func=_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: one ``_add_<command>`` per command; every option's help says its default."""
     from . import __version__
     from .presets import PRESETS
 
@@ -241,94 +484,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"snlib {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an expected error too "
                                                              "(default: off, or on with SNLIB_DEBUG=1)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     presets = {name: PRESETS[name]() for name in sorted(PRESETS)}
-
-    t = sub.add_parser("train", help="train a preset (cached by configuration; resumes an interrupted run)")
-    t.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
-                   help="cpu: EfficientNet-Lite0 on the synthetic set, minutes a run; smoke: a tiny set, seconds "
-                        "(tests); paper: the paper's ResNet-50 recipe, for a GPU (hours)")
-    t.add_argument("--loss", help='loss spec, e.g. "sn", "sn-paper", "triplet", "ce", "sn+0.5*ce" '
-                                  "(default: the preset's, sn)")
-    t.add_argument("--dataset", help="market1501, dukemtmc, cuhk03, cuhk01, msmt17, synthetic "
-                                     "(default: detected from --data-root, else the preset's)")
-    t.add_argument("--data-root", dest="data_root", help="the data set's folder (default: the preset's)")
-    t.add_argument("--epochs", type=int, help="training epochs (default: the preset's: "
-                   + ", ".join(f"{name} {c.epochs}" for name, c in presets.items()) + ")")
-    t.add_argument("--seed", type=int, help="random seed of the run (default: the preset's, 0)")
-    t.add_argument("--model", help="resnet50, efficientnet_lite0 or a timm model name (default: the preset's: "
-                   + ", ".join(f"{name} {c.model}" for name, c in presets.items()) + ")")
-    t.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
-    t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="any TrainConfig field, e.g. --set lr=3e-4 --set amp=bf16 (repeatable; default: none)")
-    t.add_argument("--cache-root", dest="cache_root", help=CACHE_HELP)
-    t.add_argument("--run-dir", dest="run_dir",
-                   help="train into this folder instead of the cache (default: <cache root>/<config hash>)")
-    t.add_argument("--fresh", action="store_true", help="discard a stored run or checkpoint of this configuration")
-    t.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bar")
-    t.add_argument("--dry-run", dest="dry_run", action="store_true",
-                   help="print the resolved configuration, its hash and run folder; train, generate and write nothing")
-    t.set_defaults(func=_train)
-
-    e = sub.add_parser("evaluate", help="evaluate a trained model on a data set's query/gallery")
-    e.add_argument("checkpoint", nargs="?", help="a run folder or its model.pt")
-    e.add_argument("--initial", action="store_true",
-                   help="evaluate the preset's model before re-ID training (ImageNet weights where pretrained)")
-    e.add_argument("--dataset", help="default: detected from --data-root, else the run's")
-    e.add_argument("--data-root", dest="data_root", help="the data set's folder (default: the run's)")
-    e.add_argument("--preset", default="cpu", choices=sorted(PRESETS),
-                   help="input size / normalisation when the model has no config.json beside it")
-    e.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3)")
-    e.add_argument("--flip", action="store_true", help="average the features of each image and its mirror")
-    e.add_argument("--metric", default="euclidean", choices=["euclidean", "sqeuclidean", "cosine"])
-    e.add_argument("--device")
-    e.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    e.add_argument("--json", action="store_true", help="print only the metrics, as JSON")
-    e.set_defaults(func=_evaluate)
-
-    s = sub.add_parser("synth", help="generate the synthetic data set (idempotent)")
-    s.add_argument("--root", help="parent folder; the set goes to <root>/synthetic-<tag of its configuration> "
-                                  "(default: the repository's data/)")
-    s.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="SyntheticConfig fields")
-    s.set_defaults(func=_synth)
-
-    r = sub.add_parser("reproduce", help="run every reproduction notebook (results/<preset>/<dataset>)")
-    r.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
-    r.add_argument("--dataset", help="market1501, dukemtmc, cuhk03, cuhk01, msmt17, synthetic "
-                                     "(default: detected from --data-root, else the preset's)")
-    r.add_argument("--data-root", dest="data_root", help="the data set's folder (default: the preset's, data/)")
-    r.add_argument("--notebooks", nargs="*", help="name fragments selecting notebooks")
-    r.add_argument("--name", help="results sub-folder (default: the data set's name), e.g. cuhk03p1")
-    r.add_argument("--out", help="output folder (default results/<preset>/<name>)")
-    r.add_argument("--update-notebooks", action="store_true",
-                   help="write the executed notebooks back into notebooks/ (how the committed outputs are made)")
-    r.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="a notebook parameter (value read as YAML, e.g. --param seeds=[0]) for every notebook "
-                        "that declares it; one no selected notebook declares is an error")
-    r.add_argument("--cache-root", dest="cache_root",
-                   help="run cache of the notebooks' kernels (default $SNLIB_CACHE or results/cache)")
-    r.set_defaults(func=_reproduce)
-
-    m = sub.add_parser("readme", help="regenerate README's generated sections (the verdict tables from claims.md)")
-    m.set_defaults(func=_readme)
-
-    v = sub.add_parser("verify", help="check that every image of a data set is present and readable, before training")
-    v.add_argument("--dataset", help="market1501, dukemtmc, cuhk03, cuhk01, msmt17, synthetic "
-                                     "(default: detected from the folder's layout)")
-    v.add_argument("--data-root", dest="data_root", required=True, help="the data set's folder (or a parent of it)")
-    v.add_argument("--decode", action="store_true",
-                   help="decode every image fully (slower; finds truncated files a header read misses)")
-    v.set_defaults(func=_verify)
-
-    u = sub.add_parser("runs", help="list the cached runs (status, rank-1, mAP), or show one run")
-    u.add_argument("run", nargs="?", help="a run's hash (a prefix is enough) or folder: its differences from its "
-                                          "preset and its results (default: list every run)")
-    u.add_argument("--cache-root", dest="cache_root", help=CACHE_HELP)
-    u.set_defaults(func=_runs)
-
-    d = sub.add_parser("demo", help="the SN loss on a toy batch, explained (its options: snlib demo -h)",
-                       add_help=False)
-    d.set_defaults(func=_demo)
+    _add_train(sub, presets)
+    _add_evaluate(sub, presets)
+    _add_runs(sub)
+    _add_verify(sub)
+    _add_reproduce(sub, presets)
+    _add_small_commands(sub)
     for name, command in sub.choices.items():
         command.formatter_class = _HelpFormatter
         if name != "demo":  # snlib.demo parses its own options

@@ -6,6 +6,8 @@ configuration, ``FileNotFoundError`` for missing data), so ``except ValueError``
 """
 from __future__ import annotations
 
+import difflib
+
 
 class SnlibError(Exception):
     """Base class of the errors a user can fix; the message says what was wrong, where, and what to do."""
@@ -33,3 +35,10 @@ class DamagedRecordError(DamagedFileError):
 
 class NotebooksFailedError(SnlibError, RuntimeError):
     """``snlib reproduce`` finished with notebooks that failed (the manifest and the executed copies say where)."""
+
+
+def did_you_mean(word: str, known) -> str:
+    """`` (did you mean 'lr'?)`` for the closest of ``known`` to the unknown ``word`` (``difflib``), else ``""``:
+    the tail of an "unknown name" message."""
+    close = difflib.get_close_matches(str(word), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .errors import did_you_mean
+
 __all__ = [
     "SQUEEZE_READINGS", "LOSS_NAMES", "SupportSets", "support_neighbors", "SupportNeighborLoss", "TripletLoss",
     "ContrastiveLoss", "CenterLoss", "CrossEntropyLoss", "CombinedLoss", "build_loss", "LOSSES", "LossTerm",
@@ -651,7 +653,8 @@ def _parse_spec(spec: str) -> list[tuple[str, float]]:
                              "joined by '+'")
         name, weight_text = match["name"], match["weight"]
         if name not in LOSSES:
-            raise ValueError(f"unknown loss {name!r} in {spec!r}; known: {', '.join(LOSS_NAMES)}")
+            raise ValueError(f"unknown loss {name!r} in {spec!r}{did_you_mean(name, LOSS_NAMES)}; known: "
+                             f"{', '.join(LOSS_NAMES)}")
         try:
             weight = 1.0 if weight_text is None else float(weight_text)
         except ValueError:

@@ -1,11 +1,15 @@
-"""The paper's published numbers (``results/paper/*.csv``), so reproduced tables can stand beside them."""
+"""The paper's published numbers, so reproduced tables can stand beside them.
+
+The transcribed tables ship as package data in ``snlib/published/*.csv`` (``results/paper`` links there), so
+``published("table1")`` works from an installed wheel as from a clone.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
 
-PAPER_DIR = Path(__file__).resolve().parents[1] / "results" / "paper"
+PAPER_DIR = Path(__file__).resolve().parent / "published"
 
 TABLES = {
     "table1": "table1_market1501.csv",
@@ -20,8 +24,6 @@ def published(table: str) -> pd.DataFrame:
         raise KeyError(f"unknown published table {table!r}; known: {sorted(TABLES)}")
     path = PAPER_DIR / TABLES[table]
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing: the published numbers ship in the repository's results/paper/ folder; "
-            "run from a clone of the repository (pip install -e .)"
-        )
+        raise FileNotFoundError(f"{path} is missing: the published numbers ship inside the snlib package "
+                                "(snlib/published/); reinstall snlib")
     return pd.read_csv(path)

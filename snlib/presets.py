@@ -30,7 +30,7 @@ import torch
 from . import settings
 from .data import PAPER_MEAN, PAPER_STD, check_options
 from .data.decoded import MODES as DECODED_CACHE_MODES
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .evaluation import METRICS
 from .losses import loss_arguments
 from .models import BACKBONES, EMBEDDING_HEADS
@@ -350,7 +350,7 @@ PRESETS = {"smoke": _smoke, "cpu": _cpu, "paper": _paper}
 def get_preset(name: str, **overrides) -> TrainConfig:
     """The preset ``name`` (``smoke``, ``cpu``, ``paper``) with ``overrides`` applied."""
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise ConfigError(f"unknown preset {name!r}{did_you_mean(name, PRESETS)}; choose one of {sorted(PRESETS)}")
     return PRESETS[name]().replace(**overrides)
 
 
@@ -362,7 +362,8 @@ def parse_overrides(items: list[str], target: type = TrainConfig) -> dict:
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or name not in types:
-            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {sorted(types)}")
+            hint = did_you_mean(name, types) if sep else ""
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE{hint} with FIELD one of {sorted(types)}")
         out[name] = _parse_value(text, types[name], name)
     return out
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .presets import TrainConfig
 
 
@@ -70,7 +70,7 @@ BASELINES = ("ce", "triplet", "triplet-0.3", "bot", "contrastive")
 
 def recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        raise ConfigError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+        raise ConfigError(f"unknown recipe {name!r}{did_you_mean(name, RECIPES)}; known: {', '.join(RECIPES)}")
     return RECIPES[name]
 
 

@@ -9,19 +9,21 @@ import random
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 import snlib
 from snlib import data, engine
-from snlib.__main__ import _HelpFormatter, build_parser, main as cli
+from snlib.__main__ import _HelpFormatter, _train_config, build_parser, main as cli
 from snlib.data import load_dataset
 from snlib.engine import train
 from snlib.runs import CHECKPOINT, MODEL, RESULT, run_dir_for
 from snlib.errors import ConfigError, DamagedFileError
 from snlib.models import load_model
 from snlib.presets import config_hash, get_preset
+from snlib.recipes import RECIPES, apply_recipe
 
 
 class _Stop(Exception):
@@ -48,6 +50,9 @@ def cache(tmp_path_factory):
 
 def _copy_run(run_dir, tmp_path):
     return shutil.copytree(run_dir, tmp_path / run_dir.name)
+
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run_cli(capsys, *argv):
@@ -131,12 +136,21 @@ def test_version(capsys):
 # ------------------------------------------------------------------------------------------------- runs
 
 
+def _section(out: str, title: str) -> list[str]:
+    """The lines of ``snlib runs``'s section whose first line starts with ``title``, that line first."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    end = next((i for i in range(start + 1, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start:end]
+
+
 def test_runs_lists_finished_unfinished_and_empty_runs(cache, capsys, tmp_path):
     root = _copy_run(cache.root, tmp_path)  # an empty run folder added to a copy of the cache
     (root / ("0" * 16)).mkdir()
     status, out, _ = _run_cli(capsys, "runs", "--cache-root", str(root))
     assert status == 0
-    lines = {line.split()[0]: line for line in out.splitlines()[2:]}
+    section = _section(out, "run cache")
+    lines = {line.split()[0]: line for line in section[2:]}
     finished = json.loads((cache.finished / RESULT).read_text())["metrics"]
     assert lines[cache.finished.name].split() == [
         cache.finished.name, "synthetic", "sn", "smoke", "0", "finished", f"{finished['rank1']:.1f}",
@@ -144,7 +158,28 @@ def test_runs_lists_finished_unfinished_and_empty_runs(cache, capsys, tmp_path):
     assert lines[cache.unfinished.name].split() == [
         cache.unfinished.name, "synthetic", "sn", "smoke", "1", "unfinished", "at", "epoch", "1", "of", "2", "-", "-"]
     assert lines["0" * 16].split()[1:] == ["?", "?", "?", "?", "empty", "-", "-"]
-    assert out.splitlines()[0] == f"3 run(s) in {root}"
+    assert section[0].startswith(f"run cache {root}: 3 run(s) trained here") and len(section) == 5
+
+
+def test_runs_lists_the_committed_records_as_records(capsys, tmp_path):
+    """Beside an empty cache, every record of results/runs/cpu, said to be a record (results, no model)."""
+    files = sorted((ROOT / "results" / "runs" / "cpu").glob("*.json"))
+    status, out, _ = _run_cli(capsys, "runs", "--cache-root", str(tmp_path))
+    assert status == 0
+    assert out.splitlines()[0].startswith(f"run cache {tmp_path}: 0 run(s) trained here")
+    section = _section(out, "run records results/runs/cpu")
+    assert section[0].startswith(f"run records results/runs/cpu: {len(files)} (results only, no model")
+    assert len(section) == len(files) + 2
+    rows = {line.split()[0]: line.split() for line in section[2:]}
+    assert set(rows) == {f.stem for f in files}
+    data = json.loads(files[0].read_text())
+    config, metrics = data["config"], data["metrics"]
+    assert rows[files[0].stem] == [files[0].stem, config["dataset"], config["recipe"] or config["loss"],
+                                   config["preset"], str(config["seed"]), "recorded", f"({data['split']})",
+                                   f"{metrics['rank1']:.1f}", f"{metrics['mAP']:.1f}"]
+    status, out, _ = _run_cli(capsys, "runs", files[0].stem[:10], "--cache-root", str(tmp_path))
+    assert status == 0 and f"run {files[0].stem} (" in out and "a committed record" in out
+    assert f"mAP {metrics['mAP']:.2f}" in out
 
 
 def test_runs_shows_one_run_by_hash_prefix(cache, capsys):
@@ -159,7 +194,7 @@ def test_runs_shows_one_run_by_hash_prefix(cache, capsys):
     metrics = json.loads((cache.finished / RESULT).read_text())["metrics"]
     assert f"rank1 {metrics['rank1']:.2f}" in out and f"mAP {metrics['mAP']:.2f}" in out
     status, _, err = _run_cli(capsys, "runs", "zzz", "--cache-root", str(cache.root))
-    assert status == 2 and "no run 'zzz'" in err
+    assert status == 2 and "no run 'zzz'" in err and "no run record in results/runs/ either" in err
 
 
 # --------------------------------------------------------------------------------- train --dry-run
@@ -263,3 +298,124 @@ def test_a_run_failing_at_its_first_step_leaves_no_folder(cache, tmp_path, monke
     with pytest.raises(_Stop):
         train(cache.config, run_dir=mine, progress=False)
     assert (mine / "notes.txt").read_text() == "keep"
+
+
+# ------------------------------------------------------------------------------- help: every command, every option
+
+
+def test_top_level_help_lists_every_command(capsys):
+    status, out, _ = _run_cli(capsys, "--help")
+    assert status == 0
+    commands = list(next(a for a in build_parser()._actions if a.dest == "command").choices)
+    assert {"train", "evaluate", "runs", "verify", "reproduce", "readme", "synth", "demo"} <= set(commands)
+    description = " ".join(out.split("Examples")[0].split())
+    listed = out[out.index("COMMAND\n"):]
+    for name in commands:
+        assert name in description, name
+        assert f"\n    {name} " in listed or f"\n    {name}\n" in listed, name
+
+
+def test_every_option_of_every_command_says_its_default():
+    formatter = _HelpFormatter("snlib")
+    for name, command in next(a for a in build_parser()._actions if a.dest == "command").choices.items():
+        for action in command._actions:
+            if action.dest == "help" or name == "demo":
+                continue
+            text = formatter._get_help_string(action) % {"default": action.default}
+            said = "required" in text if action.required else "default" in text
+            assert action.help and said and "default: None" not in text, (name, action.dest, text)
+
+
+def test_train_help_lists_every_recipe(capsys):
+    status, out, _ = _run_cli(capsys, "train", "--help")
+    out = "".join(out.split())  # as wrapped to the terminal's width (which may break a name at its hyphen)
+    assert status == 0 and "whichwin:" + ",".join(RECIPES) + "(default:none" in out
+
+
+# ------------------------------------------------------------------------------------------- did you mean
+
+
+@pytest.mark.parametrize("argv, hint", [
+    (["--set", "lrr=3e-4"], "did you mean 'lr'?"),
+    (["--loss", "snn"], "did you mean 'sn'?"),
+    (["--recipe", "bott"], "did you mean 'bot'?"),
+    (["--preset", "cpuu"], "did you mean 'cpu'?"),
+    (["--dataset", "market150"], "did you mean 'market1501'?"),
+])
+def test_an_unknown_name_gets_a_suggestion(capsys, tmp_path, argv, hint):
+    status, out, err = _run_cli(capsys, "train", *argv, "--cache-root", str(tmp_path), "--dry-run")
+    assert status == 2 and out == ""
+    assert hint in err.strip().splitlines()[-1]  # after argparse's usage lines, where argparse refuses it
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_recipe_lists_the_known_ones(capsys):
+    status, _, err = _run_cli(capsys, "train", "--recipe", "bott", "--dry-run")
+    assert status == 2 and ", ".join(RECIPES) in err
+
+
+# ----------------------------------------------------------------------------------------- train --recipe
+
+
+def _dry_run_config(out: str) -> dict:
+    return json.loads(out[:out.index("\nrecipe ")] if "\nrecipe " in out else out[:out.index("\nhash ")])
+
+
+def test_recipe_bot_dry_run_prints_the_bag_of_tricks_configuration(capsys, tmp_path):
+    status, out, _ = _run_cli(capsys, "train", "--recipe", "bot", "--cache-root", str(tmp_path), "--dry-run")
+    assert status == 0
+    printed = _dry_run_config(out)
+    assert (printed["recipe"], printed["loss"], printed["triplet_margin"], printed["label_smoothing"],
+            printed["bnneck"]) == ("bot", "triplet+ce", 0.3, 0.1, True)
+    assert "recipe bot: loss 'triplet+ce', as Bag of Tricks, triplet_margin=0.3, label_smoothing=0.1" in out
+    assert f"hash {config_hash(apply_recipe(get_preset('cpu'), 'bot'))}" in out
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+def test_every_recipe_trains_the_tables_configuration(name):
+    """The command's configuration is the preset with the recipe applied: the same hash as a table row's at the
+    preset's rate and budget (the study then sets its budget and rate, as --set would)."""
+    for preset in ("cpu", "smoke"):
+        args = build_parser().parse_args(["train", "--preset", preset, "--recipe", name, "--set", "lr=3e-4"])
+        assert config_hash(_train_config(args)) == config_hash(apply_recipe(get_preset(preset), name).replace(lr=3e-4))
+
+
+def test_explicit_settings_win_over_the_recipe(capsys, tmp_path):
+    status, out, _ = _run_cli(capsys, "train", "--recipe", "ce", "--set", "label_smoothing=0",
+                              "--cache-root", str(tmp_path), "--dry-run")
+    assert status == 0
+    printed = _dry_run_config(out)
+    assert (printed["recipe"], printed["label_smoothing"], printed["bnneck"]) == ("ce", 0.0, True)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "recipe=bot"], "recipe is not a settable field: train a row of the tables with --recipe NAME"),
+    (["--set", "recipe=bott"], "recipe is not a settable field"),
+    (["--recipe", "bot", "--loss", "sn"], "give --recipe or the loss"),
+    (["--recipe", "bot", "--set", "loss=sn"], "give --recipe or the loss"),
+])
+def test_recipe_is_chosen_with_recipe_only(capsys, argv, message):
+    status, out, err = _run_cli(capsys, "train", *argv, "--dry-run")
+    assert status == 2 and out == "" and message in err
+    if "recipe=" in argv[-1]:
+        assert ", ".join(RECIPES) in err
+
+
+# ------------------------------------------------------------------------------------ dry run: the data layout
+
+
+def test_dry_run_checks_a_named_data_sets_layout(capsys, tmp_path):
+    status, out, err = _run_cli(capsys, "train", "--dataset", "market1501", "--data-root", str(tmp_path),
+                                "--cache-root", str(tmp_path / "cache"), "--dry-run")
+    assert status == 2 and out == ""
+    assert err.startswith(f"snlib train: error: {tmp_path} does not have the market1501 layout: expected "
+                          "bounding_box_train/")
+    status, _, err = _run_cli(capsys, "train", "--dataset", "market1501", "--data-root", str(tmp_path / "absent"),
+                              "--dry-run")
+    assert status == 2 and "does not exist" in err
+    for folder in ("bounding_box_train", "query", "bounding_box_test"):  # names only: the dry run reads no image
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "0002_c1s1_000451_03.jpg").write_bytes(b"")
+    status, out, _ = _run_cli(capsys, "train", "--dataset", "market1501", "--data-root", str(tmp_path),
+                              "--cache-root", str(tmp_path / "cache"), "--dry-run")
+    assert status == 0 and _dry_run_config(out)["dataset"] == "market1501"

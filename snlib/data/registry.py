@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from . import cuhk01, cuhk03
 from .base import DataNotFoundError, IMAGE_SUFFIXES, ReIDDataset, find_data_dir, verify_images
 from .cuhk01 import load_cuhk01
@@ -119,7 +119,7 @@ def dataset_spec(name: str) -> DatasetSpec:
     """The :class:`DatasetSpec` of ``name`` (case, ``-`` and ``_`` ignored); an unknown name is a ``ConfigError``."""
     spec = _find(name)
     if spec is None:
-        raise ConfigError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown data set {name!r}{did_you_mean(name, DATASETS)}; known: {', '.join(DATASETS)}")
     return spec
 
 
