@@ -81,3 +81,13 @@ def make_duke(data_dir: Path) -> Path:
     for folder in ("bounding_box_train", "query", "bounding_box_test"):
         write_images(data_dir / folder, [name for f, name, *_ in DUKE_FILES if f == folder])
     return data_dir
+
+
+def smoke_set(folder: Path) -> str:
+    """The smoke preset's synthetic set generated into ``folder`` (a module fixture's temporary folder)."""
+    from snlib.data import load_dataset
+    from snlib.presets import get_preset
+
+    config = get_preset("smoke")
+    load_dataset(config.dataset, folder / "synthetic-smoke", **config.dataset_options)
+    return str(folder / "synthetic-smoke")

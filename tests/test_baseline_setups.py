@@ -17,14 +17,6 @@ from snlib.presets import config_hash, get_preset
 from snlib.recipes import BOT_FIELDS, RECIPES, TRINET_FIELDS, apply_recipe
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data") / "synthetic-smoke"
-    config = get_preset("smoke")
-    load_dataset(config.dataset, root, **config.dataset_options)
-    return str(root)
-
-
 @pytest.fixture
 def smoke(data_root, tmp_path, monkeypatch):
     """The smoke configuration cut to 1 epoch of 4 iterations (p=4) at 32x16, run cache in a temporary folder."""

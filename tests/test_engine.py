@@ -31,15 +31,6 @@ def split_by_camera(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
     return query, gallery
 
 
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    """The smoke preset's synthetic set, generated once for the module."""
-    root = tmp_path_factory.mktemp("data") / "synthetic-smoke"
-    config = get_preset("smoke")
-    load_dataset(config.dataset, root, **config.dataset_options)
-    return str(root)
-
-
 @pytest.fixture
 def smoke(data_root, tmp_path, monkeypatch):
     """The smoke configuration cut to 2 epochs of 4 iterations (p=4) at 32x16, run cache in a temporary folder."""

@@ -17,7 +17,7 @@ from snlib.errors import ConfigError
 from snlib.models import build_model, extract_features
 from snlib.presets import get_preset
 
-from test_engine import _assert_same_run, _Killed, data_root  # noqa: F401 (data_root: the smoke set, a fixture)
+from test_engine import _assert_same_run, _Killed
 
 CPU = torch.device("cpu")
 #: A hand-made speed table: channels-last fp32 fastest, then NCHW bf16.

@@ -19,7 +19,6 @@ from snlib.recipes import RECIPES, apply_recipe
 from snlib.records import RunRecord, read_record, thin_history, write_record
 from snlib.study import protocol as P
 from snlib.study.claims import aligned_scores, drop_claim, query_claim, seed_claim
-from test_engine import data_root  # noqa: F401  (the smoke preset's synthetic set, generated once per module)
 
 
 def _dataset(num_ids=150, cams=3, per_cam=3, test_ids=20) -> ReIDDataset:
