@@ -269,7 +269,7 @@ def _print_rows(rows: list[tuple]) -> None:
 def _show_run(prefix: str, cache_root) -> None:
     """One run of the cache, else one run record, by hash prefix (a cache folder also by path)."""
     from .errors import RunNotFoundError, UsageError
-    from .runs import find_run, run_info
+    from .runs import find_run, run_history, run_info
 
     try:
         info = run_info(find_run(prefix, cache_root))
@@ -284,13 +284,15 @@ def _show_run(prefix: str, cache_root) -> None:
         path, record = found[0]
         config, status, metrics = _record_row(record)
         _print_run(path.stem, path, f"{status}: a committed record (results only; no model in the cache)", config,
-                   metrics, record.evaluations if record else [])
+                   metrics, record.evaluations if record else [], record.history if record else [])
         return
-    _print_run(info.hash, info.run_dir, info.status, info.config, info.metrics, info.evaluations)
+    _print_run(info.hash, info.run_dir, info.status, info.config, info.metrics, info.evaluations,
+               run_history(info.run_dir))
 
 
-def _print_run(run_hash, where, status, config, metrics, evaluations) -> None:
-    """One run: status, the configuration's differences from its preset, final and periodic results."""
+def _print_run(run_hash, where, status, config, metrics, evaluations, history) -> None:
+    """One run: status, the configuration's differences from its preset, final and periodic results, the collapse
+    diagnostics of its last iterations."""
     from .runs import diagnostics_lines, preset_differences
 
     print(f"run {run_hash} ({where})")
@@ -305,7 +307,7 @@ def _print_run(run_hash, where, status, config, metrics, evaluations) -> None:
         print("results: " + ", ".join(f"{name} {value:.2f}" for name, value in metrics.items()))
     for row in evaluations:
         print(f"  evaluation after epoch {row['epoch']}: rank1 {row['rank1']:.2f}, mAP {row['mAP']:.2f}")
-    for line in diagnostics_lines(info.run_dir):  # the collapse diagnostics of its last iterations
+    for line in diagnostics_lines(history):
         print(line)
 
 

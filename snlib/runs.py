@@ -309,14 +309,20 @@ def preset_differences(config: TrainConfig) -> dict[str, tuple]:
     return {name: (theirs[name], value) for name, value in ours.items() if value != theirs[name]}
 
 
-def diagnostics_lines(run_dir: str | Path, last: int = 5) -> list[str]:
-    """The collapse diagnostics (``snlib.collapse``) of a run folder's last ``last`` iterations as table lines,
-    then the collapse rule's reading; no lines when the run has no history or one logged before diagnostics."""
+def run_history(run_dir: str | Path) -> list[dict]:
+    """A run folder's training history: the finished run's, else its last checkpoint's ([] when damaged:
+    ``run_info`` reports that)."""
     folder = RunFolder(Path(run_dir))
     try:
-        history = folder.read_history() if folder.finished else (folder.read_checkpoint() or {}).get("history", [])
-    except DamagedFileError:  # run_info reports it
+        return folder.read_history() if folder.finished else (folder.read_checkpoint() or {}).get("history", [])
+    except DamagedFileError:
         return []
+
+
+def diagnostics_lines(history: list[dict], last: int = 5) -> list[str]:
+    """The collapse diagnostics (``snlib.collapse``) of a run's last ``last`` history rows (a run folder's
+    :func:`run_history`, or a record's thinned history) as table lines, then the collapse rule's reading; no lines
+    when the history is empty or was logged before the diagnostics."""
     columns = ["iteration", "loss", *[c for c in (history[-1] if history else {}) if is_diagnostic(c)]]
     if len(columns) == 2:
         return []
