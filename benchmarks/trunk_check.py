@@ -13,7 +13,8 @@ Every run is cached by its configuration (``<cache root>/<hash>``: an interrupte
 and recorded (``results/runs/<preset>/<hash>.json``, or ``--records``): a second call reads the records and only
 writes the table. The trunk caches (one per stage and size, on disk) are built once and shared by every run.
 
-    flock /tmp/snlib-cpu.lock .venv/bin/python benchmarks/trunk_check.py --data-root ../shared/data/cuhk03p1
+    flock /tmp/snlib-cpu.lock .venv/bin/python benchmarks/trunk_check.py --dataset market1501 \
+        --data-root ../shared/data/cuhk03p1
 
 writes ``results/cpu/cuhk03p1/trunk_check.md`` (headed by the command) and ``trunk_check.csv`` (one row per
 run). Cost on the 2-core CPU (from ``bench_train.py --trunk`` and the issue's runs): 5 variants x 3 losses x
@@ -128,9 +129,9 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--dataset", default="market1501")
+    parser.add_argument("--dataset", default=None, help="default: the preset's (market1501 for a real folder)")
     parser.add_argument("--data-root", required=True)
-    parser.add_argument("--dataset-options", default=None, help="JSON options of the data set's loader")
+    parser.add_argument("--dataset-options", default="{}", help="JSON options of --dataset's loader")
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--losses", nargs="*", default=list(LOSSES))
     parser.add_argument("--lrs", nargs="*", type=float, default=list(LRS))
@@ -143,10 +144,9 @@ def main(argv=None) -> pd.DataFrame:
                                                        "<folder name of the data root>)")
     parser.add_argument("--records", default=None, help="folder of the run records (default results/runs/<preset>)")
     args = parser.parse_args(argv)
-    options = json.loads(args.dataset_options) if args.dataset_options else {}
     root = settings.repo_path(args.data_root)
-    base = get_preset(args.preset, dataset=args.dataset, data_root=str(root), dataset_options=options,
-                      **parse_overrides(args.set))
+    data = {"dataset": args.dataset, "dataset_options": json.loads(args.dataset_options)} if args.dataset else {}
+    base = get_preset(args.preset, data_root=str(root), **data, **parse_overrides(args.set))
     variants = _sized(VARIANTS, args.sizes)
     records = Path(args.records) if args.records else records_dir(args.preset)
     runs = run_all(base, variants, args.losses, args.lrs, args.seeds, args.iterations, records)

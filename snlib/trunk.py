@@ -108,6 +108,7 @@ class FromTrunk(nn.Module):
         super().__init__()
         self.model = unwrap(model)
         _, self.rest = split(self.model, stage)
+        self.training = self.model.training  # the model's mode (restored by extract_features), not a fresh module's
 
     def forward(self, trunk_output: torch.Tensor) -> ReIDOutput:
         return self.model.from_features(self.rest(trunk_output))

@@ -26,7 +26,7 @@ from snlib.errors import ConfigError
 from snlib.models import BACKBONES, backbone, build_model, initial_model
 from snlib.precision import resolve_precision
 from snlib.presets import TrainConfig, config_hash, get_preset, parse_overrides
-from snlib.runs import RunFolder
+from snlib.runs import RESULT, RunFolder
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +56,13 @@ def trunk_state(state: dict, stage: str, model: str = "efficientnet_lite0") -> d
     keys = {names[id(t)] for t in frozen.state_dict(keep_vars=True).values()}
     assert keys  # the trunk is not empty
     return {k: v for k, v in state.items() if k in keys}
+
+
+def _trainer(config, tmp_path, name):
+    """The engine's training state of ``config`` (model, optimiser, loaders), nothing trained."""
+    folder = RunFolder(tmp_path / name)
+    folder.create()
+    return engine._Trainer(config, folder, DistInfo(), progress=False)
 
 
 # ------------------------------------------------------------------------------------ backbones as data
@@ -129,9 +136,10 @@ def test_a_run_records_the_normalisation_it_used(smoke, tmp_path, capsys):
     assert seen and set(seen) == {((0.5,) * 3, (0.5,) * 3)}              # what the images were normalised with
     stored = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stored["normalization"] == "backbone" and stored["mean"] == stored["std"] == [0.5] * 3
-    result = json.loads(RunFolder(run.run_dir).result.read_text())
+    result = json.loads((run.run_dir / RESULT).read_text())
     assert result["config"]["mean"] == [0.5] * 3
     # the command line: --set normalization=backbone
+    capsys.readouterr()
     status = None
     try:
         cli(["train", "--preset", "smoke", "--set", "normalization=backbone", "--dry-run"])
@@ -184,19 +192,13 @@ def test_a_frozen_run_trains_only_what_follows_the_trunk(smoke, tmp_path):
         assert torch.equal(value, start[key]), key                      # weights and BatchNorm statistics
     head = [k for k in end if k.startswith("backbone.conv_head")]
     assert head and not any(torch.equal(end[k], start[k]) for k in head)
-    checkpoint = torch.load(RunFolder(run.run_dir).checkpoint, weights_only=True)
-    _, rest = trunk.split(initial_model(smoke), "blocks.5")
-    trained = sum(1 for p in rest.parameters())                          # no classifier, no BNNeck: the SN loss
-    assert sum(len(g["params"]) for g in checkpoint["optimizer"]["param_groups"]) == trained
+    trainer = _trainer(smoke, tmp_path, "trainer")   # the optimiser holds exactly what follows the trunk
+    _, rest = trunk.split(trainer.model, "blocks.5")
+    held = [p for group in trainer.optimizer.param_groups for p in group["params"]]
+    assert {id(p) for p in held} == {id(p) for p in rest.parameters()} and len(held) == len(set(map(id, held)))
 
 
 # ------------------------------------------------------------------------------------------ the cache
-
-
-def _trainer(config, tmp_path, name):
-    folder = RunFolder(tmp_path / name)
-    folder.create()
-    return engine._Trainer(config, folder, DistInfo(), progress=False)
 
 
 def test_cached_batches_and_flips_are_the_uncached_ones(smoke, tmp_path):
@@ -252,6 +254,7 @@ def test_a_changed_image_or_setting_rebuilds_the_cache(smoke, tmp_path, mode, da
         copies.append(sample._replace(path=str(path)))
     model = initial_model(config)
     trunk.freeze(model, config.train_from)
+    model.eval()   # the oracle below cuts the network elsewhere too
     cache_dir = tmp_path / "trunk"
 
     def outputs(cfg, items):
@@ -279,7 +282,8 @@ def test_a_changed_image_or_setting_rebuilds_the_cache(smoke, tmp_path, mode, da
         changed = outputs(config, copies)
         assert calls == [1]
         torch.testing.assert_close(changed, fresh(config, copies), rtol=1e-4, atol=1e-4)
-        assert not torch.equal(changed[2], first[2]) and torch.equal(changed[0], first[0])
+        assert not torch.allclose(changed[2], first[2], rtol=1e-2, atol=1e-2)
+        torch.testing.assert_close(changed[0], first[0])
         if mode == "disk":
             assert len(list(cache_dir.glob("*.npy"))) == 1                  # the stale file is gone
         for setting in (dict(normalization="backbone"), dict(train_from="blocks.6"), dict(height=64, width=32)):
