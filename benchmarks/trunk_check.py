@@ -16,11 +16,13 @@ writes the table. The trunk caches (one per stage and size, on disk) are built o
     flock /tmp/snlib-cpu.lock .venv/bin/python benchmarks/trunk_check.py --dataset market1501 \
         --data-root ../shared/data/cuhk03p1
 
-writes ``results/cpu/cuhk03p1/trunk_check.md`` (headed by the command) and ``trunk_check.csv`` (one row per
-run). Cost on the 2-core CPU (from ``bench_train.py --trunk`` and the issue's runs): 5 variants x 3 losses x
-(3 rates + 1 seed) = 60 runs of 1000 iterations; end to end at 128x64 about 9 min a run (15 runs, 2.2 h), the
-cached trunk from ``blocks.6`` under a minute at 128x64 and 1.5 min at 256x128, from ``blocks.5`` 3 min at
-128x64 and about 11 min at 256x128 (12 runs each), plus the four trunk caches (minutes each): about 6 hours.
+writes ``results/cpu/cuhk03p1/trunk_check.{md,csv}`` (the table; the Markdown headed by the command) and
+``trunk_check_runs.{md,csv}`` (one row per run). Cost on the 2-core CPU: 5 variants x 3 losses x (3 rates + 1 seed) = 60 runs of 1000 iterations. At the
+speeds the issue measured (end to end at 128x64 about 9 min a run; the cached trunk from ``blocks.6`` 25 s at
+128x64 and 1.5 min at 256x128, from ``blocks.5`` 3 min at 128x64) and ``bench_train.py --trunk``'s ratio for
+``blocks.5`` at 256x128 (4.7x slower than ``blocks.6``: about 7 min): 15 x 9 + 12 x (0.5 + 1.5 + 3 + 7) = 280 min
+of training, plus four trunk caches of the about 6,300 training images of the validation split (2 min each at
+128x64, 8 min each at 256x128) and 60 validation evaluations: about 5 hours on an otherwise idle machine.
 """
 from __future__ import annotations
 
