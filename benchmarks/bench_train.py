@@ -16,7 +16,15 @@ draw) against the preset's default, and the default with only one of the two und
 measurably slower?; ``decoded_cache=off``). ``train img/s``: trained images / the engine's training time (epochs);
 ``total img/s``: trained images / the whole ``train()`` call (data set, decoded cache, model, final evaluation).
 
+Frozen trunk (``--trunk``): the ``cpu`` preset's step (P=16 x K=4, its layout and precision) with ``train_from`` =
+``--trunk-stages`` fed from the trunk cache (the step starts from the trunk's output: random tensors of its shape)
+against the end-to-end step, at each of ``--trunk-sizes``; ratios to the end-to-end step of the same size and to
+the ``cpu`` preset's (end to end at 128x64), all in this run. ``build``: the one-time cost of the cache of the
+first ``--trunk-build-images`` training images of the ``cpu`` preset's synthetic set with their mirrors (decoding,
+resizing, the trunk's forward; ``snlib.trunk``), seconds and source images per second.
+
     flock /tmp/snlib-cpu.lock .venv/bin/python benchmarks/bench_train.py     # CPU: paper model on P=4 x K=4
+    flock /tmp/snlib-cpu.lock .venv/bin/python benchmarks/bench_train.py --models --also --skip-end-to-end --trunk
     python benchmarks/bench_train.py --models paper --paper-batch 32 --variants fp32 fp32-cl bf16-cl fp16-cl \\
         --skip-end-to-end --json train.json                                    # a GPU, the paper's 32 x 4 batch
 """
@@ -32,6 +40,7 @@ import time
 import torch
 
 from bench_loss import _resident_mib
+from snlib import trunk
 from snlib.data import load_dataset
 from snlib.distributed import DistInfo
 from snlib.engine import resolve_device, train
@@ -80,8 +89,15 @@ def step_throughput(config: TrainConfig, iters: int, warmup: int, trivial_loss: 
     model, loss = model.to(device).train(), loss.to(device)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(list(model.parameters()) + list(loss.parameters()), lr=config.lr)
-    images = torch.randn(config.p * config.k, 3, config.height, config.width, device=device)
+    net, shape = model, (3, config.height, config.width)
+    if config.train_from:   # the cached step: from the frozen trunk's output on
+        frozen = trunk.freeze(model, config.train_from)
+        with torch.no_grad():
+            shape = frozen(torch.zeros(1, *shape, device=device)).shape[1:]
+        net = trunk.FromTrunk(model, config.train_from)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trained + list(loss.parameters()), lr=config.lr)
+    images = torch.randn(config.p * config.k, *shape, device=device)
     if precision.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     labels = _labels(config.p, config.k, device)
@@ -92,7 +108,7 @@ def step_throughput(config: TrainConfig, iters: int, warmup: int, trivial_loss: 
             torch.cuda.synchronize()
         start = time.perf_counter()
         with precision.autocast(device):
-            out = model(images)
+            out = net(images)
         f = out.features.float()
         value = f.pow(2).mean() if trivial_loss else loss(f, labels, logits=None if out.logits is None
                                                               else out.logits.float())
@@ -154,6 +170,54 @@ def _end_to_end_worker(overrides: dict, epochs: int) -> dict:
                 "precision": {k: run.extra[k] for k in ("channels_last", "amp", "precision_rule")}}
 
 
+def _trunk_build_worker(config_dict: dict, count: int) -> dict:
+    """Seconds to build the trunk cache (memory) of the first ``count`` training images and their mirrors."""
+    config = TrainConfig.from_dict(config_dict)
+    device = resolve_device(config, DistInfo())
+    samples = load_dataset(config.dataset, config.data_root, **config.dataset_options).train[:count]
+    model = build_model(config.model, pretrained=False).to(device)
+    trunk.freeze(model, config.train_from)
+    start = time.perf_counter()
+    trunk.training_set(model, samples, config, device, resolve_precision(config, device))
+    seconds = time.perf_counter() - start
+    return {"images": len(samples), "build_s": seconds, "build_images_per_s": len(samples) / seconds}
+
+
+def trunk_rows(args, cuda: bool) -> list[dict]:
+    """The frozen-trunk rows (module docstring), each measurement in a fresh process."""
+    device = "cuda" if cuda else "cpu"
+    print(f"\nfrozen trunk: cpu preset step (P=16 x K=4) from the cached trunk output vs end to end; cache build of "
+          f"{args.trunk_build_images} training images + mirrors", flush=True)
+    print(f"{'input':>9}{'train_from':>12}{'img/s':>9}{'x e2e':>8}{'x cpu':>8}{'build s':>9}{'build img/s':>13}",
+          flush=True)
+    _in_fresh_process(_prepare_data)
+    rows, reference = [], None
+    for size in args.trunk_sizes:
+        height, width = (int(v) for v in size.split("x"))
+        base = get_preset("cpu", height=height, width=width, device=device)
+        end_to_end = None
+        for stage in ("", *args.trunk_stages):
+            config = base.replace(train_from=stage, trunk_cache="memory" if stage else "off")
+            row = {"input": size, "train_from": stage or "end to end",
+                   **_in_fresh_process(_step_worker, config.to_dict(), args.iters, args.warmup, False)}
+            if stage and "error" not in row:
+                row.update(_in_fresh_process(_trunk_build_worker, config.to_dict(), args.trunk_build_images))
+            rows.append(row)
+            if "error" in row:
+                print(f"{size:>9}{row['train_from']:>12}  {row['error']}", flush=True)
+                continue
+            end_to_end = end_to_end or row["images_per_s"]
+            if (height, width) == (128, 64) and not stage:
+                reference = row["images_per_s"]
+            row["ratio_to_end_to_end"] = row["images_per_s"] / end_to_end
+            row["ratio_to_cpu_preset"] = row["images_per_s"] / reference if reference else None
+            cpu_ratio = f"{row['ratio_to_cpu_preset']:>7.2f}x" if reference else f"{'-':>8}"
+            build = (f"{row['build_s']:>9.1f}{row['build_images_per_s']:>13.1f}" if "build_s" in row else "")
+            print(f"{size:>9}{row['train_from']:>12}{row['images_per_s']:>9.1f}{row['ratio_to_end_to_end']:>7.2f}x"
+                  f"{cpu_ratio}{build}", flush=True)
+    return rows
+
+
 def _prepare_data() -> dict:
     config = get_preset("cpu")
     load_dataset(config.dataset, config.data_root, **config.dataset_options)
@@ -192,6 +256,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-reference", action="store_true", help="skip the trivial-loss reference steps")
     parser.add_argument("--skip-end-to-end", action="store_true")
     parser.add_argument("--e2e-epochs", type=int, default=2)
+    parser.add_argument("--trunk", action="store_true", help="also measure the frozen-trunk rows (cpu preset)")
+    parser.add_argument("--trunk-stages", nargs="*", default=["blocks.5", "blocks.6", "head"])
+    parser.add_argument("--trunk-sizes", nargs="*", default=["128x64", "256x128"],
+                        help="input sizes of the trunk rows (128x64 first: the cpu preset's reference)")
+    parser.add_argument("--trunk-build-images", type=int, default=1024)
     parser.add_argument("--json", default=None, help="also write the measurements to this JSON file")
     args = parser.parse_args(argv)
     cuda = args.device == "cuda" or (args.device is None and torch.cuda.is_available())
@@ -235,6 +304,8 @@ def main(argv=None) -> dict:
                                                  "rule": chosen.rule}
     if not cuda:
         _print_table_entries(report["steps"])
+    if args.trunk:
+        report["trunk"] = trunk_rows(args, cuda)
     if not args.skip_end_to_end:
         report["end_to_end"] = end_to_end(args.e2e_epochs)
     if args.json:

@@ -25,7 +25,9 @@ iterations when it is longer (``warmup_length``; Bag of Tricks warms up over 10 
 restores the random generators: how often a run evaluates does not change what it trains.
 
 A run trains on ``run_dataset(config)``: the data set, split for validation when ``split="val"``
-(``snlib.data.validation_split``) and cut to ``train_fraction`` of its training identities.
+(``snlib.data.validation_split``) and cut to ``train_fraction`` of its training identities. With ``train_from``
+the backbone's stages before it are frozen, and with ``trunk_cache`` training and evaluation start from their
+cached output (``snlib.trunk``).
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import distributed
+from . import distributed, trunk
 from .collapse import batch_geometry
 from .data import PKSampler, ReIDDataset, Sample, build_transforms, check_files, load_dataset, train_share, validation_split
 from .data.decoded import build_dataset
@@ -180,18 +182,30 @@ def eval_loader(samples: list[Sample], config: TrainConfig, device: torch.device
                                        num_workers=num_workers(config), pin_memory=device.type == "cuda")
 
 
+def test_features(model: nn.Module, samples: list[Sample], config: TrainConfig, device: torch.device,
+                  desc: str = "features", training_layout: bool = True) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """``(features, pids, camids)`` of ``samples`` under ``model`` (``snlib.models.extract_features``:
+    L2-normalised, flip-averaged under ``config.eval_flip``): from the trunk cache where ``config`` has one
+    (``snlib.trunk``), else from the images, in the layout and precision training uses on ``device``
+    (``resolve_precision``; ``training_layout=False``: NCHW float32)."""
+    precision = resolve_precision(config, device, training=False)
+    if trunk.cached(config):
+        features = trunk.test_features(model, samples, config, device, precision, num_workers(config), desc)
+        if features is not None:
+            return features
+    options = dict(channels_last=precision.channels_last, amp_dtype=precision.dtype) if training_layout else {}
+    return extract_features(model, eval_loader(samples, config, device), device, flip=config.eval_flip, desc=desc,
+                            **options)
+
+
 def evaluate_model(model: nn.Module, query: list[Sample], gallery: list[Sample], config: TrainConfig,
                    device: str | torch.device | None = None) -> RankResult:
     """Query-vs-gallery evaluation as the paper: L2-normalised features, ``config.eval_metric`` distance,
     optional flip averaging and re-ranking (Market-1501 protocol, ``snlib.evaluation.evaluate_features``), in the
-    layout and precision training uses on ``device`` (``resolve_precision``; features in float32)."""
+    layout and precision training uses on ``device`` (:func:`test_features`; features in float32)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    precision = resolve_precision(config, device, training=False)
-    options = dict(flip=config.eval_flip, channels_last=precision.channels_last, amp_dtype=precision.dtype)
-    qf, q_pids, q_camids = extract_features(model, eval_loader(query, config, device), device, **options,
-                                            desc="query features")
-    gf, g_pids, g_camids = extract_features(model, eval_loader(gallery, config, device), device, **options,
-                                            desc="gallery features")
+    qf, q_pids, q_camids = test_features(model, query, config, device, desc="query features")
+    gf, g_pids, g_camids = test_features(model, gallery, config, device, desc="gallery features")
     return evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, metric=config.eval_metric, normalize=True,
                              rerank=config.eval_rerank)
 
@@ -248,6 +262,8 @@ class _Trainer:
         check_files(self.dataset)  # a missing or unreadable image fails here, not at the final evaluation
         num_classes = self.dataset.num_train_pids
         model = build_model(**model_options(config))
+        if config.train_from:
+            trunk.freeze(model, config.train_from)
         self.loss = loss_from_config(config, num_classes, model.feat_dim).to(self.device)
         if self.loss.needs_logits:
             model.add_classifier(num_classes)
@@ -262,12 +278,8 @@ class _Trainer:
         self.optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision.amp == "fp16")
         self.criterion = self.loss
-        self.net = self.model
-        if info.enabled:
-            self.net = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-            if config.sn_global:
-                self.criterion = distributed.GlobalBatchLoss(self.loss)
+        if info.enabled and config.sn_global:
+            self.criterion = distributed.GlobalBatchLoss(self.loss)
         self.sampler = PKSampler([s.pid for s in self.dataset.train], p=config.p, k=config.k, seed=config.seed,
                                  rank=info.rank, world_size=info.world_size)
         transform = build_transforms(config.height, config.width, train=True, flip=config.flip,
@@ -279,8 +291,18 @@ class _Trainer:
             raise ConfigError(f"the training set has too few identities ({num_classes}) for p={config.p}")
         self.total_iterations = config.iterations or config.epochs * self.iters_per_epoch
         self.num_epochs = -(-self.total_iterations // self.iters_per_epoch)
-        self.train_set = build_dataset(self.dataset.train, transform, config.height, config.width,
-                                       config.decoded_cache, desc="training images")
+        self.train_set = None  # with a trunk cache: the trunk's outputs (None: the cache fits nowhere)
+        if trunk.cached(config):
+            self.train_set = trunk.training_set(self.model, self.dataset.train, config, self.device, self.precision,
+                                                num_workers(config))
+        from_trunk = self.train_set is not None
+        if not from_trunk:
+            self.train_set = build_dataset(self.dataset.train, transform, config.height, config.width,
+                                           config.decoded_cache, desc="training images")
+        self.net = trunk.FromTrunk(self.model, config.train_from) if from_trunk else self.model
+        if info.enabled:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.epoch, self.history, self.evaluations, self.wall_time = 0, [], [], 0.0
 
     def data_line(self) -> str:
@@ -393,7 +415,8 @@ class _Trainer:
                 self.net.train()
 
     def _step(self, images: torch.Tensor, pids: torch.Tensor, it: int) -> None:
-        """One optimisation step on a batch (forward under autocast, loss in float32, backward, Adam)."""
+        """One optimisation step on a batch (forward under autocast, loss in float32, backward, Adam); ``images``
+        are the trunk's outputs where the run has a trunk cache."""
         images = images.to(self.device, non_blocking=True)
         if self.precision.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

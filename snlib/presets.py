@@ -33,7 +33,7 @@ from .data.decoded import MODES as DECODED_CACHE_MODES
 from .errors import ConfigError, did_you_mean
 from .evaluation import METRICS
 from .losses import loss_arguments
-from .models import BACKBONES, EMBEDDING_HEADS
+from .models import BACKBONES, EMBEDDING_HEADS, backbone
 
 #: The paper's schedule: constant learning rate to epoch 76 of 150, then exponential decay to 0.001x.
 PAPER_EPOCHS = 150
@@ -69,6 +69,10 @@ class TrainConfig:
     random_erasing: bool = False
     mean: tuple = PAPER_MEAN
     std: tuple = PAPER_STD
+    # "explicit": mean / std as given; "backbone": the normalisation the backbone's pretrained weights were trained
+    # with (snlib.models.Backbone: Lite0's TensorFlow weights 0.5 / 0.5, ResNet-50 ImageNet's, a timm model its
+    # pretrained configuration's), written into mean / std, so that a run's config.json records what it used
+    normalization: str = _added("explicit")
     p: int = 32                                           # identities per batch (whole batch, all ranks)
     k: int = 4                                            # images per identity
     # model
@@ -78,6 +82,9 @@ class TrainConfig:
     last_stride: int = 1
     bnneck: bool = False
     embedding_head: str = _added("")                      # "trinet": TriNet's 1024-BN-ReLU-128 head (models)
+    # the first trained stage of the backbone (snlib.models.Backbone.stages, e.g. "blocks.6" or "layer3"); every
+    # stage before it is frozen (snlib.trunk: no gradients, BatchNorm in eval mode); "": end to end
+    train_from: str = _added("")
     # loss (snlib.losses.build_loss spec); the options go to the terms that take them
     loss: str = "sn"
     sn_k: int = 10
@@ -124,10 +131,17 @@ class TrainConfig:
     # decoded-image cache (snlib.data.decoded): "off" | "memory" | "disk"; the same pixels, so not hashed;
     # "memory": the fastest measured for the cpu preset (benchmarks/bench_data.py --only epoch)
     decoded_cache: str = _operational("memory")
+    # frozen-trunk cache (snlib.trunk): "off" | "memory" | "disk"; needs train_from; the trunk's output for every
+    # image and its mirror computed once; training and evaluation equal the uncached frozen-trunk run to float
+    # rounding (tests/test_trunk.py), so not hashed
+    trunk_cache: str = _operational("off")
 
     def __post_init__(self):
         self.mean, self.std, self.betas = (tuple(v) if isinstance(v, list) else v
                                            for v in (self.mean, self.std, self.betas))
+        if self.normalization == "backbone" and isinstance(self.model, str) and _known_model(self.model):
+            spec = backbone(self.model)
+            self.mean, self.std = spec.mean, spec.std
         # option dicts in their JSON form (tuples as lists), so a config equals itself read back from config.json
         for name in ("dataset_options", "loss_options"):
             try:
@@ -165,6 +179,7 @@ class TrainConfig:
             problems.append(f"amp={self.amp!r} must be one of {', '.join(AMP_MODES)}")
         if self.decoded_cache not in DECODED_CACHE_MODES:
             problems.append(f"decoded_cache={self.decoded_cache!r} must be one of {DECODED_CACHE_MODES}")
+        problems += _trunk_problems(self)
         if problems:
             raise ConfigError("invalid TrainConfig: " + "; ".join(problems))
         # dataset_options: only what the data set's loader takes (e.g. no synthetic sizes for market1501)
@@ -214,6 +229,10 @@ BUILTIN_MODELS = tuple(BACKBONES)
 SPLITS = ("test", "val")
 #: Mixed-precision modes (``amp``).
 AMP_MODES = ("off", "bf16", "fp16", "auto")
+#: Where the input normalisation comes from (``normalization``).
+NORMALIZATIONS = ("explicit", "backbone")
+#: Trunk-cache modes (``trunk_cache``).
+TRUNK_CACHE_MODES = ("off", "memory", "disk")
 
 _TYPE_NAMES = {bool: "true or false", str: "a string", dict: "a mapping"}
 
@@ -293,6 +312,31 @@ def _value_problems(c: TrainConfig) -> list[str]:
         except (ValueError, TypeError) as exc:
             problems.append(f"{name}={getattr(c, name)!r}: {exc}")
             break
+    return problems
+
+
+def _trunk_problems(c: TrainConfig) -> list[str]:
+    """``normalization``, ``train_from`` and ``trunk_cache``: known values, a stage of the model, and a cache only
+    of what it can hold (the trunk's output for an image and its mirror: no other augmentation)."""
+    problems = []
+    if c.normalization not in NORMALIZATIONS:
+        problems.append(f"normalization={c.normalization!r} must be one of {', '.join(NORMALIZATIONS)}")
+    if c.trunk_cache not in TRUNK_CACHE_MODES:
+        problems.append(f"trunk_cache={c.trunk_cache!r} must be one of {', '.join(TRUNK_CACHE_MODES)}")
+    if c.train_from and _known_model(c.model):
+        stages = backbone(c.model).stages
+        if c.train_from not in stages:
+            allowed = f"one of {', '.join(stages)} or empty (end to end)" if stages else \
+                f"empty: {c.model} declares no stages (snlib.models.register_backbone)"
+            problems.append(f"train_from={c.train_from!r} must be {allowed}")
+    if c.trunk_cache != "off":
+        if not c.train_from:
+            problems.append(f"trunk_cache={c.trunk_cache!r} needs a frozen trunk (train_from=<stage>)")
+        uncacheable = [name for name in ("pad_crop", "random_erasing") if getattr(c, name)]
+        if uncacheable:
+            problems.append(f"trunk_cache={c.trunk_cache!r} cannot hold {' and '.join(uncacheable)} (the cache holds "
+                            "each image and its mirror only): set trunk_cache=off or " +
+                            " and ".join(f"{name}=false" for name in uncacheable))
     return problems
 
 

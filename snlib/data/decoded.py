@@ -169,14 +169,18 @@ def _from_disk(paths, height, width, folder: Path, key, content, nbytes, label) 
     return torch.from_numpy(array)
 
 
-def atomic_write_npy(path: Path, shape: tuple[int, ...], rows: Callable) -> None:
-    """A uint8 ``.npy`` of ``shape`` written from ``rows()`` (an iterable of bytes, in C order) through
-    :func:`snlib.settings.atomic_write`, never held in memory as a whole."""
+def atomic_write_npy(path: Path, shape: tuple[int, ...], rows: Callable, dtype=np.uint8) -> None:
+    """A ``.npy`` of ``shape`` and ``dtype`` (uint8 unless given) written from ``rows()`` (an iterable of bytes, in
+    C order) through :func:`snlib.settings.atomic_write`, never held in memory as a whole."""
+    dtype = np.dtype(dtype)
+    expected = int(np.prod(shape)) * dtype.itemsize
+
     def write(fh):
-        np.lib.format.write_array_header_1_0(fh, {"descr": "|u1", "fortran_order": False, "shape": shape})
+        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                  "fortran_order": False, "shape": shape})
         written = sum(fh.write(row) for row in rows())
-        if written != int(np.prod(shape)):
-            raise RuntimeError(f"{path}: wrote {written} bytes of pixels, expected {int(np.prod(shape))}")
+        if written != expected:
+            raise RuntimeError(f"{path}: wrote {written} bytes of data, expected {expected}")
     settings.atomic_write(path, write)
 
 

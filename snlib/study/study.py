@@ -207,9 +207,8 @@ class Study(RecordedRuns):
         missing = [i for i, key in enumerate(keys) if key not in known]
         if missing:
             device = engine.resolve_device(run.config, distributed.DistInfo())
-            loader = engine.eval_loader([samples[i] for i in missing], run.config, device)
-            new, _, _ = engine.extract_features(self._model(run, device), loader, device, flip=run.config.eval_flip,
-                                                desc=name)
+            new, _, _ = engine.test_features(self._model(run, device), [samples[i] for i in missing], run.config,
+                                             device, desc=name, training_layout=False)
             known.update(zip((keys[i] for i in missing), new))
         feats = torch.stack([known[key] for key in keys])
         pids = np.array([s.pid for s in samples], dtype=np.int64)
