@@ -229,6 +229,9 @@ def describe_plan(plan: dict, study) -> str:
     lines = [f"plan of snlib reproduce: {study.describe()}",
              f"budget of a protocol run: {budget}; seeds {protocol['seeds']}; rates: {json.dumps(protocol['rates'])}",
              f"records: {plan['records']} (a recorded run is read, not trained)"]
+    if not study.protocol.rates:
+        lines.append("rates selected on validation: the selection's runs are a minimum (a collapsed run is rerun, a "
+                     "rate at the grid's edge extended); a final run counts as recorded at any rate")
     for row in plan["notebooks"]:
         lines.append(f"{row['notebook']} ({row['plan']}): {row['to_train']} run(s) to train, "
                      f"{row['iterations']} iterations")
