@@ -10,6 +10,8 @@ PRESET   ?= cpu
 DATASET  ?= synthetic
 DATA_ROOT ?= data
 NAME     ?= $(DATASET)
+# more snlib reproduce arguments, e.g. ARGS=--plan (what it would train, and how long) or ARGS="--records-root DIR"
+ARGS     ?=
 STAMP    := $(VENV)/.snlib-installed
 # jupyter lab refuses to run as root (containers) unless given --allow-root: passed only when the user is root
 LAB_UID  ?= $(shell id -u)
@@ -26,7 +28,7 @@ $(STAMP): pyproject.toml requirements.lock
 	touch $(STAMP)
 
 reproduce: $(STAMP)
-	$(PY) -m snlib reproduce --preset $(PRESET) --dataset $(DATASET) --data-root $(DATA_ROOT) --name $(NAME)
+	$(PY) -m snlib reproduce --preset $(PRESET) --dataset $(DATASET) --data-root $(DATA_ROOT) --name $(NAME) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest

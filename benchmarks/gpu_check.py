@@ -12,6 +12,12 @@ a subprocess with its own time limit, all within ``--budget-s``, 480 s by defaul
    NCHW and channels-last (``benchmarks/bench_train.py``).
 4. ``paper_epoch``: one epoch of the ``paper`` preset on the synthetic set with ``pretrained=false`` (no ImageNet
    download there), through the command line.
+5. ``market_epoch``: one epoch of the ``paper`` preset on a Market-size synthetic set written as a Market-1501
+   folder (``generate_market_folder``: 751 training identities, about 17 images each, at Market's 128x64; few test
+   identities, so that the final evaluation stays short), the decoded-image cache in memory and 16 loader workers:
+   the images/s of the whole loop (data, step, schedule; the trained images over the training time), then
+   ``snlib reproduce --plan`` on that folder and the projected time of ``make reproduce PRESET=paper``: the plan's
+   iterations x 128 images / that rate (the evaluations not counted).
 
 Writes ``gpu_check.json`` and ``gpu_check.md`` into the folder given as argument (``gpu_check.sh``: else
 ``$OUT``, else the current folder). ``--dry-run``: on the CPU, every step at tiny sizes (the tests only collected), the CUDA parts skipped and
@@ -38,7 +44,12 @@ BENCH = ROOT / "benchmarks"
 SNLIB_NEEDS = ("torch", "torchvision", "timm", "numpy", "pandas", "PIL", "tqdm", "scipy", "sklearn")
 CUDA_TEST_FILES = ("tests/test_losses.py", "tests/test_evaluation.py", "tests/test_engine_cpu_precision.py")
 #: Seconds each step may take at most (also capped by what is left of the budget).
-STEP_LIMITS = {"cuda_tests": 120, "bench_loss": 110, "bench_train": 100, "paper_epoch": 120}
+STEP_LIMITS = {"cuda_tests": 120, "bench_loss": 110, "bench_train": 100, "paper_epoch": 90, "market_epoch": 150}
+#: The Market-size synthetic set of ``market_epoch`` (SyntheticConfig fields) and, in a dry run, a tiny one.
+MARKET_SIZE = {"num_train_ids": 751, "num_test_ids": 20, "num_cameras": 6, "min_cameras_per_id": 2,
+               "images_per_camera": [3, 5], "height": 128, "width": 64, "num_distractors": 20, "num_junk": 10}
+MARKET_TINY = {"num_train_ids": 16, "num_test_ids": 6, "num_cameras": 3, "images_per_camera": [2, 2],
+               "height": 32, "width": 16, "num_distractors": 3, "num_junk": 2}
 TAIL = 3000
 
 
@@ -202,6 +213,49 @@ def paper_epoch(py: str, dry: bool, cuda: bool, limit: float) -> dict:
     return result
 
 
+def market_epoch(py: str, dry: bool, cuda: bool, limit: float) -> dict:
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="gpu-check-market-") as tmp:
+        root, small = Path(tmp) / "market1501", dry or not cuda
+        sizes = MARKET_TINY if small else MARKET_SIZE
+        make = run_step([py, "-c", "import json, sys; from snlib.data.synthetic import SyntheticConfig, "
+                         "generate_market_folder; c = json.loads(sys.argv[2]); c['images_per_camera'] = "
+                         "tuple(c['images_per_camera']); generate_market_folder(sys.argv[1], SyntheticConfig(**c), "
+                         "num_extra=20)", str(root), json.dumps(sizes)], limit)
+        if make["status"] != "ok":
+            return {**make, "note": "generating the Market-layout set failed"}
+        command = [py, "-m", "snlib", "train", "--preset", "paper", "--dataset", "market1501", "--data-root",
+                   str(root), "--epochs", "1", "--set", "pretrained=false", "--set", "decoded_cache=memory",
+                   "--cache-root", str(Path(tmp) / "cache"), "--no-progress"]
+        command += (["--device", "cpu", "--set", "height=32", "--set", "width=16", "--set", "p=4",
+                     "--set", "num_workers=0"] if small else ["--set", "num_workers=16"])
+        result = run_step(command, limit - (time.perf_counter() - start))
+        results = list((Path(tmp) / "cache").glob("*/result.json"))
+        if results:
+            summary = json.loads(results[0].read_text())
+            config = json.loads((results[0].parent / "config.json").read_text())
+            with open(results[0].parent / "history.csv", newline="") as fh:
+                iterations = sum(1 for _ in csv.DictReader(fh))
+            rate = iterations * config["p"] * config["k"] / summary["wall_time_s"]
+            result.update(iterations=iterations, wall_time_s=summary["wall_time_s"], loop_images_per_s=rate,
+                          generation_s=make["seconds"], extra=summary["extra"])
+            plan = run_step([py, "-m", "snlib", "reproduce", "--preset", "paper", "--dataset", "market1501",
+                             "--data-root", str(root), "--records-root", str(Path(tmp) / "records"), "--plan"]
+                            + (["--param", "overrides={height: 32, width: 16, p: 4, pretrained: false}"]
+                               if small else ["--param", "overrides={pretrained: false}"]),
+                            max(10.0, limit - (time.perf_counter() - start)))
+            total = re.search(r"for (\d+) iterations of (\d+) images", plan["output_tail"])
+            result["plan"] = {k: plan[k] for k in ("status", "seconds", "command", "output_tail")}
+            if total:
+                images = int(total.group(1)) * int(total.group(2))
+                result.update(plan_iterations=int(total.group(1)), projected_hours=images / rate / 3600)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    result["note"] = ("Market-size synthetic set in Market-1501 layout, decoded cache in memory, 16 workers; "
+                      "projected: the plan's iterations at the whole loop's images/s") + (
+        "; tiny sizes on the CPU (dry run)" if small else "")
+    return result
+
+
 # --------------------------------------------------------------------------------------------- summary
 
 
@@ -234,6 +288,14 @@ def markdown(report: dict) -> str:
                   f"{epoch['iterations']} iterations, median {epoch['median_images_per_s']:.1f} img/s, training "
                   f"{epoch['wall_time_s']:.1f} s, channels_last={epoch['extra'].get('channels_last')}, "
                   f"amp={epoch['extra'].get('amp')}; rank-1 {epoch['metrics'].get('rank1', float('nan')):.1f}"]
+    market = report["steps"].get("market_epoch", {})
+    if "loop_images_per_s" in market:
+        lines += ["", "## One paper epoch on a Market-size set, and the projected reproduction", "",
+                  f"{market['iterations']} iterations in {market['wall_time_s']:.1f} s: {market['loop_images_per_s']:.1f} "
+                  f"img/s for the whole loop (data generated in {market['generation_s']} s)"]
+        if "projected_hours" in market:
+            lines.append(f"`make reproduce PRESET=paper DATASET=market1501`: {market['plan_iterations']} iterations "
+                         f"-> about {market['projected_hours']:.1f} h of training at that rate (evaluations not counted)")
     lines += ["", "Commands and output tails: gpu_check.json.", ""]
     return "\n".join(lines)
 
@@ -242,7 +304,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", help="output folder (gpu_check.sh: the argument, else $OUT, else the current one)")
     parser.add_argument("--dry-run", action="store_true", help="on the CPU at tiny sizes, CUDA parts skipped")
-    parser.add_argument("--budget-s", type=float, default=450.0, help="seconds for all the steps together")
+    parser.add_argument("--budget-s", type=float, default=560.0, help="seconds for all the steps together")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -257,11 +319,12 @@ def main(argv=None) -> int:
     elif args.dry_run:
         report["skipped"] += ["pytest -m cuda (collected only)", "bench_loss.py --device cuda (tiny CPU run)",
                               "bench_train.py fp16 variants and the CUDA sizes (tiny CPU run)",
-                              "the paper epoch on CUDA (tiny CPU run)"]
+                              "the paper epoch on CUDA (tiny CPU run)", "the Market-size epoch (tiny CPU run)"]
     steps = {"cuda_tests": lambda limit: cuda_tests(py, args.dry_run, cuda, limit),
              "bench_loss": lambda limit: bench_loss(py, args.dry_run, cuda, limit),
              "bench_train": lambda limit: bench_train(py, args.dry_run, cuda, out, limit),
-             "paper_epoch": lambda limit: paper_epoch(py, args.dry_run, cuda, limit)}
+             "paper_epoch": lambda limit: paper_epoch(py, args.dry_run, cuda, limit),
+             "market_epoch": lambda limit: market_epoch(py, args.dry_run, cuda, limit)}
     lacking = missing(SNLIB_NEEDS)
     for name, step in steps.items():
         left = args.budget_s - (time.perf_counter() - start)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The checks of a GPU machine in one command (at most ~8 minutes): CUDA tests, bench_loss.py --device cuda, the
+# The checks of a GPU machine in one command (at most ~9.5 minutes): CUDA tests, bench_loss.py --device cuda, the
 # paper preset's training step in fp32 / bf16 / fp16 and both layouts at P=32 x K=4, one paper epoch on the
-# synthetic set (pretrained=false). Details: benchmarks/gpu_check.py.
+# synthetic set (pretrained=false), one paper epoch on a Market-size synthetic set in Market-1501 layout (decoded
+# cache, 16 workers) and the projected time of make reproduce PRESET=paper from snlib reproduce --plan.
+# Details: benchmarks/gpu_check.py.
 #
 #   bash benchmarks/gpu_check.sh [FOLDER]         # writes FOLDER (else $OUT, else .)/gpu_check.{json,md}
 #   bash benchmarks/gpu_check.sh --dry-run /tmp/gpu-check-dry     # on the CPU: every step at tiny sizes

@@ -319,9 +319,16 @@ def _reproduce(args) -> None:
     base = get_preset(args.preset)
     data = {"dataset": base.dataset, "data_root": str(settings.repo_path(base.data_root)),
             **_data_overrides(args.dataset, args.data_root, base)}
+    if args.plan:
+        from .reproduce_plan import plan_reproduction
+
+        plan_reproduction(args.preset, data["dataset"], data["data_root"], notebooks=args.notebooks or None,
+                          extra_parameters=parse_parameters(args.param), records_root=args.records_root)
+        return
     out = run_reproduction(args.preset, data["dataset"], data["data_root"], notebooks=args.notebooks or None,
                            out=args.out, name=args.name, update_notebooks=args.update_notebooks,
-                           extra_parameters=parse_parameters(args.param), cache_root=args.cache_root)
+                           extra_parameters=parse_parameters(args.param), cache_root=args.cache_root,
+                           records_root=args.records_root)
     _readme(args, under=out)
 
 
@@ -459,6 +466,11 @@ def _add_reproduce(sub, presets: dict) -> None:
                         "that declares it; one no selected notebook declares is an error (repeatable; default: none)")
     r.add_argument("--cache-root", dest="cache_root",
                    help="run cache of the notebooks' kernels (default: $SNLIB_CACHE, else results/cache)")
+    r.add_argument("--records-root", dest="records_root",
+                   help="run records go to <records-root>/<preset>/ (default $SNLIB_RECORDS or results/runs)")
+    r.add_argument("--plan", action="store_true",
+                   help="print the runs each notebook would train, how many are recorded, and the estimated time "
+                        "from a few timed steps here; train nothing (default: off)")
     r.set_defaults(func=_reproduce)
 
 

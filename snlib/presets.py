@@ -390,6 +390,43 @@ def _smoke() -> TrainConfig:
 
 PRESETS = {"smoke": _smoke, "cpu": _cpu, "paper": _paper}
 
+#: The literature's learning rates of the paper preset's recipes (Adam, ResNet-50, P x K batches), with their
+#: source. contrastive: no re-ID paper trains this loss (Hadsell et al. 2006, normalised features, margin 1) on
+#: ResNet-50 with P x K batches, so it takes the Adam rate of the other verification loss on that backbone and
+#: batch, TriNet's 3e-4. triplet-0.3: the authors' code base trains its triplet baseline as it trains SN.
+PAPER_RATES = {
+    "sn": (2e-4, "the paper (Adam 2e-4)"),
+    "ce": (3e-4, "torchreid's softmax baseline (Adam 3e-4)"),
+    "triplet": (3e-4, "Hermans et al. 2017, TriNet (Adam 3e-4)"),
+    "triplet-0.3": (2e-4, "the authors' code base (its triplet baseline, as SN: Adam 2e-4)"),
+    "bot": (3.5e-4, "Luo et al. 2019, Bag of Tricks (Adam 3.5e-4)"),
+    "contrastive": (3e-4, "none published for this loss on ResNet-50: TriNet's Adam 3e-4 (the verification loss)"),
+}
+
+#: The study protocol's sizes per preset (``snlib.study.protocol.Protocol`` fields; a field not given takes the
+#: Protocol's default). Resolved for a data set by ``snlib.study.plans.study_protocol``: ``on_synthetic`` adds
+#: fields on the synthetic set only; ``epochs`` is a budget in passes over the training identities (the iterations
+#: follow from the data set: ``plans.epoch_iterations``); ``rates`` fixes every recipe's learning rate (no
+#: selection); the distractors, unless given, are all of the data set's own (or of its training images).
+#: A notebook's ``protocol_sizes`` parameter (``--param protocol_sizes='{iterations: 50}'``) changes any of them.
+PROTOCOLS = {
+    # every code path in seconds: two recipes and rates, a 4-identity batch, a few iterations
+    "smoke": {"selection": ("sn", "triplet", "ce"), "family": ("sep",), "lrs": (1e-3, 2e-3), "iterations": 12,
+              "seeds": (0, 1), "long_factor": 2, "evaluations": 3, "fractions": (0.5, 1.0),
+              "convergence_losses": ("sn", "triplet"), "convergence_seeds": (0, 1), "num_distractors": 20,
+              "overrides": {"p": 4}},
+    # "The verdicts at convergence": 100 iterations, rates selected on the validation identities; on the synthetic
+    # set every run trains at 64x32, so that the whole protocol fits make reproduce's hour on a 2-core CPU
+    # (precision.CPU_STEP_SPEED: 3.4x the step rate of 128x64), with 3000 generated distractors
+    "cpu": {"on_synthetic": {"num_distractors": 3000, "overrides": {"height": 64, "width": 32}}},
+    # the paper's budget (150 epochs at P=32 x K=4: 3450 iterations on Market-1501's 751 identities) and schedule
+    # shape, every recipe at its literature rate, 3 seeds
+    "paper": {"epochs": PAPER_EPOCHS, "seeds": (0, 1, 2),
+              "rates": {name: lr for name, (lr, _) in PAPER_RATES.items()},
+              "rate_sources": {name: source for name, (_, source) in PAPER_RATES.items()},
+              "on_synthetic": {"num_distractors": 3000}},
+}
+
 
 def get_preset(name: str, **overrides) -> TrainConfig:
     """The preset ``name`` (``smoke``, ``cpu``, ``paper``) with ``overrides`` applied."""

@@ -70,9 +70,10 @@ def variant_metrics(rows: dict, ap: str = "standard", ranks=(1, 5, 10)) -> dict[
 
 
 def records_dir(preset: str) -> Path:
-    """``results/runs/<preset>`` of the repository (``settings.results_dir()``; the smoke preset's is not
+    """``<records root>/<preset>``: ``results/runs/<preset>`` of the repository unless ``$SNLIB_RECORDS`` (``snlib
+    reproduce --records-root``) names another root (``settings.records_root``; the smoke preset's is not
     committed)."""
-    return settings.results_dir() / "runs" / (preset or "none")
+    return settings.records_root() / (preset or "none")
 
 
 @dataclass

@@ -58,7 +58,7 @@ COMMON_PARAMETERS = ("preset", "dataset", "data_root", "output_dir")
 def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root: str | Path = "data",
                      notebooks: list[str] | None = None, out: str | Path | None = None, name: str | None = None,
                      update_notebooks: bool = False, extra_parameters: dict | None = None,
-                     cache_root: str | Path | None = None) -> Path:
+                     cache_root: str | Path | None = None, records_root: str | Path | None = None) -> Path:
     """Execute the notebooks with papermill; return the output folder.
 
     ``out`` defaults to ``results/<preset>/<name>`` with ``name`` defaulting to ``dataset``. With
@@ -66,7 +66,8 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
     ``notebooks/``: this is how the committed notebooks come to carry the outputs of the published run.
     ``extra_parameters`` (e.g. ``{"seeds": [0]}``) go, beside the four common ones, to each notebook whose
     ``parameters`` cell declares them; one that no selected notebook declares is an error before any run.
-    ``cache_root`` is the run cache of the kernels (default ``settings.cache_root()``). Paths are handed to the
+    ``cache_root`` is the run cache of the kernels (default ``settings.cache_root()``), ``records_root`` the root
+    of their run records (``<records_root>/<preset>/``; default ``settings.records_root()``). Paths are handed to the
     notebooks and recorded relative to the repository (``settings.portable_path``). A failing notebook is
     recorded in the manifest (error, failing cell) and the others still run; the call then raises.
     """
@@ -78,20 +79,22 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
     plan = _plan(list_notebooks(notebooks), {**common, **(extra_parameters or {})})
     environment = environment_info()  # the commit before this call writes anything
     out.mkdir(parents=True, exist_ok=True)
-    log = _CallLog(out / LOG_NAME, _command(common, notebooks, extra_parameters, update_notebooks, cache_root),
-                   environment)
+    log = _CallLog(out / LOG_NAME, _command(common, notebooks, extra_parameters, update_notebooks, cache_root,
+                                            records_root), environment)
     records, failed = [], []
     start = time.perf_counter()
     with contextlib.ExitStack() as scope:
         scope.enter_context(settings.batch_run())  # inherited by the kernels: no widgets, training lines
         if cache_root is not None:
             scope.enter_context(settings.using_cache_root(cache_root))
+        if records_root is not None:
+            scope.enter_context(settings.using_records_root(records_root))
         cache = settings.portable_path(settings.cache_root())
         for nb, parameters in plan.items():
             log.write(f"[reproduce] {nb.name} ...")
             t0 = time.perf_counter()
             record = {"notebook": nb.name, "parameters": parameters, "status": "ok", "cache_root": cache,
-                      "git_commit": environment["git_commit"]}
+                      "records_root": settings.portable_path(settings.records_root()), "git_commit": environment["git_commit"]}
             try:
                 pm.execute_notebook(str(nb), str(out / nb.name), parameters=parameters, cwd=str(NOTEBOOK_DIR),
                                     kernel_name="python3", progress_bar=True, stdout_file=_TrainingLines())
@@ -123,7 +126,7 @@ def run_reproduction(preset: str = "cpu", dataset: str = "synthetic", data_root:
 LOG_NAME = "reproduce_log.txt"
 
 
-def _command(common: dict, notebooks, extra_parameters, update_notebooks, cache_root) -> str:
+def _command(common: dict, notebooks, extra_parameters, update_notebooks, cache_root, records_root=None) -> str:
     """The ``python -m snlib reproduce`` line of a call (``common``: the notebooks' common parameters, paths
     as ``settings.portable_path`` writes them)."""
     words = ["python -m snlib reproduce", f"--preset {common['preset']}", f"--dataset {common['dataset']}",
@@ -132,6 +135,7 @@ def _command(common: dict, notebooks, extra_parameters, update_notebooks, cache_
     words += [f"--param '{name}={json.dumps(value)}'" for name, value in (extra_parameters or {}).items()]
     words += ["--update-notebooks"] if update_notebooks else []
     words += [f"--cache-root {settings.portable_path(settings.user_path(cache_root))}"] if cache_root else []
+    words += [f"--records-root {settings.portable_path(settings.user_path(records_root))}"] if records_root else []
     return " ".join(words)
 
 

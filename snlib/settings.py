@@ -3,6 +3,7 @@
 Environment variables (each optional):
 
     SNLIB_CACHE   run cache root                        (default: <repository>/results/cache)
+    SNLIB_RECORDS run records root: <root>/<preset>/      (default: <repository>/results/runs)
     SNLIB_PRESET  the notebooks' default preset           (default: cpu; nbval runs set smoke)
     SNLIB_BATCH   "1" in batch runs (papermill): no interactive widgets
     SNLIB_DEBUG   "1": command-line errors show their traceback
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 CACHE_ENV = "SNLIB_CACHE"
+RECORDS_ENV = "SNLIB_RECORDS"
 PRESET_ENV = "SNLIB_PRESET"
 BATCH_ENV = "SNLIB_BATCH"
 DEBUG_ENV = "SNLIB_DEBUG"
@@ -55,6 +57,13 @@ def cache_root() -> Path:
     """The run cache: ``$SNLIB_CACHE``, else ``<repository>/results/cache``."""
     value = os.environ.get(CACHE_ENV)
     return Path(value).expanduser() if value else results_dir() / "cache"
+
+
+def records_root() -> Path:
+    """The root of the run records (``snlib.records.records_dir``: ``<root>/<preset>/``): ``$SNLIB_RECORDS``, else
+    ``<repository>/results/runs`` (the published ones)."""
+    value = os.environ.get(RECORDS_ENV)
+    return Path(value).expanduser() if value else results_dir() / "runs"
 
 
 def default_preset(preset: str | None = None) -> str:
@@ -94,6 +103,12 @@ def using_cache_root(path: str | os.PathLike) -> contextlib.AbstractContextManag
     """Make ``path`` (a user path) the run cache (``cache_root()``) of the process and the kernels it starts, for
     the duration of the block."""
     return _environment(CACHE_ENV, str(user_path(path)))
+
+
+def using_records_root(path: str | os.PathLike) -> contextlib.AbstractContextManager[None]:
+    """Make ``path`` (a user path) the records root (``records_root()``) of the process and the kernels it starts,
+    for the duration of the block."""
+    return _environment(RECORDS_ENV, str(user_path(path)))
 
 
 def debug() -> bool:

@@ -19,7 +19,7 @@ def test_gpu_check_dry_run_writes_the_summary(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr + json.dumps(report["steps"], indent=1)[-4000:]
     assert report["dry_run"] and report["ok"]
     assert set(report) >= {"environment", "steps", "skipped", "seconds", "started"}
-    assert list(report["steps"]) == ["cuda_tests", "bench_loss", "bench_train", "paper_epoch"]
+    assert list(report["steps"]) == ["cuda_tests", "bench_loss", "bench_train", "paper_epoch", "market_epoch"]
     assert all(step["status"] == "ok" for step in report["steps"].values())
     assert any("fp16" in item for item in report["skipped"])
     # each step measured what it is there for, at tiny sizes
@@ -28,6 +28,9 @@ def test_gpu_check_dry_run_writes_the_summary(tmp_path):
     assert set(report["steps"]["bench_train"]["skipped_variants"]) == {"fp16", "fp16-cl"}
     epoch = report["steps"]["paper_epoch"]
     assert epoch["iterations"] >= 1 and "rank1" in epoch["metrics"] and epoch["extra"]["device"] == "cpu"
+    market = report["steps"]["market_epoch"]
+    assert market["iterations"] >= 1 and market["loop_images_per_s"] > 0 and market["plan"]["status"] == "ok"
+    assert market["plan_iterations"] > 0 and market["projected_hours"] > 0    # the paper's budget, projected
     assert "--collect-only" in report["steps"]["cuda_tests"]["command"]
     markdown = (tmp_path / "gpu_check.md").read_text()
     assert "dry run" in markdown and "| paper_epoch | ok |" in markdown

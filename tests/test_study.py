@@ -428,7 +428,7 @@ def test_a_forced_rate_skips_the_selection(tmp_path, monkeypatch):
         raise AssertionError("the selection ran although the rate was forced")
 
     monkeypatch.setattr(P, "select_rates", no_selection)
-    monkeypatch.setattr(plans, "study_protocol", lambda study: Protocol(iterations=5))
+    monkeypatch.setattr(plans, "study_protocol", lambda study, changes=None: Protocol(iterations=5))
     study, plan = plans.setup("table1", "smoke", output_dir=tmp_path / "out", overrides={"lr": 3e-4})
     assert study.selection is None and study.rates == {} and study.config("triplet").lr == 3e-4
     assert "forced by the overrides" in study.describe()

@@ -280,3 +280,25 @@ def load_synthetic(root: str | Path, config: SyntheticConfig | None = None, **ov
     stored = json.loads((folder / CONFIG_FILE).read_text())
     info = {key: stored[key] for key in ("seed", "difficulty", "num_cameras")}
     return load_market_layout(SYNTHETIC, folder, info=info)
+
+
+#: Where Market-1501 keeps its 500k distractor set (``load_market1501(..., distractors_500k=True)`` finds it).
+MARKET_DISTRACTOR_FOLDER = "distractors_500k"
+
+
+def generate_market_folder(root: str | Path, config: SyntheticConfig | None = None, num_extra: int = 0) -> Path:
+    """The synthetic set as a plain Market-1501 folder (its file names are already Market's: ``0002_c1s1_...``,
+    ``0000_`` distractors and ``-1_`` junk in ``bounding_box_test``): ``config`` (at most 6 cameras) with
+    ``num_extra`` more generated distractors moved out of the gallery into ``distractors_500k/``, the stand-in for
+    Market's 500k set; no ``synthetic.json``, so it loads as ``market1501`` only. For tests and benchmarks of the
+    Market path without Market's images."""
+    config = config or SyntheticConfig()
+    if config.num_cameras > MARKET1501.num_cams:
+        raise ValueError(f"num_cameras={config.num_cameras}: Market-1501 has {MARKET1501.num_cams} cameras")
+    root = generate_synthetic(root, replace(config, num_distractors=config.num_distractors + num_extra))
+    extra = root / MARKET_DISTRACTOR_FOLDER
+    extra.mkdir()
+    for path in sorted((root / "bounding_box_test").glob("0000_*.jpg"))[:num_extra]:
+        path.rename(extra / path.name)
+    (root / CONFIG_FILE).unlink()
+    return root

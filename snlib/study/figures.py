@@ -96,7 +96,13 @@ def training_curves(curves: pd.DataFrame, y: Sequence[str] = ("train_loss_rel", 
                     col: str | None = None, x: str = "epoch"):
     """Training curves (``Study.curves`` rows): one row of panels per ``y`` column, one panel per ``col``
     value (e.g. the training fraction), one colour per ``hue`` value (the loss); mean over seeds with a
-    one-standard-deviation band and thin per-seed lines."""
+    one-standard-deviation band and thin per-seed lines. No rows (no runs, e.g. no selection): one empty panel
+    that says so."""
+    if curves.empty:
+        fig, ax = plt.subplots(figsize=(4.2, 1.2))
+        ax.text(0.5, 0.5, "no runs", ha="center", va="center")
+        ax.set_axis_off()
+        return fig
     columns = list(curves[col].drop_duplicates()) if col else [None]
     hues = list(curves[hue].drop_duplicates())
     fig, grid = plt.subplots(len(y), len(columns), figsize=(4.2 * len(columns), 3.2 * len(y)), squeeze=False,
@@ -256,7 +262,10 @@ def query_labels(chosen: pd.DataFrame) -> list[str]:
 def lr_selection(selection: pd.DataFrame, floor: dict | None = None, metrics: Sequence[str] = ("rank1", "mAP")):
     """Validation metrics against the learning rate (log axis), one line per recipe (``select_rates`` rows): a
     star on the selected rate, a cross on a rate where a run collapsed, the untrained network (``floor``) as a
-    dotted line. The width of the range where a line stays high is the recipe's stability."""
+    dotted line. The width of the range where a line stays high is the recipe's stability. A table of fixed rates
+    (``protocol.rate_table`` with no selection: no scores) shows each recipe's rate on the same axis."""
+    if not set(metrics) <= set(selection.columns):
+        return _fixed_rates(selection)
     fig, axes = _panels(len(metrics), width=5.0, height=3.8)
     for ax, metric in zip(axes, metrics):
         for i, (name, rows) in enumerate(selection.groupby("loss", sort=False)):
@@ -271,6 +280,18 @@ def lr_selection(selection: pd.DataFrame, floor: dict | None = None, metrics: Se
         ax.set_xlabel("learning rate (Adam, with warm-up)")
         ax.set_ylabel(f"validation {metric_label(metric)}")
     axes[-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def _fixed_rates(rates: pd.DataFrame):
+    """One row per recipe (``loss, lr``): its fixed learning rate on a log axis (nothing was selected)."""
+    fig, ax = plt.subplots(figsize=(6.0, 0.4 * len(rates) + 1.2))
+    y = np.arange(len(rates))
+    ax.scatter(rates["lr"], y, marker="*", s=160, color="C0", edgecolor="black")
+    ax.set_yticks(y, [loss_label(name) for name in rates["loss"]])
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (Adam; fixed, not selected)")
     fig.tight_layout()
     return fig
 

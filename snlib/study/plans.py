@@ -6,15 +6,18 @@ notebook's parameters (``None``: the plan's default). A notebook opens its study
 ``setup`` settles everything first (the protocol's sizes for this preset and data set, the learning-rate selection
 unless the overrides force ``lr``, the overrides), then builds the plan from the settled study. The smoke preset
 (tests, nbval) runs each experiment at its smallest size: one seed and the fewest variants that still exercise
-every code path; the ``cpu`` and ``paper`` presets run the full grids.
+every code path; the ``cpu`` and ``paper`` presets run the full grids. The protocol's sizes per preset are data
+(``snlib.presets.PROTOCOLS``).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from .. import settings
 from ..data import DataNotFoundError, images_allowed
-from ..presets import get_preset
+from ..errors import ConfigError
+from ..presets import PROTOCOLS, get_preset
 from . import views
 from .protocol import Protocol, settle
 from .study import Study, open_study
@@ -219,24 +222,50 @@ def template(study: Study, seeds=None) -> Comparison:
     return _compared(study, _given(seeds, (0,)), ("sn",))
 
 
-def study_protocol(study: Study) -> Protocol:
-    """The fair-comparison protocol (``snlib.study.protocol``) at the study's size: at the smoke preset two
-    recipes and rates, a 4-identity batch and a few iterations (every code path, seconds). On the synthetic set at
-    the ``cpu`` preset every run trains at 64x32, so that the whole protocol fits ``make reproduce``'s hour on a
-    2-core CPU (``precision.CPU_STEP_SPEED``: 3.4x the step rate of 128x64). Distractors: 3000 generated ones on the
-    synthetic set; elsewhere all of the data set's own, or, where it has none (cuhk03p1), all of its training
-    images."""
-    if study.preset == "smoke":
-        return Protocol(selection=("sn", "triplet", "ce"), family=("sep",), lrs=(1e-3, 2e-3), iterations=12,
-                        seeds=(0, 1), long_factor=2, evaluations=3, fractions=(0.5, 1.0),
-                        convergence_losses=("sn", "triplet"), convergence_seeds=(0, 1), num_distractors=20,
-                        overrides={"p": 4})
-    if study.dataset_name == "synthetic":
-        return Protocol(num_distractors=3000, overrides={"height": 64, "width": 32} if study.preset == "cpu" else {})
-    try:   # all of the data set's own distractors (Market-1501's 500k), else all of its training images
-        return Protocol(num_distractors=len(views.distractors(study.data, study.base)))
+def study_protocol(study: Study, changes: dict | None = None) -> Protocol:
+    """The fair-comparison protocol (``snlib.study.protocol``) of the study's preset
+    (``snlib.presets.PROTOCOLS``) on its data set, with ``changes`` (Protocol fields: a notebook's
+    ``protocol_sizes`` parameter) applied last. A budget in ``epochs`` gives the iterations on this data set
+    (:func:`epoch_iterations`; ``changes`` naming ``iterations`` alone replace it); unless given, the distractors
+    are :func:`dataset_distractors`."""
+    changes = _protocol_changes(changes)
+    sizes = dict(PROTOCOLS[study.preset])
+    on_synthetic = sizes.pop("on_synthetic", {})
+    sizes.update({**(on_synthetic if study.dataset_name == "synthetic" else {}), **changes})
+    if "iterations" in changes and "epochs" not in changes:
+        sizes["epochs"] = None
+    if sizes.get("epochs"):
+        p = study.overrides.get("p", sizes.get("overrides", {}).get("p", study.base.p))
+        sizes["iterations"] = epoch_iterations(sizes["epochs"], study.data.num_train_pids, p)
+    if "num_distractors" not in sizes:
+        sizes.update(dataset_distractors(study))
+    return Protocol(**sizes)
+
+
+def _protocol_changes(changes: dict | None) -> dict:
+    """``changes`` with lists as tuples (a YAML ``--param``); a name that is no Protocol field is an error."""
+    changes = dict(changes or {})
+    known = [f.name for f in dataclasses.fields(Protocol)]
+    if unknown := sorted(set(changes) - set(known)):
+        raise ConfigError(f"protocol {unknown}: not a protocol size; known: {', '.join(known)}")
+    return {name: tuple(v) if isinstance(v, list) else v for name, v in changes.items()}
+
+
+def epoch_iterations(epochs: int, num_ids: int, p: int) -> int:
+    """The iterations of ``epochs`` passes over ``num_ids`` training identities at ``p`` identities a batch, as
+    the engine counts an epoch (``num_ids // p`` batches): 150 x (751 // 32) = 3450 on Market-1501."""
+    if num_ids < p:
+        raise ConfigError(f"{num_ids} training identities cannot fill a batch of p={p} identities")
+    return epochs * (num_ids // p)
+
+
+def dataset_distractors(study: Study) -> dict:
+    """All of the data set's own distractors (Market-1501's 500k), else, where it has none (cuhk03p1), all of its
+    training images: the Protocol fields ``num_distractors`` and ``distractor_source``."""
+    try:
+        return {"num_distractors": len(views.distractors(study.data, study.base))}
     except DataNotFoundError:
-        return Protocol(num_distractors=len(study.data.train), distractor_source="train")
+        return {"num_distractors": len(study.data.train), "distractor_source": "train"}
 
 
 #: Every notebook's plan, by the name ``setup`` takes.
@@ -249,18 +278,19 @@ SHOWS_SELECTION = ("lr_selection",)
 
 
 def setup(plan: str, preset: str | None = None, dataset: str | None = None, data_root=None, output_dir=None,
-          overrides: dict | None = None, **parameters) -> tuple[Study, object]:
+          overrides: dict | None = None, protocol_sizes: dict | None = None, **parameters) -> tuple[Study, object]:
     """A notebook's settled study and its plan. In this order: the study of the notebook's common parameters
     (:func:`~snlib.study.study.open_study`, ``overrides`` applied to every run), the protocol's sizes for its preset
-    and data set (:func:`study_protocol`), the learning-rate selection (skipped when ``overrides`` force ``lr``,
-    except for the plans of :data:`SHOWS_SELECTION`), then the plan ``plan`` of :data:`PLANS` given the notebook's
-    other parameters. Prints what the numbers come from and the plan."""
+    and data set (:func:`study_protocol`, with the notebook's ``protocol_sizes``), the learning-rate selection
+    (none where the protocol fixes the rates; skipped when ``overrides`` force ``lr``, except for the plans of
+    :data:`SHOWS_SELECTION`), then the plan ``plan`` of :data:`PLANS` given the notebook's other parameters.
+    Prints what the numbers come from and the plan."""
     if plan not in PLANS:
         raise KeyError(f"unknown plan {plan!r}; known: {', '.join(PLANS)}")
     overrides = dict(overrides or {})
     study = open_study(preset, dataset, data_root, output_dir, **overrides)
     forced = "lr" in overrides and plan not in SHOWS_SELECTION
-    study = settle(study, study_protocol(study), select=not forced)
+    study = settle(study, study_protocol(study, protocol_sizes), select=not forced)
     made = PLANS[plan](study, **parameters)
     print(study.describe(getattr(made, "seeds", None)))
     print(f"plan: {made}")

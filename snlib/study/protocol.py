@@ -30,6 +30,7 @@ import pandas as pd
 from .. import engine
 from ..collapse import history_collapsed
 from ..models import initial_model
+from ..errors import ConfigError
 from ..recipes import SN_FAMILY
 from ..evaluation import AP_RULES
 from ..records import RunRecord, load_record
@@ -46,7 +47,8 @@ CHECKPOINT_EPOCHS = 10
 
 @dataclass(frozen=True)
 class Protocol:
-    """The protocol's sizes (``snlib.study.plans.study_protocol`` gives them per preset and data set)."""
+    """The protocol's sizes (``snlib.presets.PROTOCOLS`` per preset, resolved for a data set by
+    ``snlib.study.plans.study_protocol``)."""
 
     selection: tuple[str, ...] = ("sn", "ce", "triplet", "triplet-0.3", "bot", "contrastive")
     family: tuple[str, ...] = ("sep", "sn-paper", "sn-neighbors", "pair", "sn+ce")
@@ -54,6 +56,7 @@ class Protocol:
     edge_extensions: int = 3      # a best rate at the grid's edge: up to this many more rates outwards ...
     edge_factor: float = 2.0      # ... each this factor beyond the last
     iterations: int = 100
+    epochs: int | None = None     # the budget as passes over the training identities, whence ``iterations``
     seeds: tuple[int, ...] = (0, 1, 2)
     long_factor: int = 3
     warmup_share: float = 0.1
@@ -67,6 +70,8 @@ class Protocol:
     gallery_losses: tuple[str, ...] = ("sn", "triplet")
     gallery_steps: int = 6        # gallery sizes of the gallery-size curve, from the original to all distractors
     overrides: dict = field(default_factory=dict)   # TrainConfig fields of every run of the study (input, batch)
+    rates: dict = field(default_factory=dict)       # recipe -> a fixed learning rate: no selection is run
+    rate_sources: dict = field(default_factory=dict)   # recipe -> where its fixed rate comes from
 
     @property
     def recipes(self) -> tuple[str, ...]:
@@ -87,14 +92,40 @@ def settle(study: Study, protocol: Protocol, select: bool = True, progress: bool
     """``study`` settled for ``protocol``: its base takes the protocol's fixed fields (the notebook's overrides
     still win), and unless ``select`` is False every recipe's learning rate is selected on the validation
     identities (:func:`select_rates`; the runs train once, then come from their records). The returned study
-    carries the protocol, the selection and the rates and does not change afterwards."""
+    carries the protocol, the selection and the rates and does not change afterwards. A protocol with fixed
+    ``rates`` (the literature's) runs no selection: its recipes take those (:func:`fixed_rates`)."""
     base = study.base.replace(**{**protocol.overrides, **study.overrides})
     staged = dataclasses.replace(study, base=base, protocol=protocol, selection=None, rates={})
+    if protocol.rates:
+        return dataclasses.replace(staged, rates=fixed_rates(protocol))
     if not select:
         return staged
     selection = select_rates(staged, progress=progress)
     return dataclasses.replace(staged, selection=selection,
                                rates={r: selected_lr(selection, r) for r in protocol.recipes})
+
+
+def fixed_rates(protocol: Protocol) -> dict[str, float]:
+    """Every recipe's rate from the protocol's fixed ``rates``; SN's variants without one take SN's."""
+    rates = dict(protocol.rates)
+    missing = [r for r in protocol.recipes if r not in rates and not (r in SN_FAMILY and "sn" in rates)]
+    if missing:
+        raise ConfigError(f"the protocol's fixed rates name no rate for {missing}; they hold {sorted(rates)}")
+    return {r: rates.get(r, rates.get("sn")) for r in protocol.recipes}
+
+
+def rate_table(study: Study) -> pd.DataFrame:
+    """The rate of every selected recipe and where it comes from: the selection's table (``select_rates``) where
+    one was run, else one row per recipe: ``loss, lr, source`` (the protocol's fixed rates and their sources, or
+    the rate the overrides force)."""
+    if study.selection is not None:
+        return study.selection
+    forced = study.overrides.get("lr")
+    protocol = study.protocol
+    return pd.DataFrame([{"loss": r, "lr": forced if forced is not None else study.rates[r],
+                          "source": "forced by the overrides" if forced is not None else
+                          protocol.rate_sources.get(r, "fixed by the protocol")} for r in protocol.selection],
+                        columns=["loss", "lr", "source"])
 
 
 def untrained(study: Study, split: str = "val") -> dict:
@@ -205,7 +236,10 @@ def convergence_records(study: Study, progress: bool = True) -> list[RunRecord]:
 
 
 def selection_records(study: Study) -> list[RunRecord]:
-    """The records of the study's selection runs (the ``records`` column of ``select_rates``)."""
+    """The records of the study's selection runs (the ``records`` column of ``select_rates``; none where no
+    selection was run)."""
+    if study.selection is None:
+        return []
     return [load_record(study.records_root / f"{h}.json") for cell in study.selection["records"]
             for h in cell.split()]
 
@@ -220,7 +254,7 @@ def curve_table(records: list[RunRecord]) -> pd.DataFrame:
             points.append({"iteration": r.config.iterations, **r.metrics})
         rows += [{"loss": r.name, "seed": r.config.seed, "lr": r.config.lr, "train_fraction": r.config.train_fraction,
                   "iteration": p["iteration"], "rank1": p["rank1"], "mAP": p["mAP"]} for p in points]
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["loss", "seed", "lr", "train_fraction", "iteration", "rank1", "mAP"])
 
 
 def iterations_to_fraction(curve: pd.DataFrame, share: float = 0.9, metric: str = "rank1") -> int:
@@ -347,10 +381,11 @@ def stability_claims(study: Study) -> pd.DataFrame:
     """SN collapses less often than each baseline over the selection's rates: the share of selection runs that
     did not end below the untrained network, with Newcombe's interval for a difference of proportions (``seeds``
     counts SN's selection runs; the per-seed condition does not apply). None without a selection (a forced
-    rate)."""
+    rate, or rates fixed by the protocol)."""
     selection = study.selection
     if selection is None:
-        print("stability claims skipped: the learning rate was forced, so no selection was run")
+        print("stability claims skipped: no selection was run (the rates are "
+              + ("forced by the overrides)" if "lr" in study.overrides else "fixed by the protocol: the literature's)"))
         return pd.DataFrame(columns=list(COLUMNS))
     counts = {loss: (int(round((rows["runs"] * (1 - rows["collapsed"])).sum())), int(rows["runs"].sum()))
               for loss, rows in selection.groupby("loss")}

@@ -86,11 +86,16 @@ class Study(RecordedRuns):
         b = self.base
         if self.protocol is None:
             budget = f"{b.epochs} epochs"
-        elif "lr" in self.overrides:   # e.g. papermill -p overrides '{lr: 2e-4}': the selection is not used
-            budget = (f"{self.protocol.iterations} iterations, every recipe at lr {self.overrides['lr']:g} (forced by "
-                      "the overrides: the validation-selected rates are not used)")
         else:
-            budget = f"{self.protocol.iterations} iterations, each recipe at its validation-selected rate"
+            budget = f"{self.protocol.iterations} iterations" + (
+                f" ({self.protocol.epochs} epochs over the training identities)" if self.protocol.epochs else "")
+            if "lr" in self.overrides:   # e.g. papermill -p overrides '{lr: 2e-4}': the selection is not used
+                budget += (f", every recipe at lr {self.overrides['lr']:g} (forced by the overrides: the "
+                           f"{'fixed' if self.protocol.rates else 'validation-selected'} rates are not used)")
+            elif self.protocol.rates:
+                budget += ", each recipe at its rate from the literature (fixed: no selection)"
+            else:
+                budget += ", each recipe at its validation-selected rate"
         text = (f"{self.preset} preset, {b.dataset} at {settings.portable_path(self.data.root)}, {b.model} "
                 f"{b.height}x{b.width}, {budget}")
         return text + (f", {len(seeds)} seed{'s' if len(seeds) > 1 else ''}" if seeds is not None else "")

@@ -1,0 +1,246 @@
+"""``snlib reproduce --plan``: what a reproduction would train, before the hours, training nothing.
+
+Per notebook (the plan its ``setup`` call names, ``snlib.study.plans``): the runs it asks for, grouped by recipe
+(seeds, budget in iterations, split), how many of them are already recorded in the records folder
+(``results/runs/<preset>/`` or ``--records-root``) and so will not train, and the time of the rest. A run shared
+with an earlier notebook (e.g. notebook 12 reads notebook 01's runs) is counted where it first trains. Where the
+protocol selects the learning rates on validation (``cpu``), the rate of a final run is not known before the
+selection: such a run counts as recorded when a record of the same configuration at any rate exists, and the
+selection's count is a minimum (a collapsed run is rerun, a rate at the grid's edge extended).
+
+The time is ``iterations x P x K / images per second``, the rate measured here by :func:`step_rate` (a few training
+steps of the preset's model on random images: the step only, not the data loading or the evaluations; on a CPU at
+a small batch, scaled per image).
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import json
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from . import settings
+from .presets import TrainConfig, config_hash
+from .records import load_record
+
+#: The notebooks' parameters that are not a plan's: the common ones, ``overrides``, ``protocol_sizes``.
+_SETUP_PARAMETERS = ("preset", "dataset", "data_root", "output_dir", "overrides", "protocol_sizes")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedRun:
+    """One run a notebook asks for; ``lr_known``: False where its rate comes from a selection not yet run."""
+    config: TrainConfig
+    iterations: int
+    lr_known: bool = True
+
+    @property
+    def key(self) -> str:
+        """The run's identity as far as it is known: its hash, or its hash without the rate."""
+        if self.lr_known:
+            return config_hash(self.config)
+        return config_hash(self.config.replace(lr=1.0))
+
+
+def notebook_plan_name(path: Path) -> str:
+    """The plan a notebook's ``setup("name", ...)`` call opens."""
+    import nbformat
+
+    source = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup" and node.args:
+            return node.args[0].value
+    raise ValueError(f"{path.name}: no setup(...) call")
+
+
+def planned_runs(plan_name: str, study, made) -> list[PlannedRun]:
+    """The runs the notebook of ``plan_name`` trains or reads, from its settled ``study`` (no selection run) and
+    its plan ``made``, as the notebook's calls into ``snlib.study`` ask for them."""
+    protocol = study.protocol
+    known = bool(study.rates) or "lr" in study.overrides
+
+    def run(recipe, seed=0, lr_known=known, **fields):
+        config = study.config(recipe, seed=seed, **fields)
+        return PlannedRun(config, config.iterations, lr_known or "lr" in fields)
+
+    def finals(recipes, seeds, iterations=None):
+        return [run(r, s, **protocol.budget(iterations)) for r in recipes for s in seeds]
+
+    convergence = [run(loss, s, split="val", train_fraction=f, **protocol.budget(curves=True))
+                   for f in protocol.fractions for loss in protocol.convergence_losses
+                   for s in protocol.convergence_seeds]
+    selection = [] if protocol.rates else [run(r, 0, split="val", lr=lr, **protocol.budget(curves=True))
+                                           for r in protocol.selection for lr in protocol.lrs]
+    if plan_name == "lr_selection":
+        return selection
+    if plan_name in ("table1", "ablation", "gallery_size", "template"):
+        return finals(made.losses, made.seeds)
+    if plan_name == "other_datasets":
+        return _other_datasets(study, made)
+    if plan_name == "sensitivity":
+        variants = [{**made.fixed, name: v} for name, values in made.sweeps.items() for v in values]
+        return ([run(v["loss"], s, **{k: x for k, x in v.items() if k != "loss"}) for v in variants
+                 for s in made.seeds] + [run(made.fixed["loss"], s) for s in made.noise_seeds])
+    if plan_name == "convergence":
+        return convergence
+    if plan_name == "claims":
+        return (selection + finals(protocol.recipes, protocol.seeds)
+                + finals(protocol.selection, (0,), protocol.long_factor * protocol.iterations) + convergence)
+    # the visual notebooks: the SN run (pools.before_after) and the networks they compare, seed 0
+    return [run(loss) for loss in dict.fromkeys(["sn", *(v for v in made.networks.values() if v)])]
+
+
+def _other_datasets(study, made) -> list[PlannedRun]:
+    """Notebook 02: its recipes and seeds on each data set that is present, at the preset's schedule."""
+    from .study import find_datasets
+
+    present, _ = find_datasets(made.datasets)
+    runs = []
+    for name, root, options in present:
+        other = study.with_dataset(name, root, options)
+        for loss in made.losses:
+            for seed in made.seeds:
+                config = other.config(loss, seed)
+                per_epoch = other.data.num_train_pids // config.p
+                runs.append(PlannedRun(config, config.iterations or config.epochs * per_epoch))
+    return runs
+
+
+def recorded_keys(root: Path) -> set[str]:
+    """Every record's hash and its hash without the rate (:attr:`PlannedRun.key`) in the folder ``root``."""
+    keys = set()
+    for path in sorted(Path(root).glob("*.json")) if Path(root).is_dir() else []:
+        try:
+            config = load_record(path).config
+        except Exception:   # a damaged record: the study names it when it reads it
+            continue
+        keys |= {config_hash(config), config_hash(config.replace(lr=1.0))}
+    return keys
+
+
+def step_rate(config: TrainConfig, steps: int = 3, batch_ids: int | None = None) -> float:
+    """Training images per second of ``config``'s model, loss and optimiser (random weights and images at its
+    input size and precision) over ``steps`` timed steps after one warm-up step, at ``batch_ids`` identities of
+    ``config.k`` images (default: the config's P on a GPU, 2 on a CPU, where a full batch of ResNet-50 takes
+    many seconds)."""
+    from .engine import resolve_device
+    from .distributed import DistInfo
+    from .losses import loss_from_config
+    from .models import build_model
+    from .precision import resolve_precision
+
+    device = resolve_device(config, DistInfo())
+    p = batch_ids or (config.p if device.type == "cuda" else 2)
+    ids = 2 * p
+    model = build_model(config.model, pretrained=False, last_stride=config.last_stride, bnneck=config.bnneck,
+                        num_classes=ids).to(device)
+    precision = resolve_precision(config, device)
+    if precision.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    criterion = loss_from_config(config, ids, model.feat_dim).to(device)
+    optimizer = torch.optim.Adam([*model.parameters(), *criterion.parameters()], lr=config.lr)
+    images = torch.randn(p * config.k, 3, config.height, config.width, device=device)
+    if precision.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.arange(p, device=device).repeat_interleave(config.k)
+    model.train()
+
+    def step():   # as the engine's: forward under autocast, the loss in float32, backward, Adam
+        with precision.autocast(device):
+            out = model(images)
+        loss = criterion(out.features.float(), labels,
+                         logits=out.logits.float() if out.logits is not None else None)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return steps * len(images) / (time.perf_counter() - start)
+
+
+def plan_reproduction(preset: str, dataset: str, data_root, notebooks: list[str] | None = None,
+                      extra_parameters: dict | None = None, records_root=None, steps: int = 3) -> dict:
+    """The plan of ``snlib reproduce`` with these arguments (module docstring), printed and returned:
+    ``{"notebooks": [{notebook, plan, runs: [{recipe, seeds, iterations, split, runs, recorded}], to_train,
+    iterations}], "images_per_s", "hours"}``."""
+    from .reproduce import _plan, list_notebooks
+    from .study import plans
+    from .study.protocol import settle
+    from .study.study import open_study
+
+    extra = dict(extra_parameters or {})
+    common = {"preset": preset, "dataset": dataset,
+              "data_root": settings.portable_path(settings.user_path(data_root))}
+    chosen = _plan(list_notebooks(notebooks), {**common, "output_dir": "", **extra})
+    overrides, sizes = extra.get("overrides") or {}, extra.get("protocol_sizes")
+    with tempfile.TemporaryDirectory() as scratch:
+        study = open_study(preset, dataset, settings.user_path(data_root), scratch, **overrides)
+        study = settle(study, plans.study_protocol(study, sizes), select=False)
+        root = settings.user_path(records_root) / preset if records_root else study.records_root
+        recorded = recorded_keys(root)
+        seen, rows = set(), []
+        for nb, parameters in chosen.items():
+            name = notebook_plan_name(nb)
+            made = plans.PLANS[name](study, **{k: v for k, v in parameters.items() if k not in _SETUP_PARAMETERS})
+            runs = [r for r in planned_runs(name, study, made) if r.key not in seen]
+            seen |= {r.key for r in runs}
+            rows.append(_notebook_row(nb.name, name, runs, recorded))
+        rate = step_rate(study.config("sn"), steps=steps)
+        batch = study.base.p * study.base.k
+    total = sum(row["iterations"] for row in rows)
+    plan = {"preset": preset, "dataset": dataset, "records": settings.portable_path(root),
+            "protocol": {"iterations": study.protocol.iterations, "epochs": study.protocol.epochs,
+                         "seeds": list(study.protocol.seeds), "rates": study.protocol.rates or "selected on validation"},
+            "notebooks": rows, "images_per_s": round(rate, 2), "batch": batch,
+            "hours": round(total * batch / rate / 3600, 2)}
+    print(describe_plan(plan, study))
+    return plan
+
+
+def _notebook_row(notebook: str, plan_name: str, runs: list[PlannedRun], recorded: set[str]) -> dict:
+    groups = defaultdict(list)
+    for r in runs:
+        groups[(r.config.label, r.iterations, r.config.split, r.config.train_fraction)].append(r)
+    table = [{"recipe": recipe, "seeds": sorted({r.config.seed for r in members}), "iterations": iterations,
+              "split": split, "train_fraction": fraction, "runs": len(members),
+              "recorded": sum(r.key in recorded for r in members)}
+             for (recipe, iterations, split, fraction), members in groups.items()]
+    return {"notebook": notebook, "plan": plan_name, "runs": table,
+            "to_train": sum(r.key not in recorded for r in runs),
+            "iterations": sum(r.iterations for r in runs if r.key not in recorded)}
+
+
+def describe_plan(plan: dict, study) -> str:
+    """The plan as the console shows it."""
+    protocol = plan["protocol"]
+    budget = f"{protocol['iterations']} iterations" + (f" ({protocol['epochs']} epochs)" if protocol["epochs"] else "")
+    lines = [f"plan of snlib reproduce: {study.describe()}",
+             f"budget of a protocol run: {budget}; seeds {protocol['seeds']}; rates: {json.dumps(protocol['rates'])}",
+             f"records: {plan['records']} (a recorded run is read, not trained)"]
+    if not study.protocol.rates:
+        lines.append("rates selected on validation: the selection's runs are a minimum (a collapsed run is rerun, a "
+                     "rate at the grid's edge extended); a final run counts as recorded at any rate")
+    for row in plan["notebooks"]:
+        lines.append(f"{row['notebook']} ({row['plan']}): {row['to_train']} run(s) to train, "
+                     f"{row['iterations']} iterations")
+        for g in row["runs"]:
+            share = f", {g['train_fraction']:.0%} of the identities" if g["train_fraction"] != 1 else ""
+            lines.append(f"    {g['recipe']:<14} seeds {g['seeds']}  {g['iterations']} iterations, {g['split']} "
+                         f"split{share}: {g['runs']} run(s), {g['recorded']} recorded")
+    lines.append(f"step rate here: {plan['images_per_s']:.1f} images/s (the training step of {study.base.model} at "
+                 f"{study.base.height}x{study.base.width}; no data loading, no evaluation)")
+    lines.append(f"estimated training time: {plan['hours']:.1f} h for "
+                 f"{sum(r['iterations'] for r in plan['notebooks'])} iterations of {plan['batch']} images")
+    return "\n".join(lines)
