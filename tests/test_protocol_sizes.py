@@ -15,7 +15,6 @@ from snlib.recipes import SN_FAMILY
 from snlib.study import figures, plans, views
 from snlib.study import protocol as P
 from snlib.study.protocol import Protocol
-from test_engine import data_root  # noqa: F401  (the smoke preset's synthetic set, generated once per module)
 
 
 def _market_like(num_ids: int) -> ReIDDataset:
