@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import types
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -53,8 +52,8 @@ from tqdm.auto import tqdm
 
 from . import settings
 from .data import Sample, build_transforms
-from .data.decoded import atomic_write_npy, build_dataset, fingerprint, memory_budget
-from .errors import ConfigError, DamagedFileError
+from .data.decoded import build_dataset, fingerprint, memory_budget, stored_array
+from .errors import ConfigError
 from .models import ReIDOutput, backbone, extract_features, unwrap
 from .precision import Precision
 
@@ -196,7 +195,7 @@ def trunk_outputs(model: nn.Module, samples: Sequence[Sample], config, device: t
             if outputs is not None:
                 return outputs
         folder = Path(cache_dir) if cache_dir is not None else settings.cache_root() / "trunk"
-        return _from_disk(folder, key, content, shape, nbytes, label, batches)
+        return _from_disk(folder, key, content, shape, label, batches)
     finally:
         for module, training in zip(trunk.modules(), modes):
             module.training = training
@@ -223,30 +222,9 @@ def _from_memory(key, content, shape, nbytes, label, batches) -> torch.Tensor | 
     return outputs
 
 
-def _from_disk(folder: Path, key, content, shape, nbytes, label, batches) -> torch.Tensor | None:
-    path = folder / f"{key}-{content[:16]}.npy"
-    if not path.is_file():
-        stale = sorted(folder.glob(f"{key}-*.npy"))  # the same images and settings, other file contents
-        folder.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(folder).free
-        if nbytes > free:
-            tqdm.write(f"trunk cache: {label} do not fit the {_gb(free)} free in {folder}: computing the trunk "
-                       "at every step instead")
-            return None
-        if stale:
-            tqdm.write(f"trunk cache: the images of {stale[0].name} changed; rebuilding it")
-        tqdm.write(f"trunk cache: computing {label} into {folder}")
-        atomic_write_npy(path, shape, lambda: (batch.numpy().tobytes() for batch in batches()), dtype=np.float32)
-        for old in stale:
-            old.unlink(missing_ok=True)
-    try:
-        array = np.load(path, mmap_mode="c", allow_pickle=False)  # copy-on-write: the file is never changed
-    except (OSError, ValueError) as err:
-        raise DamagedFileError(f"trunk cache {path} cannot be read ({err}); delete it and it is rebuilt") from err
-    if array.shape != shape or array.dtype != np.float32:
-        raise DamagedFileError(f"trunk cache {path} holds {array.dtype} {array.shape}, not float32 {shape}; "
-                               "delete it and it is rebuilt")
-    return torch.from_numpy(array)
+def _from_disk(folder: Path, key, content, shape, label, batches) -> torch.Tensor | None:
+    return stored_array(folder, key, content, shape, np.float32, "trunk cache", label,
+                        "computing the trunk at every step", lambda: (batch.numpy().tobytes() for batch in batches()))
 
 
 class TrunkDataset(torch.utils.data.Dataset):

@@ -123,7 +123,7 @@ def decoded_images(paths: Sequence[str], height: int, width: int, mode: str = "m
     if mode == "memory":
         return _from_memory(paths, height, width, key, content, nbytes, label)
     folder = Path(cache_dir) if cache_dir is not None else settings.cache_root() / "decoded"
-    return _from_disk(paths, height, width, folder, key, content, nbytes, label)
+    return _from_disk(paths, height, width, folder, key, content, label)
 
 
 def _from_memory(paths, height, width, key, content, nbytes, label) -> torch.Tensor | None:
@@ -143,28 +143,41 @@ def _from_memory(paths, height, width, key, content, nbytes, label) -> torch.Ten
     return pixels
 
 
-def _from_disk(paths, height, width, folder: Path, key, content, nbytes, label) -> torch.Tensor | None:
-    shape, path = (len(paths), 3, height, width), folder / f"{key}-{content[:16]}.npy"
+def _from_disk(paths, height, width, folder: Path, key, content, label) -> torch.Tensor | None:
+    shape = (len(paths), 3, height, width)
+    return stored_array(folder, key, content, shape, np.uint8, "decoded cache", label, "reading the image files",
+                        lambda: (row.tobytes() for row in _decoded_rows(paths, height, width,
+                                                                        desc=f"decoding {label} into {folder}")))
+
+
+def stored_array(folder: Path, key: str, content: str, shape: tuple[int, ...], dtype, cache: str, label: str,
+                 fallback: str, rows: Callable) -> torch.Tensor | None:
+    """The array of ``shape`` and ``dtype`` kept in ``<folder>/<key>-<content[:16]>.npy`` (``key``: what it holds,
+    ``content``: the fingerprint of its sources), written once from ``rows()`` (:func:`atomic_write_npy`) when
+    absent, a file of the same key with other content removed once the new one is complete; memory-mapped
+    copy-on-write (the file is never changed). None, after saying so, when it does not fit the free disk (the
+    caller then does ``fallback``). ``cache``, ``label``: the cache's name and what it holds, for the messages."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    path = folder / f"{key}-{content[:16]}.npy"
     if not path.is_file():
-        stale = sorted(folder.glob(f"{key}-*.npy"))  # the same images and size, other file contents
+        stale = sorted(folder.glob(f"{key}-*.npy"))  # the same sources and settings, other file contents
         folder.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(folder).free
         if nbytes > free:
-            tqdm.write(f"decoded cache: {label} do not fit the {_gb(free)} free in {folder}: reading the "
-                       "image files instead")
+            tqdm.write(f"{cache}: {label} do not fit the {_gb(free)} free in {folder}: {fallback} instead")
             return None
         if stale:
-            tqdm.write(f"decoded cache: the images of {stale[0].name} changed; rebuilding it")
-        atomic_write_npy(path, shape, lambda: (row.tobytes() for row in _decoded_rows(
-            paths, height, width, desc=f"decoding {label} into {folder}")))
+            tqdm.write(f"{cache}: the images of {stale[0].name} changed; rebuilding it")
+        tqdm.write(f"{cache}: writing {label} into {folder}")
+        atomic_write_npy(path, shape, rows, dtype=dtype)
         for old in stale:
             old.unlink(missing_ok=True)
     try:
-        array = np.load(path, mmap_mode="c", allow_pickle=False)  # copy-on-write: the file is never changed
+        array = np.load(path, mmap_mode="c", allow_pickle=False)
     except (OSError, ValueError) as err:
-        raise DamagedFileError(f"decoded cache {path} cannot be read ({err}); delete it and it is rebuilt") from err
-    if array.shape != shape or array.dtype != np.uint8:
-        raise DamagedFileError(f"decoded cache {path} holds {array.dtype} {array.shape}, not uint8 {shape}; "
+        raise DamagedFileError(f"{cache} {path} cannot be read ({err}); delete it and it is rebuilt") from err
+    if array.shape != shape or array.dtype != np.dtype(dtype):
+        raise DamagedFileError(f"{cache} {path} holds {array.dtype} {array.shape}, not {np.dtype(dtype)} {shape}; "
                                "delete it and it is rebuilt")
     return torch.from_numpy(array)
 
