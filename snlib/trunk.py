@@ -52,7 +52,7 @@ from tqdm.auto import tqdm
 
 from . import settings
 from .data import Sample, build_transforms
-from .data.decoded import build_dataset, fingerprint, memory_budget, stored_array
+from .data.decoded import build_dataset, fingerprint, held, make_room, memory_budget, stored_array
 from .errors import ConfigError
 from .models import ReIDOutput, backbone, extract_features, unwrap
 from .precision import Precision
@@ -202,17 +202,13 @@ def trunk_outputs(model: nn.Module, samples: Sequence[Sample], config, device: t
 
 
 def _from_memory(key, content, shape, nbytes, label, batches) -> torch.Tensor | None:
-    held = _MEMORY.pop(key, None)
-    if held is not None and held[0] == content:
-        _MEMORY[key] = held  # most recently used
-        return held[1]
-    budget = memory_budget()
-    if nbytes > budget:
-        tqdm.write(f"trunk cache: {label} exceed the memory budget of {_gb(budget)} (a quarter of this machine's "
-                   "memory): on disk instead")
+    outputs = held(_MEMORY, key, content)
+    if outputs is not None:
+        return outputs
+    if not make_room(_MEMORY, nbytes):
+        tqdm.write(f"trunk cache: {label} exceed the memory budget of {_gb(memory_budget())} (a quarter of this "
+                   "machine's memory): on disk instead")
         return None
-    while _MEMORY and sum(t.numel() * 4 for _, t in _MEMORY.values()) + nbytes > budget:
-        _MEMORY.popitem(last=False)
     tqdm.write(f"trunk cache: computing {label} into memory")
     outputs, row = torch.empty(shape, dtype=torch.float32), 0
     for batch in batches():

@@ -127,20 +127,37 @@ def decoded_images(paths: Sequence[str], height: int, width: int, mode: str = "m
 
 
 def _from_memory(paths, height, width, key, content, nbytes, label) -> torch.Tensor | None:
-    held = _MEMORY.pop(key, None)
-    if held is not None and held[0] == content:
-        _MEMORY[key] = held  # most recently used
-        return held[1]
-    budget = memory_budget()
-    if nbytes > budget:
-        tqdm.write(f"decoded cache: {label} exceed the memory budget of {_gb(budget)} (a quarter of this "
+    pixels = held(_MEMORY, key, content)
+    if pixels is not None:
+        return pixels
+    if not make_room(_MEMORY, nbytes):
+        tqdm.write(f"decoded cache: {label} exceed the memory budget of {_gb(memory_budget())} (a quarter of this "
                    "machine's memory): reading the image files instead; decoded_cache='disk' memory-maps them")
         return None
-    while _MEMORY and sum(pixels.numel() for _, pixels in _MEMORY.values()) + nbytes > budget:
-        _MEMORY.popitem(last=False)
     pixels = decode_images(paths, height, width, desc=f"decoding {label} into memory")
     _MEMORY[key] = (content, pixels)
     return pixels
+
+
+def held(memory: OrderedDict, key: str, content: str) -> torch.Tensor | None:
+    """The array ``memory`` (key -> (content fingerprint, array), least recently used first) holds for ``key``
+    when it was made from ``content``, marked most recently used; else None."""
+    entry = memory.pop(key, None)
+    if entry is None or entry[0] != content:
+        return None
+    memory[key] = entry
+    return entry[1]
+
+
+def make_room(memory: OrderedDict, nbytes: int) -> bool:
+    """Drop the least recently used arrays of ``memory`` until ``nbytes`` more fit :func:`memory_budget`; False
+    (nothing dropped) when ``nbytes`` alone exceed it."""
+    budget = memory_budget()
+    if nbytes > budget:
+        return False
+    while memory and sum(t.numel() * t.element_size() for _, t in memory.values()) + nbytes > budget:
+        memory.popitem(last=False)
+    return True
 
 
 def _from_disk(paths, height, width, folder: Path, key, content, label) -> torch.Tensor | None:
