@@ -37,6 +37,10 @@ HISTORY_ROWS = 50
 HISTORY_COLUMNS = ("iteration", "epoch", "lr", "loss")
 
 
+#: The per-query key of each AP rule (``snlib.evaluation.AP_RULES``) in a record's variant.
+AP_KEYS = {"standard": "ap", "market": "ap_market"}
+
+
 def _rounded(values) -> list:
     return [None if math.isnan(v) else round(float(v), 6) for v in values]
 
@@ -49,7 +53,7 @@ def per_query(rank, pids, camids, market=None) -> dict[str, list]:
     rows = {"pid": [int(p) for p in pids], "camid": [int(c) for c in camids], "ap": _rounded(rank.ap),
             "first": [int(v) for v in rank.first], "inp": _rounded(rank.inp)}
     if market is not None:
-        rows["ap_market"] = _rounded(market.ap)
+        rows[AP_KEYS["market"]] = _rounded(market.ap)
     return rows
 
 
@@ -58,7 +62,7 @@ def variant_metrics(rows: dict, ap: str = "standard", ranks=(1, 5, 10)) -> dict[
     ranking: ``rank<k>`` = share of the evaluated queries (``first`` >= 0) whose first true match is within the
     top k, ``mAP`` = mean AP (``ap``, or ``ap_market`` for ``ap="market"``), ``mINP`` = mean INP, over the
     evaluated queries."""
-    key = {"standard": "ap", "market": "ap_market"}[ap]
+    key = AP_KEYS[ap]
     if key not in rows or "inp" not in rows:
         raise KeyError(f"these per-query results hold {sorted(rows)}: no {key!r}/'inp' (a record of an older run)")
     first = np.asarray(rows["first"])

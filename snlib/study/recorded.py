@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .. import engine
 from ..evaluation import AP_RULES, evaluate_features, pool_multi_query
-from ..records import RunRecord, per_query, read_record, records_dir, thin_history, write_record
+from ..records import AP_KEYS, RunRecord, per_query, read_record, records_dir, thin_history, write_record
 from ..runs import RunFolder, RunResult, run_dir_for
 
 
@@ -23,10 +23,6 @@ TABLE1_VARIANTS = tuple(VARIANT_SETTINGS)
 def variant_of(multi_query: bool, rerank: bool) -> str:
     """The record variant of a (multi-query, re-ranking) setting."""
     return next(name for name, setting in VARIANT_SETTINGS.items() if setting == (multi_query, rerank))
-
-
-#: Per-query key of an AP rule (``snlib.records.per_query``).
-AP_KEYS = {"standard": "ap", "market": "ap_market"}
 
 
 def _missing(per_query: dict, variants: Sequence[str], ap_rules: Sequence[str]) -> list[str]:
