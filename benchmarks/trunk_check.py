@@ -142,6 +142,9 @@ def main(argv=None) -> pd.DataFrame:
                         help="replace the variants' sizes 128x64 and 256x128, in that order (tiny tests)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="a TrainConfig field of every run (as snlib train --set)")
+    parser.add_argument("--train-only", nargs="*", default=None, metavar="VARIANT",
+                        help=f"train (or read) the runs of these variants only and write no table, so that the "
+                             f"cheap variants land first in a background job; variants: {', '.join(VARIANTS)}")
     parser.add_argument("--output", default=None, help="folder of trunk_check.md (default results/<preset>/"
                                                        "<folder name of the data root>)")
     parser.add_argument("--records", default=None, help="folder of the run records (default results/runs/<preset>)")
@@ -151,6 +154,12 @@ def main(argv=None) -> pd.DataFrame:
     base = get_preset(args.preset, data_root=str(root), **data, **parse_overrides(args.set))
     variants = _sized(VARIANTS, args.sizes)
     records = Path(args.records) if args.records else records_dir(args.preset)
+    if args.train_only is not None:
+        unknown = sorted(set(args.train_only) - set(variants))
+        if unknown:
+            parser.error(f"unknown variant(s) {unknown}; known: {list(variants)}")
+        return run_all(base, {v: variants[v] for v in args.train_only}, args.losses, args.lrs, args.seeds,
+                       args.iterations, records)
     runs = run_all(base, variants, args.losses, args.lrs, args.seeds, args.iterations, records)
     out = Path(args.output) if args.output else settings.results_dir() / args.preset / Path(root).name
     table = summary(runs)

@@ -2,18 +2,21 @@
 Tricks' BNNeck routing and warm-up (Luo et al. 2019, reid-strong-baseline), and the recipe fields they will take."""
 from __future__ import annotations
 
+import importlib
+import json
 import math
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snlib import engine
+from snlib import engine, settings
 from snlib.data import load_dataset
 from snlib.errors import ConfigError
 from snlib.models import CheckpointMismatchError, build_model, extract_features, load_model, model_checkpoint
-from snlib.presets import config_hash, get_preset
+from snlib.presets import PAPER_RATES, config_hash, get_preset
 from snlib.recipes import BOT_FIELDS, RECIPES, TRINET_FIELDS, apply_recipe
 
 
@@ -226,3 +229,36 @@ def test_recipe_fields_are_valid_and_leave_todays_recipes_alone():
         base.replace(embedding_head="fc")
     with pytest.raises(ConfigError, match="warmup_share=1.5 must be in \\[0, 1\\)"):
         base.replace(warmup_share=1.5)
+
+
+# ------------------------------------------------------------------------------------- the baselines check
+
+
+def test_the_baselines_check_trains_each_recipe_with_its_papers_setup_and_resumes(data_root, tmp_path, monkeypatch):
+    """benchmarks/baselines_check.py on the smoke set: 3 recipes x 2 rates, 4 iterations scored every 2; TriNet's
+    head for ``triplet``, Bag of Tricks' fields for ``bot``; the second call trains nothing and writes the same
+    table; the untrained floor is the network every recipe starts from."""
+    monkeypatch.setenv("SNLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.syspath_prepend(str(settings.repo_root() / "benchmarks"))
+    check = importlib.import_module("baselines_check")
+    argv = ["--preset", "smoke", "--data-root", data_root, "--iterations", "4", "--eval-every", "2",
+            "--recipes", "sn", "triplet", "bot", "--rate-steps", "1", "3", "--size", "32x16", "--set", "p=4",
+            "--output", str(tmp_path / "out"), "--records", str(tmp_path / "records")]
+    table = check.main(argv)
+    assert len(table) == 6 and table.groupby("recipe")["rate step"].apply(sorted).tolist() == [[1, 3]] * 3
+    assert set(table["collapsed (rule)"]) <= {"yes", "no"} and set(table["above untrained"]) <= {"yes", "no"}
+    stored = {json.loads(p.read_text())["config"]["recipe"]: json.loads(p.read_text())
+              for p in (tmp_path / "records").glob("*.json")}
+    assert stored["triplet"]["config"]["embedding_head"] == "trinet"
+    assert {k: stored["bot"]["config"][k] for k in BOT_FIELDS} == BOT_FIELDS
+    assert stored["sn"]["config"]["embedding_head"] == "" and stored["sn"]["config"]["train_from"] == "blocks.6"
+    assert [e["iteration"] for e in stored["sn"]["evaluations"]] == [2, 4]
+    assert any(column in stored["triplet"]["history"][-1] for column in ("hard_gap", "pair_dist"))
+    literature = table[table["rate step"] == 1].set_index("recipe")["lr"]
+    assert literature.to_dict() == {r: PAPER_RATES[r][0] for r in ("sn", "triplet", "bot")}
+    assert (tmp_path / "out" / "baselines_check.png").stat().st_size > 0
+    text = (tmp_path / "out" / "baselines_check.md").read_text()
+    assert text.startswith("`python benchmarks/baselines_check.py") and "Untrained network" in text
+    monkeypatch.setattr(sys.modules["trunk_check"], "train", lambda *a, **k: pytest.fail("a recorded run was trained"))
+    assert check.main(argv).equals(table)
+    del sys.modules["baselines_check"], sys.modules["trunk_check"]

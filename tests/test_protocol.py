@@ -397,3 +397,33 @@ def test_a_record_lacking_variants_is_never_changed_a_retrained_network_answers(
     assert record.hash in json.loads((tmp_path / "out" / "retrained_runs.json").read_text())
     with pytest.raises(ValueError, match="never overwritten"):
         write_record(again, tmp_path / "records")
+
+
+def test_the_chosen_rate_is_compared_with_the_runner_up_per_validation_query():
+    """Chosen rate's AP 0.6 on every query, runner-up's 0.5 on every query (two seeds): a margin of exactly +10
+    points, distinguishable; equal scores: margin 0, not distinguishable."""
+    chosen = [_record("sn", seed, ap=(0.6,) * 8, first=(0,) * 8, split="val") for seed in (0, 1)]
+    runner = [_record("sn", seed, ap=(0.5,) * 8, first=(0,) * 8, split="val") for seed in (0, 1)]
+    margin = P.runner_up_margin(chosen, runner, 3e-4, "mAP")
+    assert margin["margin"] == pytest.approx(10.0) and margin["distinguishable"] and margin["runner_up_lr"] == 3e-4
+    assert margin["margin_low"] == pytest.approx(10.0) == margin["margin_high"]    # no spread: [10, 10]
+    same = P.runner_up_margin(chosen, chosen, 3e-4, "mAP")
+    assert same["margin"] == 0 and not same["distinguishable"]
+    noisy = [_record("sn", s, ap=tuple(np.random.default_rng(s).uniform(0, 1, 8)), first=(0,) * 8, split="val")
+             for s in (0, 1)]
+    loop = 0.0                                      # plain loop: mean over seeds and queries of the difference
+    for a, b in zip(noisy, chosen):
+        for x, y in zip(a.per_query["sq"]["ap"], b.per_query["sq"]["ap"]):
+            loop += (x - y) / 16
+    assert P.runner_up_margin(noisy, chosen, 1e-3, "mAP")["margin"] == pytest.approx(100 * loop)
+    assert P.runner_up_margin(chosen, [], 3e-4, "mAP") == {}
+
+
+def test_two_selection_seeds_train_every_rate_twice_and_retry_nothing(monkeypatch):
+    monkeypatch.setattr(P, "untrained", lambda study, split: {"rank1": 10.0, "mAP": 10.0})
+    study = _FakeStudy(lambda loss, lr, seed: 5.0 if lr == 2e-3 else 40.0 + seed,       # 2e-3 collapses
+                       P.Protocol(selection=("sn",), lrs=(1e-3, 2e-3), selection_seeds=(0, 1), edge_extensions=0))
+    table = P.select_rates(study)
+    assert sorted(study.calls) == [("sn", 1e-3, 0), ("sn", 1e-3, 1), ("sn", 2e-3, 0), ("sn", 2e-3, 1)]
+    assert table["runs"].tolist() == [2, 2] and table.loc[table["lr"] == 1e-3, "mAP"].item() == 40.5
+    assert set(P.MARGIN_COLUMNS) <= set(table.columns)

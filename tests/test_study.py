@@ -178,6 +178,18 @@ def test_deviations_from_paper():
     # operational fields and where the data lives are not deviations; a changed learning rate is
     assert "data_root" not in cpu.index and "num_workers" not in cpu.index
     assert cpu.loc["lr", "paper"] == 2e-4 and cpu.loc["lr", "this study"] == get_preset("cpu").lr
+    rates = deviations_from_paper(get_preset("cpu"), {"sn": 1e-3, "ce": 3e-3}).set_index("field")
+    assert rates.loc["lr of each recipe", "this study"] == "sn 0.001, ce 0.003"
+
+
+def test_the_deviations_a_notebook_shows_are_those_of_its_runs(tmp_path):
+    """The budget and the selected rate that the runs use, not the preset's defaults (100 iterations at the
+    selected rate, not 12 epochs at 0.001)."""
+    from snlib.study.protocol import Protocol
+    study = dataclasses.replace(open_study("cpu", "synthetic", tmp_path / "d", tmp_path / "o"),
+                                protocol=Protocol(iterations=100), rates={"sn": 3e-4})
+    shown = deviations_from_paper(study.config("sn"), study.rates).set_index("field")
+    assert shown.loc["iterations", "this study"] == 100 and shown.loc["lr", "this study"] == 3e-4
 
 
 def test_open_study_keeps_options_of_another_dataset(tmp_path):

@@ -1,17 +1,21 @@
 """The fair-comparison protocol: per-recipe learning rates chosen on validation identities, equal iteration
 budgets, several seeds, every run a record (``snlib.records``).
 
+0. **Pilot** (``run_pilot``, where ``pilot_iterations`` is set): the budget chosen by convergence, the smallest
+   at which every recipe's validation curve has plateaued (``snlib.study.pilot``).
 1. **Selection** (``select_rates``): every recipe of ``Protocol.selection`` trains on the training identities
-   left after the validation split, at every rate of ``Protocol.lrs`` (seed 0), and is scored on the validation
-   identities. A run that ends below the untrained network on validation (rank-1 and mAP), or diverges (NaN;
-   its record says so), counts as *collapsed* and is run again with seed 1; both runs are kept. The selected
-   rate of a recipe has the highest mean validation ``Protocol.metric`` over its runs (ties: the smaller rate);
-   when it lies at an edge of the grid, the grid is extended outwards by ``edge_factor`` (at most
-   ``edge_extensions`` times; ``extended`` marks those rates), so that a selected rate is an optimum, not a
-   bound. SN's variants take SN's rate.
+   left after the validation split, at every rate of ``Protocol.lrs``, each seed of ``selection_seeds``, and is
+   scored on the validation identities. A run that ends below the untrained network on validation (rank-1 and
+   mAP), collapses by ``snlib.collapse``'s rule or diverges (NaN; its record says so) counts as *collapsed*; with
+   a single selection seed it is run again with seed 1 and both runs are kept. The selected rate of a recipe has
+   the highest mean validation ``Protocol.metric`` over its runs (ties: the smaller rate); when it lies at an
+   edge of the grid, the grid is extended outwards by ``edge_factor`` (at most ``edge_extensions`` times;
+   ``extended`` marks those rates), so that a selected rate is an optimum, not a bound. The selected row also
+   says by how much it beats the runner-up rate, paired per validation query and seed, with its interval, and
+   whether that choice is distinguishable (``runner_up_margin``). SN's variants take SN's rate.
 2. **Final runs** (``final_records``): every recipe at its selected rate, ``Protocol.seeds``, the same budget,
    trained on all training identities and scored on the test split once, at the end; ``long_records``:
-   ``Protocol.long_factor`` times the budget, seed 0.
+   ``Protocol.long_factor`` times the budget, ``long_seeds``.
 3. **Convergence** (``convergence_records``): fixed iterations on nested shares of the training identities,
    scored on validation every ``iterations / evaluations`` iterations.
 
@@ -34,9 +38,12 @@ from ..errors import ConfigError
 from ..recipes import SN_FAMILY
 from ..evaluation import AP_RULES
 from ..records import RunRecord, load_record
-from .claims import CLAIM_METRICS, COLUMNS, count_claim, drop_claim, query_claim, rounding_sd, seed_claim
+from ..statistics import paired_difference
+from .claims import (CLAIM_METRICS, COLUMNS, aligned_scores, count_claim, drop_claim, query_claim, rounding_sd,
+                     seed_claim)
 from .recorded import TABLE1_VARIANTS
 from .study import Study
+from . import pilot
 
 
 #: Epochs between a protocol run's checkpoints (an operational field: not in the run's hash). Its epochs are short
@@ -55,10 +62,12 @@ class Protocol:
     lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 2e-3)
     edge_extensions: int = 3      # a best rate at the grid's edge: up to this many more rates outwards ...
     edge_factor: float = 2.0      # ... each this factor beyond the last
+    selection_seeds: tuple[int, ...] = (0,)   # every (recipe, rate) of the selection trains each of these
     iterations: int = 100
     epochs: int | None = None     # the budget as passes over the training identities, whence ``iterations``
     seeds: tuple[int, ...] = (0, 1, 2)
     long_factor: int = 3
+    long_seeds: tuple[int, ...] = (0,)
     warmup_share: float = 0.1
     evaluations: int = 10
     metric: str = "mAP"
@@ -72,6 +81,13 @@ class Protocol:
     overrides: dict = field(default_factory=dict)   # TrainConfig fields of every run of the study (input, batch)
     rates: dict = field(default_factory=dict)       # recipe -> a fixed learning rate: no selection is run
     rate_sources: dict = field(default_factory=dict)   # recipe -> where its fixed rate comes from
+    # the budget chosen by convergence (``snlib.study.pilot``): 0, no pilot (the budget is ``iterations``)
+    pilot_iterations: int = 0
+    pilot_seeds: tuple[int, ...] = (0, 1)
+    pilot_evaluations: int = 20
+    pilot_warmup: int = 100
+    plateau_tolerance: float = 1.0   # percentage points of ``metric`` (the plateau rule)
+    plateau_tail: float = 0.25
 
     @property
     def recipes(self) -> tuple[str, ...]:
@@ -90,12 +106,17 @@ class Protocol:
 
 def settle(study: Study, protocol: Protocol, select: bool = True, progress: bool = False) -> Study:
     """``study`` settled for ``protocol``: its base takes the protocol's fixed fields (the notebook's overrides
-    still win), and unless ``select`` is False every recipe's learning rate is selected on the validation
-    identities (:func:`select_rates`; the runs train once, then come from their records). The returned study
-    carries the protocol, the selection and the rates and does not change afterwards. A protocol with fixed
-    ``rates`` (the literature's) runs no selection: its recipes take those (:func:`fixed_rates`)."""
+    still win); with ``pilot_iterations`` the budget is chosen by the pilot (:func:`run_pilot`; the notebook's
+    ``iterations`` override skips it); unless ``select`` is False every recipe's learning rate is selected on the
+    validation identities (:func:`select_rates`; the runs train once, then come from their records). The returned
+    study carries the protocol, the pilot, the selection and the rates and does not change afterwards. A protocol
+    with fixed ``rates`` (the literature's) runs no selection: its recipes take those (:func:`fixed_rates`)."""
     base = study.base.replace(**{**protocol.overrides, **study.overrides})
-    staged = dataclasses.replace(study, base=base, protocol=protocol, selection=None, rates={})
+    staged = dataclasses.replace(study, base=base, protocol=protocol, pilot=None, selection=None, rates={})
+    if protocol.pilot_iterations and "iterations" not in study.overrides:
+        table = run_pilot(staged, progress)
+        protocol = dataclasses.replace(protocol, iterations=pilot.budget(table), epochs=None)
+        staged = dataclasses.replace(staged, protocol=protocol, pilot=table)
     if protocol.rates:
         return dataclasses.replace(staged, rates=fixed_rates(protocol))
     if not select:
@@ -103,6 +124,23 @@ def settle(study: Study, protocol: Protocol, select: bool = True, progress: bool
     selection = select_rates(staged, progress=progress)
     return dataclasses.replace(staged, selection=selection,
                                rates={r: selected_lr(selection, r) for r in protocol.recipes})
+
+
+def pilot_records(study: Study, progress: bool = True) -> list[RunRecord]:
+    """The pilot's validation-scored records (``snlib.study.pilot``): every selected recipe at its literature's
+    rate, constant after the warm-up, ``pilot_iterations``, each of ``pilot_seeds``."""
+    protocol = study.protocol
+    rates = pilot.pilot_rates(protocol.selection)
+    return [study.record(loss, seed=seed, split="val", lr=rates[loss], progress=progress, diverged_ok=True,
+                         **pilot.pilot_budget(protocol))
+            for loss in protocol.selection for seed in protocol.pilot_seeds]
+
+
+def run_pilot(study: Study, progress: bool = True) -> pd.DataFrame:
+    """The pilot's table (``snlib.study.pilot.pilot_table``): each recipe's plateau on the validation curve."""
+    protocol = study.protocol
+    return pilot.pilot_table(pilot_records(study, progress), protocol.metric, protocol.plateau_tolerance,
+                             protocol.plateau_tail)
 
 
 def fixed_rates(protocol: Protocol) -> dict[str, float]:
@@ -160,11 +198,40 @@ def select_rates(study: Study, progress: bool = True) -> pd.DataFrame:
             lr = max(lrs) * protocol.edge_factor if best == max(lrs) else min(lrs) / protocol.edge_factor
             mine.append({**_selection_row(study, protocol, loss, lr, floor, progress), "extended": True})
         rows += sorted(mine, key=lambda row: row["lr"])
+    runs = [row.pop("_runs") for row in rows]
     table = pd.DataFrame(rows)
     table["extended"] = table["extended"].fillna(False).astype(bool) if "extended" in table else False
-    best = table.sort_values([protocol.metric, "lr"], ascending=[False, True]).groupby("loss").head(1).index
+    ranked = table.sort_values([protocol.metric, "lr"], ascending=[False, True])
+    best = ranked.groupby("loss").head(1).index
     table.insert(5, "selected", table.index.isin(best))
+    margins = {}
+    for loss, group in ranked.groupby("loss", sort=False):
+        if len(group) > 1:
+            margins[group.index[0]] = runner_up_margin(runs[group.index[0]], runs[group.index[1]],
+                                                       float(group["lr"].iloc[1]), protocol.metric)
+    for column in MARGIN_COLUMNS:
+        table[column] = [margins.get(i, {}).get(column, np.nan) for i in table.index]
     return table
+
+
+#: The columns the selection's chosen rows gain (:func:`runner_up_margin`).
+MARGIN_COLUMNS = ("runner_up_lr", "margin", "margin_low", "margin_high", "distinguishable")
+
+
+def runner_up_margin(chosen: list[RunRecord], runner_up: list[RunRecord], runner_up_lr: float,
+                     metric: str) -> dict:
+    """The chosen rate's validation ``metric`` minus the runner-up's (percent), paired per validation query and
+    seed (``snlib.statistics.paired_difference``: its interval), and whether the choice is distinguishable (the
+    interval above 0). Empty where either rate has no scored run with per-query results."""
+    if not chosen or not runner_up or not all("sq" in r.per_query for r in (*chosen, *runner_up)):
+        return {}
+    try:
+        a, b, _ = aligned_scores(chosen, runner_up, metric)
+    except ValueError:     # no seed in common (a collapsed rate's retry)
+        return {}
+    d = paired_difference(a, b)
+    return {"runner_up_lr": runner_up_lr, "margin": 100 * d.delta, "margin_low": 100 * d.ci_low,
+            "margin_high": 100 * d.ci_high, "distinguishable": bool(d.ci_low > 0)}
 
 
 def _best(rows: list[dict], metric: str) -> dict:
@@ -173,21 +240,22 @@ def _best(rows: list[dict], metric: str) -> dict:
 
 
 def _selection_row(study: Study, protocol: Protocol, loss: str, lr: float, floor: dict, progress: bool) -> dict:
-    """One (recipe, rate) of the selection: seed 0, and seed 1 too when seed 0 collapsed."""
+    """One (recipe, rate) of the selection: every seed of ``selection_seeds``; with one seed, seed 1 too when it
+    collapsed."""
     def run(seed):
         return study.record(loss, seed=seed, split="val", lr=lr, progress=progress, diverged_ok=True,
                             **protocol.budget(curves=True))
 
-    records = [run(0)]
-    if collapsed(records[0], floor):
-        records.append(run(1))
+    records = [run(seed) for seed in protocol.selection_seeds]
+    if len(records) == 1 and collapsed(records[0], floor):
+        records.append(run(1 if protocol.selection_seeds != (1,) else 0))
     scored = [r for r in records if not r.diverged]
     return {"loss": loss, "lr": lr, "split": "val",
             "rank1": np.mean([r.metrics["rank1"] for r in scored]) if scored else np.nan,
             "mAP": np.mean([r.metrics["mAP"] for r in scored]) if scored else np.nan,
             "runs": len(records), "collapsed": np.mean([collapsed(r, floor) for r in records]),
             "seeds": " ".join(str(r.config.seed) for r in records),
-            "records": " ".join(r.hash for r in records)}
+            "records": " ".join(r.hash for r in records), "_runs": scored}
 
 
 def selected_lr(selection: pd.DataFrame, recipe: str) -> float:
@@ -219,9 +287,9 @@ def table_records(study: Study, recipes, seeds=None, variants=TABLE1_VARIANTS) -
 
 
 def long_records(study: Study, progress: bool = True) -> list[RunRecord]:
-    """Seed 0 of every selected recipe at ``long_factor`` times the budget (does the ordering survive?)."""
+    """``long_seeds`` of every selected recipe at ``long_factor`` times the budget (does the ordering survive?)."""
     protocol = study.protocol
-    return final_records(study, protocol.selection, (0,), protocol.long_factor * protocol.iterations,
+    return final_records(study, protocol.selection, protocol.long_seeds, protocol.long_factor * protocol.iterations,
                          progress=progress)
 
 
@@ -316,9 +384,12 @@ def ablation_claims(study: Study) -> pd.DataFrame:
 
 
 def long_claims(study: Study, progress: bool = True) -> pd.DataFrame:
-    """SN better than each baseline at ``long_factor`` times the budget (seed 0: does the ordering survive?)."""
+    """SN better than each baseline at ``long_factor`` times the budget (``long_seeds``: does the ordering
+    survive?)."""
     protocol = study.protocol
-    runs = {r.name: [r] for r in long_records(study, progress)}
+    runs: dict[str, list[RunRecord]] = {}
+    for r in long_records(study, progress):
+        runs.setdefault(r.name, []).append(r)
     return pd.DataFrame([query_claim(f"SN beats {b} at {protocol.long_factor}x the budget", runs["sn"], runs[b],
                                      metric) for metric in CLAIM_METRICS for b in protocol.selection if b != "sn"])
 

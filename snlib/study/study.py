@@ -56,6 +56,8 @@ class Study(RecordedRuns):
     output_dir: Path
     #: the protocol whose budget every run of a recipe takes (None: the preset's schedule)
     protocol: object = field(default=None, repr=False)
+    #: the pilot that chose the budget (``protocol.run_pilot``; None when the protocol has none)
+    pilot: pd.DataFrame | None = field(default=None, repr=False)
     #: the learning-rate selection (``protocol.select_rates``; None when not run: no protocol, or a forced ``lr``)
     selection: pd.DataFrame | None = field(default=None, repr=False)
     #: recipe -> its selected learning rate

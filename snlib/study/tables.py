@@ -174,13 +174,18 @@ def relative_drop(curves: pd.DataFrame, metrics: Sequence[str] = ("mAP", "rank1"
     return pd.DataFrame(rows)
 
 
-def deviations_from_paper(config: TrainConfig) -> pd.DataFrame:
-    """The fields of ``config`` that differ from the paper's recipe (``paper`` preset), side by side;
-    operational fields (workers, device, ...) and the data root left out."""
+def deviations_from_paper(config: TrainConfig, rates: dict | None = None) -> pd.DataFrame:
+    """The fields of ``config`` (a run's: ``Study.config("sn")`` holds the protocol's budget and SN's selected
+    rate) that differ from the paper's recipe (``paper`` preset), side by side; operational fields (workers,
+    device, ...) and the data root left out. ``rates`` (recipe -> rate, ``Study.rates``) adds a row with every
+    recipe's rate (the paper trains SN at 2e-4)."""
     paper = get_preset("paper")
     fields = [f.name for f in dataclasses.fields(config) if f.metadata.get("hash", True) and f.name != "data_root"]
     rows = [{"field": name, "paper": getattr(paper, name), "this study": getattr(config, name)}
             for name in fields if getattr(paper, name) != getattr(config, name)]
+    if rates:
+        rows.append({"field": "lr of each recipe", "paper": f"sn {paper.lr:g}",
+                     "this study": ", ".join(f"{name} {lr:g}" for name, lr in rates.items())})
     return pd.DataFrame(rows, columns=["field", "paper", "this study"])
 
 
