@@ -285,6 +285,8 @@ def _show_run(prefix: str, cache_root) -> None:
         config, status, metrics = _record_row(record)
         _print_run(path.stem, path, f"{status}: a committed record (results only; no model in the cache)", config,
                    metrics, record.evaluations if record else [], record.history if record else [])
+        if record is not None:
+            _print_provenance(record)
         return
     _print_run(info.hash, info.run_dir, info.status, info.config, info.metrics, info.evaluations,
                run_history(info.run_dir))
@@ -308,6 +310,19 @@ def _print_run(run_hash, where, status, config, metrics, evaluations, history) -
     for row in evaluations:
         print(f"  evaluation after epoch {row['epoch']}: rank1 {row['rank1']:.2f}, mAP {row['mAP']:.2f}")
     for line in diagnostics_lines(history):
+        print(line)
+
+
+def _print_provenance(record) -> None:
+    """A record's protocol version and provenance (``snlib.provenance``), where it keeps one."""
+    from .provenance import describe
+
+    print(f"protocol version: {record.protocol_version}")
+    if record.provenance is None:
+        print("provenance: not recorded (a record written before records kept it)")
+        return
+    print("provenance:")
+    for line in describe(record.provenance):
         print(line)
 
 
@@ -437,7 +452,8 @@ def _add_runs(sub) -> None:
     u = sub.add_parser("runs", help="list the run cache and the committed run records (status, rank-1, mAP), "
                                     "or show one run")
     u.add_argument("run", nargs="?", help="a run's hash (a prefix is enough) or folder, in the cache or the records: "
-                                          "its differences from its preset and its results (default: list all)")
+                                          "its differences from its preset and its results; a record's also its "
+                                          "protocol version and provenance (default: list all)")
     _add_cache_root(u)
     u.set_defaults(func=_runs)
 

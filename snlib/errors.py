@@ -33,6 +33,11 @@ class DamagedRecordError(DamagedFileError):
     """A run record (``results/runs/<preset>/<hash>.json``) is damaged, foreign, or of another format."""
 
 
+class ProtocolVersionError(SnlibError, ValueError):
+    """A study met run records made under another version of the study protocol than its own
+    (``snlib.records.check_protocol_version``)."""
+
+
 class NotebooksFailedError(SnlibError, RuntimeError):
     """``snlib reproduce`` finished with notebooks that failed (the manifest and the executed copies say where)."""
 

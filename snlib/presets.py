@@ -403,6 +403,13 @@ PAPER_RATES = {
     "contrastive": (3e-4, "none published for this loss on ResNet-50: TriNet's Adam 3e-4 (the verification loss)"),
 }
 
+#: The version of the study protocol (``snlib.study.protocol``) whose records a study writes and reads: raised when
+#: a change alters what a record holds or how a study selects, trains or scores its runs without changing the runs'
+#: configuration hashes, so that no table mixes records of two protocols (``snlib.records.check_protocol_version``).
+#: Every record written before versions, the published studies' included, is of version 1. A preset's
+#: ``PROTOCOLS`` entry may raise its own (``"version": 2``).
+PROTOCOL_VERSION = 1
+
 #: The study protocol's sizes per preset (``snlib.study.protocol.Protocol`` fields; a field not given takes the
 #: Protocol's default). Resolved for a data set by ``snlib.study.plans.study_protocol``: ``on_synthetic`` adds
 #: fields on the synthetic set only; ``epochs`` is a budget in passes over the training identities (the iterations

@@ -7,15 +7,19 @@ query (``pid``, ``camid``, ``ap``, ``first``: the 0-based rank of its first true
 skipped; ``inp``; ``ap_market``: the AP under the official Market-1501 rule, where the tables need it). Variants:
 ``sq`` (single query, what the run was scored on), and on the test split ``mq`` (multi-query), ``rerank``
 (k-reciprocal re-ranking), ``mq-rerank`` (both) and ``distractors-<n>`` (single query against the gallery plus
-the first ``n`` of the study's distractors). Paired statistics (``snlib.statistics``) compare two runs query by
-query from their records, and every table of a study is computed from them (:func:`variant_metrics`); a study
-reads finished runs from here, so an interrupted study, or one moved to another machine, resumes without
-retraining and rebuilds its tables exactly.
+the first ``n`` of the study's distractors); ``protocol_version``, the version of the study protocol it was made
+under (``snlib.presets.PROTOCOL_VERSION``; 1 in a record without it), and ``provenance``, the code, packages and
+machine that wrote it (``snlib.provenance``; absent from records written before it). Paired statistics
+(``snlib.statistics``) compare two runs query by query from their records, and every table of a study is computed
+from them (:func:`variant_metrics`); a study reads finished runs from here, so an interrupted study, or one moved
+to another machine, resumes without retraining and rebuilds its tables exactly, and refuses records of another
+protocol version (:func:`check_protocol_version`).
 """
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +27,9 @@ import numpy as np
 
 from . import settings
 from .collapse import is_diagnostic
-from .errors import DamagedRecordError
-from .presets import TrainConfig, config_hash
+from .errors import DamagedRecordError, ProtocolVersionError
+from .presets import PROTOCOL_VERSION, TrainConfig, config_hash
+from .provenance import provenance
 
 #: The ``format`` of a record file.
 #: 2: evaluations no longer shift the training generators; the ``diverged`` field.
@@ -35,6 +40,8 @@ HISTORY_ROWS = 50
 #: ``feature_norm``, ``pair_dist``, ``hard_gap``, a triplet term's ``<term>/hardest_pos_dist``,
 #: ``<term>/hardest_neg_dist``, ``<term>/active``; records written before them lack them).
 HISTORY_COLUMNS = ("iteration", "epoch", "lr", "loss")
+#: The protocol version of a record without the field: every record written before versions.
+FIRST_PROTOCOL_VERSION = 1
 
 
 #: The per-query key of each AP rule (``snlib.evaluation.AP_RULES``) in a record's variant.
@@ -93,6 +100,10 @@ class RunRecord:
     wall_time_s: float
     per_query: dict[str, dict] = field(default_factory=dict)
     diverged: str = ""    # the run stopped on NaN/inf (the error's message): no metrics, no per-query results
+    protocol_version: int = PROTOCOL_VERSION   # of the study protocol the run was made under
+    #: ``snlib.provenance.provenance()`` of the process that wrote the record; None in a record written before it,
+    #: or not yet written (``write_record`` fills it in)
+    provenance: dict | None = None
     #: not read from its file: the run's network retrained on this machine, whose record lacked what was asked for
     #: (never written; ``snlib.study.recorded``)
     retrained: bool = field(default=False, compare=False)
@@ -138,13 +149,16 @@ class RunRecord:
         return {"format": RECORD_FORMAT, "config": config, "config_hash": self.hash,
                 "dataset": self.dataset, "split": self.split, "metrics": self.metrics,
                 "evaluations": self.evaluations, "history": self.history, "wall_time_s": self.wall_time_s,
-                "per_query": self.per_query, "diverged": self.diverged}
+                "per_query": self.per_query, "diverged": self.diverged, "protocol_version": self.protocol_version,
+                "provenance": self.provenance}
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunRecord":
         return cls(config=TrainConfig.from_dict(data["config"]), dataset=data["dataset"], split=data["split"],
                    metrics=data["metrics"], evaluations=data["evaluations"], history=data["history"],
-                   wall_time_s=data["wall_time_s"], per_query=data["per_query"], diverged=data["diverged"])
+                   wall_time_s=data["wall_time_s"], per_query=data["per_query"], diverged=data["diverged"],
+                   protocol_version=data.get("protocol_version", FIRST_PROTOCOL_VERSION),
+                   provenance=data.get("provenance"))
 
 
 def compare_with_record(metrics: dict, record: RunRecord, seed_records: list[RunRecord]) -> dict:
@@ -220,15 +234,41 @@ def load_record(path: str | Path) -> RunRecord:
 def write_record(record: RunRecord, root: str | Path | None = None) -> Path:
     """Write ``record`` atomically to ``<root>/<config hash>.json``, one line per top-level field (the per-query
     lists compact: a record of every variant of a test run stays a few hundred KB); NaN is written as null. A
-    record retrained from another record (``retrained``) is never written."""
+    record without ``provenance`` (one just made) gets this process's (``snlib.provenance.provenance``), in the file
+    and on ``record``. A record retrained from another record (``retrained``) is never written."""
     if record.retrained:
         raise ValueError(f"run {record.hash} is a retrained network, not its record: records are never overwritten")
+    if record.provenance is None:
+        record.provenance = provenance()
     path = record_path(record.config, root)
     path.parent.mkdir(parents=True, exist_ok=True)
     fields = _no_nan(record.to_dict())
     text = ",\n".join(f" {json.dumps(key)}: {json.dumps(value, default=str, separators=(',', ':'))}"
                       for key, value in fields.items())
     return settings.atomic_write(path, "{\n" + text + "\n}\n")
+
+
+def check_protocol_version(records: list[RunRecord], version: int, root: str | Path | None = None) -> None:
+    """Nothing when every one of ``records`` (what a study gathers, files under ``root``) was made under protocol
+    ``version`` (the study's); else :class:`~snlib.errors.ProtocolVersionError` naming the others (file, recipe,
+    seed, version, commit where recorded), the versions found, and the two ways out: rerun the study under
+    ``version``, or check out the commit that made them. A study's tables never mix protocol versions."""
+    others = [r for r in records if r.protocol_version != version]
+    if not others:
+        return
+    found = Counter(r.protocol_version for r in records)
+    shown = "; ".join(
+        f"{settings.portable_path(record_path(r.config, root))} ({r.name}, seed {r.config.seed}): version "
+        f"{r.protocol_version}" + (f", commit {r.provenance['commit']}" if (r.provenance or {}).get("commit") else "")
+        for r in others[:5]) + (f"; and {len(others) - 5} more" if len(others) > 5 else "")
+    raise ProtocolVersionError(
+        f"this study runs protocol version {version}, but {len(others)} of the run records it reads were made under "
+        f"another (versions found: {', '.join(f'{v} in {n} record(s)' for v, n in sorted(found.items()))}): "
+        f"{shown}. A study never mixes protocol versions in its tables: rerun the study under version {version} "
+        f"(move those records out of the records folder, or give `snlib reproduce --records-root` an empty one: "
+        f"their runs are trained anew), or check out the commit that made them to rebuild their tables (`snlib runs "
+        f"<hash>` shows a record's commit; a record without provenance predates protocol versions and is of version "
+        f"{FIRST_PROTOCOL_VERSION})")
 
 
 def _no_nan(value):

@@ -180,6 +180,27 @@ def test_runs_lists_the_committed_records_as_records(capsys, tmp_path):
     status, out, _ = _run_cli(capsys, "runs", files[0].stem[:10], "--cache-root", str(tmp_path))
     assert status == 0 and f"run {files[0].stem} (" in out and "a committed record" in out
     assert f"mAP {metrics['mAP']:.2f}" in out
+    assert "protocol version: 1" in out and "provenance: not recorded" in out     # written before provenance
+
+
+def test_runs_shows_a_records_provenance(capsys, tmp_path, monkeypatch):
+    from snlib import settings
+    from snlib.records import RunRecord, write_record
+
+    monkeypatch.setattr(settings, "results_dir", lambda: tmp_path / "results")
+    config = get_preset("smoke", iterations=3)
+    record = RunRecord(config=config, dataset=config.dataset, split="test", metrics={"rank1": 50.0, "mAP": 40.0},
+                       evaluations=[], history=[], wall_time_s=1.0)
+    write_record(record, tmp_path / "results" / "runs" / "smoke")
+    status, out, _ = _run_cli(capsys, "runs", record.hash[:8], "--cache-root", str(tmp_path / "cache"))
+    p = record.provenance
+    assert status == 0 and "protocol version: 1" in out
+    lines = out.splitlines()
+    start = lines.index("provenance:")
+    code = f"commit {p['commit']}" if p["commit"] else p["source"]
+    assert lines[start + 1].startswith(f"  code: snlib {snlib.__version__}, {code}")
+    assert lines[start + 2] == (f"  packages: python {p['python']}, torch {p['torch']}, torchvision "
+                                f"{p['torchvision']}, timm {p['timm'] or 'absent'}, numpy {p['numpy']}")
 
 
 def test_runs_shows_one_run_by_hash_prefix(cache, capsys):

@@ -13,8 +13,8 @@ from snlib import engine
 from snlib.data import ReIDDataset, Sample, load_dataset, train_share, validation_split
 from snlib.data.validation import validation_ids
 from snlib.engine import lr_factor, train
-from snlib.errors import ConfigError
-from snlib.presets import TrainConfig, config_hash, get_preset
+from snlib.errors import ConfigError, ProtocolVersionError
+from snlib.presets import PROTOCOL_VERSION, TrainConfig, config_hash, get_preset
 from snlib.recipes import RECIPES, apply_recipe
 from snlib.records import RunRecord, read_record, thin_history, write_record
 from snlib.study import protocol as P
@@ -255,7 +255,11 @@ class _FakeStudy:
     """Records whose validation mAP is a function of (loss, lr, seed): no training."""
 
     def __init__(self, scores, protocol):
-        self.scores, self.calls, self.protocol = scores, [], protocol
+        self.scores, self.calls, self.checked, self.protocol = scores, [], [], protocol
+
+    def check_records(self, runs):
+        assert not self.calls, "the records were checked after a run"
+        self.checked += [(run["loss"], run["lr"], run["seed"]) for run in runs]
 
     def record(self, loss, seed=0, lr=1e-3, split="val", progress=True, **budget):
         self.calls.append((loss, lr, seed))
@@ -275,6 +279,7 @@ def test_selection_reruns_collapsed_runs_and_selects_one_rate_per_loss(monkeypat
                        P.Protocol(selection=("sn", "triplet"), lrs=(1e-3, 2e-3)))
     table = P.select_rates(study)
     assert list(table.columns[:6]) == ["loss", "lr", "split", "rank1", "mAP", "selected"]
+    assert study.checked == [(loss, lr, seed) for loss in ("sn", "triplet") for lr in (1e-3, 2e-3) for seed in (0, 1)]
     assert ("triplet", 2e-3, 1) in study.calls                               # the collapsed run is rerun ...
     assert sum(call[2] == 1 for call in study.calls) == 1                    # ... and only that one
     row = table[(table["loss"] == "triplet") & (table["lr"] == 2e-3)].iloc[0]
@@ -350,6 +355,9 @@ def test_a_study_reads_finished_runs_from_their_records_without_training(data_ro
     assert set(record.per_query) == {"sq", "mq", "rerank", "distractors-6"}
     assert len(record.per_query["sq"]["ap"]) == len(study.data.query)
     assert (tmp_path / "records" / f"{record.hash}.json").is_file() and record.history[-1]["iteration"] == 4
+    written = json.loads((tmp_path / "records" / f"{record.hash}.json").read_text())
+    assert written["protocol_version"] == PROTOCOL_VERSION and written["provenance"] == record.provenance
+    assert set(written["provenance"]) >= {"commit", "dirty", "snlib", "python", "torch", "numpy", "machine"}
     assert record.metrics["rank1"] == pytest.approx(100 * np.mean(np.array(record.per_query["sq"]["first"]) == 0))
 
     def no_training(*args, **kwargs):
@@ -363,6 +371,47 @@ def test_a_study_reads_finished_runs_from_their_records_without_training(data_ro
         monkeypatch.setenv("SNLIB_CACHE", str(tmp_path / "cache"))
         monkeypatch.setattr(type(study), "records_root", property(lambda self: tmp_path / "records"))
         study.record("sn", 0, split="val", variants=("sq", "mq"), progress=False, **budget)
+
+
+def test_a_study_refuses_records_of_another_protocol_version_before_training(tmp_path, monkeypatch):
+    """A study's tables never mix protocol versions: the final runs of a study at version 2 whose folder holds
+    records of version 1 and 2 stop before any run trains, naming the version-1 record's file; the records of one
+    version are read as before."""
+    import dataclasses
+
+    from snlib.study.study import open_study
+
+    def no_training(config, **kwargs):
+        raise AssertionError(f"{config.label} seed {config.seed} trained before the versions were checked")
+
+    monkeypatch.setattr(engine, "train", no_training)
+    study = dataclasses.replace(open_study("smoke", output_dir=tmp_path / "out"),
+                                protocol=P.Protocol(selection=("sn", "triplet"), iterations=3, version=2),
+                                rates={"sn": 1e-3, "triplet": 1e-3})
+    monkeypatch.setattr(type(study), "records_root", property(lambda self: tmp_path / "records"))
+    budget = study.protocol.budget()
+
+    def recorded(recipe, seed, version):
+        config = study.config(recipe, seed=seed, **budget)
+        record = RunRecord(config=config, dataset=config.dataset, split="test", metrics={"rank1": 1.0, "mAP": 1.0},
+                           evaluations=[], history=[], wall_time_s=1.0, protocol_version=version,
+                           per_query={"sq": {"pid": [1], "camid": [0], "ap": [1.0], "first": [0], "inp": [1.0]}})
+        write_record(record, tmp_path / "records")
+        return record
+
+    same = [recorded("sn", 0, 2), recorded("sn", 1, 2)]
+    assert [r.hash for r in P.final_records(study, ("sn",), (0, 1), progress=False)] == [r.hash for r in same]
+    old = recorded("triplet", 1, 1)                        # triplet seed 0 has no record: it would train first
+    with pytest.raises(ProtocolVersionError) as err:
+        P.final_records(study, ("sn", "triplet"), (0, 1), progress=False)
+    text = str(err.value)
+    assert "this study runs protocol version 2, but 1 of the run records it reads were made under another" in text
+    assert "versions found: 1 in 1 record(s), 2 in 2 record(s)" in text
+    assert f"{old.hash}.json (triplet, seed 1): version 1" in text and same[0].hash not in text
+    assert old.provenance["commit"] is None or f"version 1, commit {old.provenance['commit']}" in text
+    assert "rerun the study under version 2" in text and "check out the commit that made them" in text
+    with pytest.raises(ProtocolVersionError, match=f"{old.hash}.json"):   # one run at a time too
+        study.record("triplet", seed=1, progress=False, **budget)
 
 
 def test_interval_table_is_a_student_t_interval():

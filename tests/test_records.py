@@ -1,14 +1,21 @@
 """Run records as the source of truth fail safely: a damaged, foreign, older-format or renamed record is named,
-with what to do, and never read as another run."""
+with what to do, and never read as another run; a record says where it came from (provenance) and which protocol
+version made it, and a study never mixes versions."""
 import json
+import platform
 import shutil
+import subprocess
 
+import numpy as np
 import pytest
+import torch
 
+import snlib
 from snlib import settings
-from snlib.errors import DamagedRecordError
-from snlib.presets import get_preset
-from snlib.records import RECORD_FORMAT, RunRecord, load_record, read_record, write_record
+from snlib.errors import DamagedRecordError, ProtocolVersionError
+from snlib.presets import PROTOCOL_VERSION, get_preset
+from snlib.records import (FIRST_PROTOCOL_VERSION, RECORD_FORMAT, RunRecord, check_protocol_version, load_record,
+                           read_record, write_record)
 
 
 def _written(tmp_path):
@@ -60,3 +67,63 @@ def test_a_truncated_published_record_fails_the_claims_notebook_with_one_line(tm
     path.write_text(published[0].read_text()[:500])
     with pytest.raises(DamagedRecordError, match=f"run record .*{published[0].stem}.json cannot be read"):
         load_record(path)
+
+
+# ------------------------------------------------------------------------------ provenance, protocol version
+
+
+def _git(*args) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(settings.REPO_ROOT), *args], capture_output=True, text=True)
+
+
+def test_a_written_record_says_where_it_came_from(tmp_path):
+    """The commit (``git rev-parse HEAD``) and whether tracked files differ from it (``git diff HEAD``), the
+    package versions as each package reports itself, the processor; read back as written."""
+    record, path = _written(tmp_path)
+    written = json.loads(path.read_text())
+    assert written["protocol_version"] == PROTOCOL_VERSION == record.protocol_version
+    p = written["provenance"]
+    assert p == record.provenance == load_record(path).provenance
+    assert (p["python"], p["numpy"], p["machine"]) == (platform.python_version(), np.__version__, platform.machine())
+    assert p["torch"] == torch.__version__.split("+")[0] and p["snlib"] == snlib.__version__
+    assert p["torchvision"] is not None and "timm" in p and p["cpu_capability"]
+    if settings.REPO_ROOT is not None and (settings.REPO_ROOT / ".git").exists() and shutil.which("git"):
+        assert p["commit"] == _git("rev-parse", "HEAD").stdout.strip() and p["source"] == "git checkout"
+        assert p["dirty"] is (_git("diff", "--quiet", "HEAD").returncode == 1)
+    else:
+        assert p["commit"] is None and p["dirty"] is None
+
+
+def test_a_record_from_before_provenance_reads_as_protocol_version_1(tmp_path):
+    """Records written before the fields (every committed one) read as protocol version 1, no provenance."""
+    _, path = _written(tmp_path)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({k: v for k, v in data.items() if k not in ("protocol_version", "provenance")}))
+    old = load_record(path)
+    assert (old.protocol_version, old.provenance) == (FIRST_PROTOCOL_VERSION, None) == (1, None)
+    published = sorted((settings.results_dir() / "runs" / "cpu").glob("*.json"))
+    for file in published[:3]:
+        assert "provenance" not in json.loads(file.read_text()) and load_record(file).protocol_version == 1
+
+
+def _versioned(tmp_path, seed: int, version: int) -> RunRecord:
+    record, _ = _written(tmp_path)
+    record.config, record.protocol_version = record.config.replace(seed=seed), version
+    return record
+
+
+def test_records_of_one_protocol_version_pass_and_mixed_ones_are_named(tmp_path):
+    ones = [_versioned(tmp_path, seed, 1) for seed in (0, 1)]
+    check_protocol_version(ones, 1, tmp_path)                                 # one version: nothing
+    check_protocol_version([], 3, tmp_path)
+    two = _versioned(tmp_path, 2, 2)
+    with pytest.raises(ProtocolVersionError) as err:
+        check_protocol_version([*ones, two], 1, tmp_path)
+    text = str(err.value)
+    assert "this study runs protocol version 1, but 1 of the run records" in text
+    assert "versions found: 1 in 2 record(s), 2 in 1 record(s)" in text
+    assert f"{two.hash}.json ({two.name}, seed 2): version 2" in text and ones[0].hash not in text
+    assert "\n" not in text
+    six = r"versions found: 1 in 6 record\(s\)\).*; and 1 more\. A study never mixes"   # five named, one counted
+    with pytest.raises(ProtocolVersionError, match=six):
+        check_protocol_version([_versioned(tmp_path, seed, 1) for seed in range(6)], 2, tmp_path)

@@ -1,6 +1,7 @@
 """snlib as an installed library: the wheel built from this tree, installed into a fresh virtual environment that
 sees the current one's packages (torch is not downloaded again), runs the loss, the evaluator and the published
-numbers outside the repository. Offline: the build and the install use no index."""
+numbers outside the repository, and says in a record's provenance that it has no git checkout. Offline: the build
+and the install use no index."""
 import os
 import shutil
 import site
@@ -34,6 +35,9 @@ USE_THE_WHEEL = textwrap.dedent("""
     assert abs(result.mAP - 0.75) < 1e-9 and result.rank(1) == 0.5, result
     table = published("table1")
     assert "SN loss" in set(table["method"]), table
+    from snlib.provenance import provenance
+    p = provenance()    # no git checkout: the package version, and why there is no commit
+    assert p["commit"] is None and p["snlib"] == snlib.__version__ and "installed package" in p["source"], p
     print("wheel ok", snlib.__version__, len(table))
 """)
 

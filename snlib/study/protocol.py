@@ -34,10 +34,11 @@ import pandas as pd
 from .. import engine
 from ..collapse import history_collapsed
 from ..models import initial_model
+from ..presets import PROTOCOL_VERSION
 from ..errors import ConfigError
 from ..recipes import SN_FAMILY
 from ..evaluation import AP_RULES
-from ..records import RunRecord, load_record
+from ..records import RunRecord, check_protocol_version, load_record
 from ..statistics import paired_difference
 from .claims import (CLAIM_METRICS, COLUMNS, aligned_scores, count_claim, drop_claim, query_claim, rounding_sd,
                      seed_claim)
@@ -88,6 +89,7 @@ class Protocol:
     pilot_warmup: int = 100
     plateau_tolerance: float = 1.0   # percentage points of ``metric`` (the plateau rule)
     plateau_tail: float = 0.25
+    version: int = PROTOCOL_VERSION   # what the study's records are made under (``snlib.presets.PROTOCOL_VERSION``)
 
     @property
     def recipes(self) -> tuple[str, ...]:
@@ -131,9 +133,10 @@ def pilot_records(study: Study, progress: bool = True) -> list[RunRecord]:
     rate, constant after the warm-up, ``pilot_iterations``, each of ``pilot_seeds``."""
     protocol = study.protocol
     rates = pilot.pilot_rates(protocol.selection)
-    return [study.record(loss, seed=seed, split="val", lr=rates[loss], progress=progress, diverged_ok=True,
-                         **pilot.pilot_budget(protocol))
+    runs = [{"loss": loss, "seed": seed, "split": "val", "lr": rates[loss], **pilot.pilot_budget(protocol)}
             for loss in protocol.selection for seed in protocol.pilot_seeds]
+    study.check_records(runs)
+    return [study.record(progress=progress, diverged_ok=True, **run) for run in runs]
 
 
 def run_pilot(study: Study, progress: bool = True) -> pd.DataFrame:
@@ -184,8 +187,12 @@ def collapsed(record: RunRecord, floor: dict) -> bool:
 def select_rates(study: Study, progress: bool = True) -> pd.DataFrame:
     """The selection of ``study.protocol``: one row per (recipe, lr): ``loss, lr, split, rank1, mAP, selected,
     runs, collapsed`` (validation means over the runs; ``collapsed``: share of its runs that collapsed),
-    ``seeds``, ``records`` (their hashes) and ``extended`` (a rate beyond the grid, module docstring)."""
+    ``seeds``, ``records`` (their hashes) and ``extended`` (a rate beyond the grid, module docstring). The records
+    of the grid already there are checked for the study's protocol version first (``Study.check_records``)."""
     protocol = study.protocol
+    study.check_records({"loss": loss, "seed": seed, "split": "val", "lr": lr, **protocol.budget(curves=True)}
+                        for loss in protocol.selection for lr in protocol.lrs
+                        for seed in sorted({*protocol.selection_seeds, 0, 1}))
     floor = untrained(study, "val")
     rows = []
     for loss in protocol.selection:
@@ -272,12 +279,16 @@ def final_records(study: Study, recipes=None, seeds=None, iterations: int | None
     """Test-split records of ``recipes`` (default: all) for ``seeds`` (default: the protocol's) at their selected
     rates (the study's ``rates``, unless its ``overrides`` set ``lr``) and the budget of ``iterations`` (default:
     the protocol's), holding the per-query ``variants`` under ``ap_rules``. A record of the protocol's budget is
-    written with all of :func:`record_variants`, so that every table and claim reads it without its network."""
+    written with all of :func:`record_variants`, so that every table and claim reads it without its network. The
+    records already there are checked for the study's protocol version before any run trains."""
     protocol = study.protocol
+    budget = protocol.budget(iterations)
+    runs = [(recipe, seed) for recipe in (recipes or protocol.recipes) for seed in (seeds or protocol.seeds)]
+    study.check_records({"loss": recipe, "seed": seed, **budget} for recipe, seed in runs)
     return [study.record(recipe, seed=seed, variants=variants, ap_rules=ap_rules, progress=progress,
                          keep=record_variants(study, recipe) if iterations in (None, protocol.iterations) else (),
-                         **protocol.budget(iterations))
-            for recipe in (recipes or protocol.recipes) for seed in (seeds or protocol.seeds)]
+                         **budget)
+            for recipe, seed in runs]
 
 
 def table_records(study: Study, recipes, seeds=None, variants=TABLE1_VARIANTS) -> list[RunRecord]:
@@ -295,21 +306,24 @@ def long_records(study: Study, progress: bool = True) -> list[RunRecord]:
 
 def convergence_records(study: Study, progress: bool = True) -> list[RunRecord]:
     """Validation-scored records of the convergence recipes on each training share, the same budget, each recipe
-    at the study's rate."""
+    at the study's rate (the records already there checked for the study's protocol version first)."""
     protocol = study.protocol
-    return [study.record(loss, seed=seed, split="val", train_fraction=fraction, progress=progress,
-                         **protocol.budget(curves=True))
+    runs = [{"loss": loss, "seed": seed, "split": "val", "train_fraction": fraction, **protocol.budget(curves=True)}
             for fraction in protocol.fractions for loss in protocol.convergence_losses
             for seed in protocol.convergence_seeds]
+    study.check_records(runs)
+    return [study.record(progress=progress, **run) for run in runs]
 
 
 def selection_records(study: Study) -> list[RunRecord]:
     """The records of the study's selection runs (the ``records`` column of ``select_rates``; none where no
-    selection was run)."""
+    selection was run), all of the study's protocol version."""
     if study.selection is None:
         return []
-    return [load_record(study.records_root / f"{h}.json") for cell in study.selection["records"]
-            for h in cell.split()]
+    records = [load_record(study.records_root / f"{h}.json") for cell in study.selection["records"]
+               for h in cell.split()]
+    check_protocol_version(records, study.protocol_version, study.records_root)
+    return records
 
 
 def curve_table(records: list[RunRecord]) -> pd.DataFrame:

@@ -1,14 +1,17 @@
 """The runs of a study as records (``snlib.records``): the record of a run with its per-query results under each
 evaluation variant, read from ``results/runs/<preset>/`` when it is there (a study interrupted or moved to another
-machine resumes without retraining)."""
+machine resumes without retraining). Every record a study reads must be of its protocol version
+(``RecordedRuns.protocol_version``), checked before anything trains (:meth:`RecordedRuns.check_records`)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .. import engine
 from ..evaluation import AP_RULES, evaluate_features, pool_multi_query
-from ..records import AP_KEYS, RunRecord, per_query, read_record, records_dir, thin_history, write_record
+from ..presets import PROTOCOL_VERSION
+from ..records import (AP_KEYS, RunRecord, check_protocol_version, per_query, read_record, records_dir,
+                       thin_history, write_record)
 from ..runs import RunFolder, RunResult, run_dir_for
 
 
@@ -30,11 +33,11 @@ def _missing(per_query: dict, variants: Sequence[str], ap_rules: Sequence[str]) 
     return [v for v in variants if v not in per_query or any(AP_KEYS[r] not in per_query[v] for r in ap_rules)]
 
 
-def _record_of(run: RunResult, per_query: dict, retrained: bool = False) -> RunRecord:
+def _record_of(run: RunResult, per_query: dict, version: int, retrained: bool = False) -> RunRecord:
     config = run.config
     return RunRecord(config=config, dataset=config.dataset, split=config.split, metrics=run.metrics,
                      evaluations=run.evaluations, history=thin_history(run.history), wall_time_s=run.wall_time_s,
-                     per_query=per_query, retrained=retrained)
+                     per_query=per_query, protocol_version=version, retrained=retrained)
 
 
 class RecordedRuns:
@@ -55,9 +58,11 @@ class RecordedRuns:
         its record (``Study.compare_with_record``), and an unwritten record of the retrained network is returned
         (``retrained`` True). A run that diverges raises ``engine.TrainingDivergedError``; with ``diverged_ok``
         (the selection) it is recorded as diverged instead, and its record is returned (then and on every later
-        call)."""
+        call). A record of another protocol version than the study's raises
+        ``snlib.errors.ProtocolVersionError`` (``snlib.records.check_protocol_version``)."""
         config = self.config(loss, seed, **overrides)
         record = read_record(config, self.records_root)
+        check_protocol_version([record] if record is not None else [], self.protocol_version, self.records_root)
         if record is not None and record.diverged:
             if diverged_ok:
                 return record
@@ -71,23 +76,38 @@ class RecordedRuns:
             if not diverged_ok:
                 raise
             record = RunRecord(config=config, dataset=config.dataset, split=config.split, metrics={},
-                               evaluations=[], history=[], wall_time_s=float("nan"), diverged=error.reason)
+                               evaluations=[], history=[], wall_time_s=float("nan"), diverged=error.reason,
+                               protocol_version=self.protocol_version)
             write_record(record, self.records_root)
             return record
         if drifted:
             self.compare_with_record(run)
             fresh = {"sq": run.per_query}
-            return _record_of(run, {**fresh, **self._per_query(run, fresh, variants, AP_RULES)}, retrained=True)
+            return _record_of(run, {**fresh, **self._per_query(run, fresh, variants, AP_RULES)},
+                              self.protocol_version, retrained=True)
         results = {"sq": run.per_query, **(record.per_query if record else {})}
         wanted = tuple(dict.fromkeys((*variants, *keep)))
         rules = AP_RULES if set(wanted) != {"sq"} else ("standard",)   # a record for the tables: both AP rules
-        record = _record_of(run, {**results, **self._per_query(run, results, wanted, rules)})
+        record = _record_of(run, {**results, **self._per_query(run, results, wanted, rules)}, self.protocol_version)
         write_record(record, self.records_root)
         return record
 
     def _per_query(self, run: RunResult, known: dict, variants: Sequence[str], ap_rules: Sequence[str]) -> dict:
         """The per-query results of ``variants`` that ``known`` lacks (or holds without one of ``ap_rules``)."""
         return {v: self.variant_per_query(run, v) for v in _missing(known, variants, ap_rules)}
+
+    def check_records(self, runs: Iterable[dict]) -> None:
+        """Before anything trains: ``snlib.errors.ProtocolVersionError`` where a record already there of one of
+        ``runs`` (each the keyword arguments of ``config``) is of another protocol version than the study's, naming
+        every such record at once (what :meth:`record` would meet one at a time, after training the runs before)."""
+        found = [read_record(self.config(**run), self.records_root) for run in runs]
+        check_protocol_version([r for r in found if r is not None], self.protocol_version, self.records_root)
+
+    @property
+    def protocol_version(self) -> int:
+        """The protocol version of the study's records: its protocol's, else (a study at the preset's schedule)
+        ``snlib.presets.PROTOCOL_VERSION``."""
+        return self.protocol.version if self.protocol is not None else PROTOCOL_VERSION
 
     @property
     def records_root(self) -> Path:
