@@ -6,6 +6,8 @@
     recorded        a study's runs as records (``results/runs/<preset>/``) with per-query results per variant
     protocol        the fair-comparison protocol: settling a study, rate selection, final / long / convergence runs
     claims          claims from records: paired intervals and verdicts, ``claims.csv`` / ``claims.md``
+    findings        a study's regime and verdicts in a few lines (``findings.md``, README's first section)
+    pilot           the budget chosen by convergence: the pilot's plateau rule
     features        the test-feature dicts of a study (query / gallery), image digests
     views           train subsets and distractor sets of a data set
     tables          summaries: mean and spread, the Table 1 layout, paired differences, convergence, drops

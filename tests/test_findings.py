@@ -1,0 +1,34 @@
+"""The findings README leads with (snlib.study.findings): verdicts by outcome from a hand-made claims table, and
+the regime of a study's runs."""
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+
+from snlib.study.findings import findings_markdown, regime, verdict_lines
+from snlib.study.protocol import Protocol
+from snlib.study.study import open_study
+
+
+def _claims(rows):
+    return pd.DataFrame(rows, columns=["claim", "metric", "verdict"])
+
+
+def test_verdicts_are_listed_by_outcome_on_map_with_a_differing_rank1_in_brackets():
+    claims = _claims([("SN beats ce", "rank1", "supported"), ("SN beats ce", "mAP", "supported"),
+                      ("SN beats triplet", "rank1", "unresolved"), ("SN beats triplet", "mAP", "refuted"),
+                      ("SN converges sooner than triplet", "iterations to 90% (fewer)", "unresolved")])
+    assert verdict_lines(claims) == ["**supported**: SN beats ce", "**refuted**: SN beats triplet (rank-1: unresolved)",
+                                     "**unresolved**: SN converges sooner than triplet"]
+    text = findings_markdown(claims, "cuhk03p1", "a regime")
+    assert text.startswith("**cuhk03p1** (a regime): 1 supported, 1 refuted, 1 unresolved.")
+    assert text.count("\n- ") == 3
+
+
+def test_the_regime_is_that_of_the_runs(tmp_path):
+    study = dataclasses.replace(open_study("cpu", "synthetic", tmp_path / "d", tmp_path / "o", train_from="blocks.6"),
+                                protocol=Protocol(iterations=700, seeds=(0, 1, 2, 3, 4)))
+    text = regime(study)
+    assert "`efficientnet_lite0` (ImageNet weights), trunk frozen before `blocks.6`" in text
+    assert "700 iterations, 5 seeds" in text and f"{study.base.height}x{study.base.width}" in text
