@@ -18,7 +18,7 @@ from snlib.presets import PROTOCOL_VERSION, TrainConfig, config_hash, get_preset
 from snlib.recipes import RECIPES, apply_recipe
 from snlib.records import RunRecord, read_record, thin_history, write_record
 from snlib.study import protocol as P
-from snlib.study.claims import aligned_scores, drop_claim, query_claim, seed_claim
+from snlib.study.claims import COLUMNS, aligned_scores, claims_markdown, drop_claim, query_claim, seed_claim
 
 
 def _dataset(num_ids=150, cams=3, per_cam=3, test_ids=20) -> ReIDDataset:
@@ -199,6 +199,37 @@ def test_a_constant_per_query_advantage_is_supported_and_its_reverse_refuted():
     assert set(row["records"].split()) == {r.hash for r in a + b}
 
 
+def test_a_claim_decided_on_the_widest_interval_keeps_every_interval_and_the_per_seed_differences():
+    """Hits of 3 seeds over 400 queries, SN ahead by 15, 15 and 5 points: the query interval alone excludes 0, the
+    t interval over the seeds does not and decides."""
+    rng = np.random.default_rng(1)
+    a, b = [], []
+    for seed, gain in enumerate((60, 60, 20)):
+        hits = (rng.uniform(size=400) < 0.5).astype(int)
+        better = hits.copy()
+        better[rng.choice(np.flatnonzero(hits == 0), gain, replace=False)] = 1
+        a.append(_record("sn", seed, ap=[0.5] * 400, first=(1 - better).tolist()))
+        b.append(_record("ce", seed, ap=[0.5] * 400, first=(1 - hits).tolist()))
+    row = query_claim("SN beats ce", a, b, "rank1")
+    assert list(row)[:len(COLUMNS)] == list(COLUMNS) and list(row)[len(COLUMNS):] == ["queries", "records"]
+    assert row["per_seed"] == "+15.00 +15.00 +5.00" and row["delta"] == pytest.approx(35 / 3)
+    half = 4.302652729911275 * np.std([15, 15, 5], ddof=1) / math.sqrt(3)                 # t(0.975, 2)
+    assert (row["seed_ci_low"], row["seed_ci_high"]) == pytest.approx((35 / 3 - half, 35 / 3 + half))
+    assert row["query_ci_low"] > 0 and row["two_level_ci_low"] > row["seed_ci_low"]
+    assert (row["ci_low"], row["ci_high"]) == (row["seed_ci_low"], row["seed_ci_high"])
+    assert row["ci_method"] == "widest of query BCa, seed t, two-level; low seed t, high seed t"
+    assert row["verdict"] == "unresolved"
+    lone = query_claim("SN beats ce", a[:1], b[:1], "rank1")
+    assert math.isnan(lone["seed_ci_low"]) and "one seed" in lone["ci_method"]
+    assert lone["ci_low"] == min(lone["query_ci_low"], lone["two_level_ci_low"])
+    table = pd.DataFrame([row, lone, seed_claim("faster", "sn", "triplet", "iterations", {0: 1.0}, {0: 0.0}, [])])
+    lines = claims_markdown(table).splitlines()
+    assert lines[0].startswith("| claim | a | b | metric | delta | per seed | 95% interval (widest) | from |")
+    assert (f"| +15.00 +15.00 +5.00 | [{row['ci_low']:+.2f}, {row['ci_high']:+.2f}] | seed t | "
+            f"[{row['query_ci_low']:+.2f}, {row['query_ci_high']:+.2f}] | 3 (3) | **unresolved** |") in lines[2]
+    assert "| none (one seed) | none (one seed) | - | 1 (1) | **unresolved** |" in lines[4]
+
+
 def test_multi_query_is_paired_per_identity_and_camera():
     # single query: two queries of identity 0 in camera 0 (AP 0.2 and 0.4), one of identity 1; multi-query: one
     # pooled query per (identity, camera)
@@ -213,6 +244,8 @@ def test_seed_claims_use_a_t_interval_and_none_for_one_seed():
     diffs = np.array([20, 15, 25])
     half = 4.302652729911275 * diffs.std(ddof=1) / math.sqrt(3)   # t(0.975, 2)
     assert row["delta"] == pytest.approx(20) and row["ci_low"] == pytest.approx(20 - half)
+    assert (row["seed_ci_low"], row["seed_ci_high"]) == (row["ci_low"], row["ci_high"]) and row["ci_method"] == "seed t"
+    assert math.isnan(row["query_ci_low"]) and math.isnan(row["two_level_ci_high"])
     assert row["verdict"] == "supported"
     lone = seed_claim("faster", "sn", "triplet", "iterations", {0: 1.0}, {0: 0.0}, [])
     assert math.isnan(lone["ci_low"]) and lone["verdict"] == "unresolved"
@@ -226,7 +259,7 @@ def test_seed_claims_never_take_identical_rounded_differences_for_certainty():
     rounded = seed_claim("faster", "sn", "triplet", "iterations", sn, triplet, [], rounding_sd=10 * math.sqrt(2 / 12))
     assert bare["ci_low"] == bare["ci_high"] == 10 and bare["verdict"] == "supported"   # what no floor would say
     assert rounded["ci_low"] == pytest.approx(10 - half) and rounded["ci_high"] == pytest.approx(10 + half)
-    assert rounded["verdict"] == "unresolved"
+    assert rounded["verdict"] == "unresolved" and rounded["ci_method"] == "seed t (sd: the rounding floor)"
     spread = seed_claim("faster", "sn", "triplet", "iterations", {0: -20, 1: -30, 2: -25}, {0: -40, 1: -45, 2: -50},
                         [], rounding_sd=0.1)                                     # a larger spread wins
     assert spread["ci_low"] == pytest.approx(20 - 4.302652729911275 * 5 / math.sqrt(3))

@@ -1,12 +1,15 @@
-"""snlib.statistics: hand-worked cases, the bootstrap interval against a normal approximation and a plain numpy
-percentile bootstrap, the pairing, NaN queries, bad input, and every branch of the verdict rule."""
+"""snlib.statistics: hand-worked cases, the query bootstrap interval against a normal approximation and a plain
+numpy percentile bootstrap, the t interval over seeds against scipy, the two-level bootstrap against plain loops and
+the cases whose answer is known (no training variance, no query variance), the widest interval deciding, the
+pairing, NaN queries, bad input, and every branch of the verdict rule."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from snlib.statistics import (
-    VERDICT_RULE, PairedDifference, paired_difference, relative_drop, relative_drop_difference, verdict,
+    VERDICT_RULE, PairedDifference, paired_difference, relative_drop, relative_drop_difference, seed_interval,
+    two_level_interval, verdict,
 )
 
 
@@ -32,6 +35,8 @@ def test_constant_difference_gives_a_point_interval():
     assert result.ci_low == pytest.approx(0.05, abs=1e-12)
     assert result.ci_high == pytest.approx(0.05, abs=1e-12)
     assert result.per_seed == pytest.approx((0.05,) * 3, abs=1e-12)
+    for ci in (result.query_ci, result.seed_ci, result.two_level_ci):
+        assert ci == pytest.approx((0.05, 0.05), abs=1e-12)
     assert (result.seeds, result.same_sign_seeds, result.num_queries) == (3, 3, 300)
     assert result.verdict == "supported"
 
@@ -40,8 +45,12 @@ def test_zero_difference_is_exactly_zero():
     rng = np.random.default_rng(1)
     x, y = rng.uniform(0, 1, 50), rng.uniform(0, 1, 50)
     result = paired_difference([x, y], [y, x])        # per seed +-(mean x - mean y), every d_q exactly 0
-    assert (result.delta, result.ci_low, result.ci_high) == (0.0, 0.0, 0.0)
+    assert (result.delta, *result.query_ci) == (0.0, 0.0, 0.0)
     assert result.method == "percentile"              # BCa is degenerate (no spread): the fallback
+    # the seeds disagree: the t interval (over +-g, g = mean x - mean y) is 12.71 |g| wide either side, the widest
+    g = abs(result.per_seed[0])
+    assert result.seed_ci == pytest.approx((-12.706204736174705 * g, 12.706204736174705 * g))
+    assert (result.ci_low, result.ci_high) == result.seed_ci and result.ci_method.endswith("low seed t, high seed t")
     assert result.per_seed[0] == -result.per_seed[1] != 0
     assert result.same_sign_seeds == 0
     assert result.verdict == "unresolved"
@@ -60,13 +69,14 @@ def test_interval_agrees_with_normal_approximation(draw):
     a, b = draw(np.random.default_rng(2), 2000)
     result = paired_difference([a], [b])
     assert result.method == "BCa"
+    low, high = result.query_ci
     d = a - b
     half = 1.96 * d.std(ddof=1) / np.sqrt(len(d))
     width = 2 * half
     assert result.delta == pytest.approx(d.mean(), abs=1e-15)
-    assert result.ci_low == pytest.approx(d.mean() - half, abs=0.04 * width)
-    assert result.ci_high == pytest.approx(d.mean() + half, abs=0.04 * width)
-    assert result.ci_high - result.ci_low == pytest.approx(width, rel=0.04)
+    assert low == pytest.approx(d.mean() - half, abs=0.04 * width)
+    assert high == pytest.approx(d.mean() + half, abs=0.04 * width)
+    assert high - low == pytest.approx(width, rel=0.04)
 
 
 @pytest.mark.parametrize("draw", [_ap_like, _rank1_hits])
@@ -76,15 +86,26 @@ def test_interval_agrees_with_numpy_percentile_bootstrap(draw):
     low, high, spread = _percentile_bootstrap((a - b,), np.mean)
     # at 10 000 resamples the Monte-Carlo sd of a BCa bound is ~0.04 spread, of the reference's ~0.025:
     # 0.2 spread is ~4 sd of their difference (BCa's own correction is ~0.01 spread here)
-    assert abs(result.ci_low - low) < 0.2 * spread
-    assert abs(result.ci_high - high) < 0.2 * spread
+    assert abs(result.query_ci[0] - low) < 0.2 * spread
+    assert abs(result.query_ci[1] - high) < 0.2 * spread
+    # one seed: no t interval, and the two-level bootstrap is the query percentile bootstrap
+    assert result.seed_ci is None and "one seed" in result.ci_method
+    assert abs(result.two_level_ci[0] - low) < 0.15 * spread and abs(result.two_level_ci[1] - high) < 0.15 * spread
+    assert result.ci_low == min(result.query_ci[0], result.two_level_ci[0])
+    assert result.ci_high == max(result.query_ci[1], result.two_level_ci[1])
 
 
 def test_confidence_level_sets_the_width():
     a, b = _ap_like(np.random.default_rng(4), 2000)
     wide, narrow = paired_difference([a], [b], confidence=0.95), paired_difference([a], [b], confidence=0.5)
     # normal quantiles: 1.96 against 0.674
-    assert (narrow.ci_high - narrow.ci_low) / (wide.ci_high - wide.ci_low) == pytest.approx(0.674 / 1.96, rel=0.08)
+    for ci in ("query_ci", "two_level_ci"):
+        ratio = np.diff(getattr(narrow, ci)) / np.diff(getattr(wide, ci))
+        assert ratio == pytest.approx(0.674 / 1.96, rel=0.08)
+    three = [np.array([0.3, 0.5, 0.4, 0.6])] * 3
+    t95, t50 = (seed_interval([0.1, 0.3, 0.2], c) for c in (0.95, 0.5))
+    assert np.diff(t50) / np.diff(t95) == pytest.approx(0.8164965809 / 4.302652729911275)   # t(0.75, 2) / t(0.975, 2)
+    assert paired_difference(three, three, confidence=0.5).confidence == 0.5
 
 
 def test_pairing_cancels_shared_per_query_noise():
@@ -210,8 +231,9 @@ def test_relative_drop_interval_agrees_with_numpy_percentile_bootstrap():
     low, high, spread = _percentile_bootstrap((a_base, a_big, b_base, b_big), gap)
     assert result.delta == pytest.approx(gap(a_base, a_big, b_base, b_big), abs=1e-12)
     assert result.ci_low < result.delta < result.ci_high
-    assert abs(result.ci_low - low) < 0.2 * spread                 # Monte-Carlo error: as for paired_difference
-    assert abs(result.ci_high - high) < 0.2 * spread
+    assert abs(result.query_ci[0] - low) < 0.2 * spread            # Monte-Carlo error: as for paired_difference
+    assert abs(result.query_ci[1] - high) < 0.2 * spread
+    assert abs(result.two_level_ci[0] - low) < 0.15 * spread and abs(result.two_level_ci[1] - high) < 0.15 * spread
     # resampling the four arrays independently loses the pairing (base and big of a query move together)
     unpaired = [gap(*(x[rng.integers(0, n, n)] for x in (a_base, a_big, b_base, b_big))) for _ in range(2000)]
     assert result.ci_high - result.ci_low < 0.5 * (np.percentile(unpaired, 97.5) - np.percentile(unpaired, 2.5))
@@ -253,3 +275,134 @@ def test_proportion_difference_is_newcombes_method_10():
     assert (low, high) == (pytest.approx(-0.0381, abs=1e-4), pytest.approx(0.1926, abs=1e-4))
     with pytest.raises(ValueError, match="successes"):
         proportion_difference(3, 2, 1, 2)
+
+
+# ------------------------------------------------------------------------------- intervals over seeds
+
+
+def _two_level_loop(runs, statistic, confidence=0.95, n_resamples=2000, seed=0):
+    """Reference: the two-level bootstrap one resample and one value at a time, reading the draws in the order
+    ``two_level_interval`` takes them from the generator when all resamples fit one batch (seed draws first,
+    resamples x seeds, then the query draws, resamples x queries)."""
+    seeds, queries = runs[0].shape
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, seeds, (n_resamples, seeds))
+    index = rng.integers(0, queries, (n_resamples, queries))
+    values = []
+    for r in range(n_resamples):
+        picked = [np.array([x[s, q] for s in drawn[r] for q in index[r]]) for x in runs]
+        values.append(statistic(*picked))
+    tail = 50 * (1 - confidence)
+    return tuple(np.percentile(values, [tail, 100 - tail])), np.std(values)
+
+
+def _gap(ab, ag, bb, bg, axis=-1):
+    return (1 - np.mean(bg, axis) / np.mean(bb, axis)) - (1 - np.mean(ag, axis) / np.mean(ab, axis))
+
+
+def test_two_level_bootstrap_equals_a_plain_loop_with_the_same_draws():
+    rng = np.random.default_rng(20)
+    diff = rng.normal(0.05, 0.2, (3, 7)) + rng.normal(0, 0.05, (3, 1))          # seed effects and query noise
+    ci = two_level_interval([diff], np.mean, n_resamples=2000, seed=5)
+    assert ci == pytest.approx(_two_level_loop([diff], np.mean, seed=5)[0], abs=1e-12)
+    runs = [rng.uniform(0.3, 1, (4, 6)) for _ in range(4)]
+    assert two_level_interval(runs, _gap, n_resamples=1500, seed=2) == pytest.approx(
+        _two_level_loop(runs, _gap, n_resamples=1500, seed=2)[0], abs=1e-12)
+
+
+def test_two_level_bootstrap_in_batches_agrees_with_an_independent_loop(monkeypatch):
+    """Many batches (each of 3 resamples) and an independent generator: the same distribution."""
+    import snlib.statistics as statistics
+
+    rng = np.random.default_rng(21)
+    diff = rng.normal(0.1, 0.3, (3, 40)) + np.array([[0.0], [0.1], [-0.05]])
+    monkeypatch.setattr(statistics, "_BATCH_ELEMENTS", 3 * diff.size)
+    ci = two_level_interval([diff], np.mean, n_resamples=8000, seed=1)
+    assert two_level_interval([diff], np.mean, n_resamples=8000, seed=1) == ci          # fixed by the seed
+    (low, high), spread = _two_level_loop([diff], np.mean, n_resamples=8000, seed=99)
+    assert abs(ci[0] - low) < 0.15 * spread and abs(ci[1] - high) < 0.15 * spread
+
+
+def test_two_level_without_training_variance_is_the_query_bootstrap_of_one_seed():
+    a, b = _ap_like(np.random.default_rng(22), 1000)
+    result = paired_difference([a] * 3, [b] * 3, seed=3)
+    low, high, spread = _percentile_bootstrap((a - b,), np.mean)
+    assert result.per_seed == pytest.approx((np.mean(a - b),) * 3)
+    assert result.seed_ci == pytest.approx((np.mean(a - b),) * 2)                 # no spread over seeds
+    assert abs(result.two_level_ci[0] - low) < 0.15 * spread and abs(result.two_level_ci[1] - high) < 0.15 * spread
+    # the query BCa and the two-level percentile interval then nearly coincide, and the widest is one of them
+    assert result.ci_low == min(result.query_ci[0], result.two_level_ci[0])
+    assert result.ci_high == max(result.query_ci[1], result.two_level_ci[1])
+
+
+def test_two_level_without_query_variance_is_the_bootstrap_of_the_seed_means():
+    means = np.array([0.12, 0.03, 0.08, 0.15, 0.05])
+    b = [np.random.default_rng(23).uniform(0, 0.5, 200)] * 5
+    a = [x + m for x, m in zip(b, means)]                          # seed s: a - b = means[s] on every query
+    result = paired_difference(a, b, seed=4)
+    rng = np.random.default_rng(24)
+    resampled = means[rng.integers(0, 5, (20_000, 5))].mean(axis=1)       # seed-only bootstrap, a plain reference
+    low, high = np.percentile(resampled, [2.5, 97.5])
+    spread = resampled.std()
+    assert abs(result.two_level_ci[0] - low) < 0.1 * spread and abs(result.two_level_ci[1] - high) < 0.1 * spread
+    assert result.query_ci == pytest.approx((means.mean(),) * 2, abs=1e-12)     # no query spread at all
+    half = 2.7764451051977987 * means.std(ddof=1) / np.sqrt(5)                   # t(0.975, 4)
+    assert result.seed_ci == pytest.approx((means.mean() - half, means.mean() + half))
+    # comparable: the percentile interval of 5 seeds is narrower than t by about 1.96 sqrt(4/5) / 2.776 = 0.63
+    ratio = np.diff(result.two_level_ci)[0] / (2 * half)
+    assert 0.5 < ratio < 0.8
+    assert (result.ci_low, result.ci_high) == result.seed_ci
+
+
+def test_seed_interval_is_students_t():
+    from scipy import stats
+
+    x = [0.144, 0.153, 0.051]
+    low, high = seed_interval(x)
+    reference = stats.t.interval(0.95, 2, loc=np.mean(x), scale=stats.sem(x))
+    assert (low, high) == pytest.approx(reference, abs=1e-12)
+    assert seed_interval([0.3]) is None
+
+
+def test_training_variance_overturns_a_query_only_verdict():
+    """The referee's case: per-seed rank-1 differences of +14.4, +15.3 and +5.1 points; over 1000 queries each
+    the query bootstrap alone excludes 0, the t interval over the seeds, [-2.4, +25.6], does not."""
+    rng = np.random.default_rng(25)
+    n, a, b = 1000, [], []
+    for gain in (144, 153, 51):
+        hits = (rng.uniform(size=n) < 0.6).astype(float)
+        better = hits.copy()
+        better[rng.choice(np.flatnonzero(hits == 0), gain, replace=False)] = 1.0
+        a.append(better), b.append(hits)
+    result = paired_difference(a, b)
+    assert 100 * np.array(result.per_seed) == pytest.approx([14.4, 15.3, 5.1])
+    assert result.query_ci[0] > 0 and verdict(*result.query_ci, 3, 3) == "supported"          # what it said
+    assert 100 * np.array(result.seed_ci) == pytest.approx([-2.43, 25.63], abs=0.01)
+    assert (result.ci_low, result.ci_high) == result.seed_ci
+    assert result.verdict == "unresolved"
+    assert result.ci_method == "widest of query BCa, seed t, two-level; low seed t, high seed t"
+
+
+def test_one_seed_falls_back_to_the_query_intervals():
+    a, b = _rank1_hits(np.random.default_rng(26), 500)
+    result = paired_difference([a], [b], n_resamples=2000)
+    assert result.seed_ci is None
+    assert result.ci_method.startswith("widest of query BCa, two-level (one seed: no t)")
+    assert result.ci_low == min(result.query_ci[0], result.two_level_ci[0])
+    assert result.ci_high == max(result.query_ci[1], result.two_level_ci[1])
+    assert result.verdict == verdict(result.ci_low, result.ci_high, 1, result.same_sign_seeds)
+
+
+def test_relative_drop_two_level_counts_the_seeds():
+    """Drops that differ by seed but not by query: the query interval is a point, the seed ones are not."""
+    rng = np.random.default_rng(27)
+    base = [rng.uniform(0.2, 1, 100)] * 3
+    a_big = [f * x for f, x in zip((0.9, 0.8, 0.85), base)]                # a's drops 0.1, 0.2, 0.15
+    b_big = [0.7 * x for x in base]                                        # b's 0.3 each seed
+    result = relative_drop_difference(base, a_big, base, b_big, seed=1)
+    gaps = np.array([0.2, 0.1, 0.15])
+    assert result.query_ci == pytest.approx((0.15, 0.15), abs=1e-12)
+    assert result.seed_ci == pytest.approx(seed_interval(gaps), abs=1e-12)
+    low, high = result.two_level_ci                                        # seed means of the three gaps
+    assert 0.1 - 1e-12 <= low < 0.15 < high <= 0.2 + 1e-12
+    assert (result.ci_low, result.ci_high) == pytest.approx(seed_interval(gaps), abs=1e-12)

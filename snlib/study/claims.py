@@ -1,9 +1,13 @@
 """The paper's claims as comparisons computed from run records, each with an interval and a verdict.
 
 A claim reads "a better than b" on one metric (rank-1 or mAP, in percent). For claims on the test queries the
-difference is paired query by query (``snlib.statistics.paired_difference``: seeds paired by seed number, a
-bootstrap interval over queries of the per-seed-mean difference). Two evaluation variants of one run (single
-vs multi-query) are paired per (identity, camera): the single-query results of a group are averaged first.
+difference is paired query by query (``snlib.statistics.paired_difference``: seeds paired by seed number); its
+interval ``ci_low``/``ci_high`` is the widest of a bootstrap over queries of the per-seed-mean difference
+(``query_ci_*``: the networks fixed), Student's t over the per-seed differences (``seed_ci_*``: training
+variance) and a two-level bootstrap over seeds and queries (``two_level_ci_*``); ``ci_method`` names them and
+which gives each bound. With one seed only the query intervals are there. Two evaluation variants of one run
+(single vs multi-query) are paired per (identity, camera): the single-query results of a group are averaged
+first.
 Claims about training curves (iterations to reach 90 % of the final validation rank-1) have one value per seed:
 their interval is Student's t over the per-seed differences (none with one seed), with a spread no smaller than
 the rounding of values read off a curve scored every few iterations. The verdict rule is
@@ -22,8 +26,14 @@ from .. import settings
 from ..records import RunRecord
 from ..statistics import paired_difference, proportion_difference, relative_drop_difference, verdict
 
-#: The columns of ``claims.csv`` (then the per-seed differences, the queries and the records it comes from).
-COLUMNS = ("claim", "a", "b", "metric", "delta", "ci_low", "ci_high", "seeds", "same_sign_seeds", "verdict")
+#: The columns of ``claims.csv`` (then the queries and the records it comes from): ``ci_low``/``ci_high`` the
+#: interval the verdict uses (``ci_method``), ``per_seed`` the per-seed differences, then each interval there is
+#: (NaN where a claim has none: the query ones for per-seed values, the seed ones with one seed).
+COLUMNS = ("claim", "a", "b", "metric", "delta", "ci_low", "ci_high", "ci_method", "seeds", "same_sign_seeds",
+           "verdict", "per_seed", "query_ci_low", "query_ci_high", "seed_ci_low", "seed_ci_high", "two_level_ci_low",
+           "two_level_ci_high")
+#: The intervals of a row besides the verdict's (``COLUMNS``), each ``<name>_low`` / ``<name>_high``.
+INTERVALS = ("query_ci", "seed_ci", "two_level_ci")
 #: The scores every claim is made on (percent; not the distance metrics of ``snlib.evaluation.METRICS``).
 CLAIM_METRICS = ("rank1", "mAP")
 
@@ -61,18 +71,27 @@ def aligned_scores(a: Sequence[RunRecord], b: Sequence[RunRecord], metric: str, 
     return out_a, out_b, seeds
 
 
-def _row(claim: str, a: str, b: str, metric: str, delta: float, low: float, high: float, per_seed,
+def _row(claim: str, a: str, b: str, metric: str, delta: float, low: float, high: float, ci_method: str, per_seed,
          queries: int, records: Sequence[RunRecord], seeds: int | None = None, same: int | None = None,
-         per_seed_text: str | None = None) -> dict:
+         per_seed_text: str | None = None, intervals: dict | None = None) -> dict:
     """One claims row; ``seeds`` / ``same`` default to the count of ``per_seed`` and of its entries with the sign
-    of ``delta``."""
+    of ``delta``; ``intervals`` maps names of ``INTERVALS`` to ``(low, high)`` (absent or None: NaN)."""
     seeds = len(per_seed) if seeds is None else seeds
     same = int(sum(np.sign(d) == np.sign(delta) != 0 for d in per_seed)) if same is None else same
     decided = verdict(low, high, seeds, same) if np.isfinite(low) and np.isfinite(high) else "unresolved"
-    return {"claim": claim, "a": a, "b": b, "metric": metric, "delta": delta, "ci_low": low, "ci_high": high,
-            "seeds": seeds, "same_sign_seeds": same, "verdict": decided,
-            "per_seed": per_seed_text or " ".join(f"{d:+.2f}" for d in per_seed), "queries": queries,
-            "records": " ".join(sorted(r.hash for r in records))}
+    row = {"claim": claim, "a": a, "b": b, "metric": metric, "delta": delta, "ci_low": low, "ci_high": high,
+           "ci_method": ci_method, "seeds": seeds, "same_sign_seeds": same, "verdict": decided,
+           "per_seed": per_seed_text or " ".join(f"{d:+.2f}" for d in per_seed)}
+    for name in INTERVALS:
+        row[f"{name}_low"], row[f"{name}_high"] = (intervals or {}).get(name) or (np.nan, np.nan)
+    return row | {"queries": queries, "records": " ".join(sorted(r.hash for r in records))}
+
+
+def _paired_row(claim: str, a: str, b: str, metric: str, d, records: Sequence[RunRecord]) -> dict:
+    """The claims row of a ``snlib.statistics.PairedDifference`` (fractions), in percent."""
+    intervals = {name: tuple(100 * x for x in getattr(d, name)) for name in INTERVALS if getattr(d, name)}
+    return _row(claim, a, b, metric, 100 * d.delta, 100 * d.ci_low, 100 * d.ci_high, d.ci_method,
+                [100 * x for x in d.per_seed], d.num_queries, records, intervals=intervals)
 
 
 def query_claim(claim: str, a: Sequence[RunRecord], b: Sequence[RunRecord], metric: str, variant_a: str = "sq",
@@ -81,8 +100,7 @@ def query_claim(claim: str, a: Sequence[RunRecord], b: Sequence[RunRecord], metr
     sa, sb, seeds = aligned_scores(a, b, metric, variant_a, variant_b)
     d = paired_difference(sa, sb)
     used = [r for r in (*a, *b) if r.config.seed in seeds]
-    return _row(claim, a_name or a[0].name, b_name or b[0].name, metric, 100 * d.delta, 100 * d.ci_low,
-                100 * d.ci_high, [100 * x for x in d.per_seed], d.num_queries, used)
+    return _paired_row(claim, a_name or a[0].name, b_name or b[0].name, metric, d, used)
 
 
 def drop_claim(claim: str, a: Sequence[RunRecord], b: Sequence[RunRecord], big: str) -> dict:
@@ -92,8 +110,7 @@ def drop_claim(claim: str, a: Sequence[RunRecord], b: Sequence[RunRecord], big: 
     a_big, b_big, _ = aligned_scores(a, b, "mAP", big, big)
     d = relative_drop_difference(a_base, a_big, b_base, b_big)
     used = [r for r in (*a, *b) if r.config.seed in seeds]
-    return _row(claim, a[0].name, b[0].name, f"relative mAP drop ({big})", 100 * d.delta, 100 * d.ci_low,
-                100 * d.ci_high, [100 * x for x in d.per_seed], d.num_queries, used)
+    return _paired_row(claim, a[0].name, b[0].name, f"relative mAP drop ({big})", d, used)
 
 
 def rounding_sd(step: float, values: int) -> float:
@@ -113,12 +130,16 @@ def seed_claim(claim: str, a: str, b: str, metric: str, a_values: dict[int, floa
     diffs = np.array([a_values[s] - b_values[s] for s in seeds], dtype=float)
     delta = float(diffs.mean())
     if len(diffs) > 1:
+        floored = rounding_sd > float(diffs.std(ddof=1))
         spread = max(float(diffs.std(ddof=1)), rounding_sd)
         half = stats.t.ppf(0.975, len(diffs) - 1) * spread / np.sqrt(len(diffs))
         low, high = delta - half, delta + half
+        method = "seed t" + (" (sd: the rounding floor)" if floored else "")
     else:
         low = high = np.nan
-    return _row(claim, a, b, metric, delta, low, high, diffs.tolist(), 0, records)
+        method = "none (one seed)"
+    return _row(claim, a, b, metric, delta, low, high, method, diffs.tolist(), 0, records,
+                intervals={"seed_ci": (low, high)})
 
 
 def count_claim(claim: str, a: str, b: str, metric: str, counts_a: tuple[int, int], counts_b: tuple[int, int],
@@ -128,18 +149,34 @@ def count_claim(claim: str, a: str, b: str, metric: str, counts_a: tuple[int, in
     condition does not apply (``same_sign_seeds`` = ``seeds``)."""
     delta, low, high = proportion_difference(*counts_a, *counts_b)
     runs = counts_a[1]
-    return _row(claim, a, b, metric, 100 * delta, 100 * low, 100 * high, [], 0, records, seeds=runs, same=runs,
+    return _row(claim, a, b, metric, 100 * delta, 100 * low, 100 * high, "Newcombe (two proportions)", [], 0,
+                records, seeds=runs, same=runs,
                 per_seed_text=f"{a} {counts_a[0]}/{counts_a[1]}, {b} {counts_b[0]}/{counts_b[1]}")
 
 
+def _interval_text(low: float, high: float, none: str = "-") -> str:
+    return f"[{low:+.2f}, {high:+.2f}]" if np.isfinite(low) else none
+
+
+def _bounds_from(ci_method: str) -> str:
+    """The interval(s) giving the verdict's bounds, from ``ci_method`` ("widest of ...; low X, high Y")."""
+    if "; low " not in ci_method:
+        return ci_method
+    low, high = ci_method.split("; low ")[1].split(", high ")
+    return low if low == high else f"low {low}, high {high}"
+
+
 def claims_markdown(table: pd.DataFrame) -> str:
-    """``claims.md``: one line per claim and metric, the interval and the verdict."""
-    lines = ["| claim | a | b | metric | delta | 95% interval | seeds (same sign) | verdict |",
-             "|---|---|---|---|---:|---|---|---|"]
+    """``claims.md``: one line per claim and metric: the per-seed differences, the interval the verdict uses
+    (the widest) and which interval gives its bounds, the interval over queries alone, and the verdict."""
+    lines = ["| claim | a | b | metric | delta | per seed | 95% interval (widest) | from | over queries only | "
+             "seeds (same sign) | verdict |",
+             "|---|---|---|---|---:|---|---|---|---|---|---|"]
     for r in table.itertuples():
-        interval = f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]" if np.isfinite(r.ci_low) else "none (one seed)"
-        lines.append(f"| {r.claim} | {r.a} | {r.b} | {r.metric} | {r.delta:+.2f} | {interval} | "
-                     f"{r.seeds} ({r.same_sign_seeds}) | **{r.verdict}** |")
+        lines.append(f"| {r.claim} | {r.a} | {r.b} | {r.metric} | {r.delta:+.2f} | {r.per_seed} | "
+                     f"{_interval_text(r.ci_low, r.ci_high, 'none (one seed)')} | {_bounds_from(r.ci_method)} | "
+                     f"{_interval_text(r.query_ci_low, r.query_ci_high)} | {r.seeds} ({r.same_sign_seeds}) | "
+                     f"**{r.verdict}** |")
     return "\n".join(lines) + "\n"
 
 

@@ -297,8 +297,10 @@ def _fixed_rates(rates: pd.DataFrame):
 
 
 def claims_forest(claims: pd.DataFrame, metric: str = "mAP"):
-    """One row per claim on ``metric``: the difference a - b with its 95 % interval, coloured by verdict
-    (supported green, refuted red, unresolved grey); zero marked. Rows without an interval show the point only."""
+    """One row per claim on ``metric``: the difference a - b with the 95 % interval its verdict uses (thick, the
+    widest: ``snlib.study.claims``) and the interval over queries alone (thin, black) where there is one, coloured
+    by verdict (supported green, refuted red, unresolved grey); zero marked. Rows without an interval show the
+    point only."""
     rows = claims[claims["metric"] == metric].iloc[::-1]
     colours = {"supported": POSITIVE, "refuted": NEGATIVE, "unresolved": "grey"}
     fig, ax = plt.subplots(figsize=(7.5, 0.38 * len(rows) + 1.2))
@@ -307,10 +309,12 @@ def claims_forest(claims: pd.DataFrame, metric: str = "mAP"):
         colour = colours[row.verdict]
         if np.isfinite(row.ci_low):
             ax.plot([row.ci_low, row.ci_high], [yi, yi], color=colour, linewidth=2.5)
+        if np.isfinite(row.query_ci_low):
+            ax.plot([row.query_ci_low, row.query_ci_high], [yi, yi], color="black", linewidth=0.8)
         ax.plot(row.delta, yi, "o", color=colour)
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(y, [f"{r.claim}" for r in rows.itertuples()], fontsize=8)
-    ax.set_xlabel(f"a - b, {metric_label(metric)} (95 % interval)")
+    ax.set_xlabel(f"a - b, {metric_label(metric)} (95 % interval: thick the verdict's, thin over queries only)")
     ax.set_title("claims: supported (green), refuted (red), unresolved (grey)", fontsize=9)
     fig.tight_layout()
     return fig

@@ -490,5 +490,5 @@ CLAIM_GROUPS = {"baselines": baseline_claims, "ablation": ablation_claims, "long
 
 def claims(study: Study, groups=tuple(CLAIM_GROUPS)) -> pd.DataFrame:
     """The claims of ``groups`` (default: every claim of the study's protocol), one row per claim and metric
-    (``snlib.study.claims.COLUMNS`` first, then ``per_seed``, ``queries``, ``records``)."""
+    (``snlib.study.claims.COLUMNS`` first, then ``queries``, ``records``)."""
     return pd.concat([CLAIM_GROUPS[g](study) for g in groups], ignore_index=True)
