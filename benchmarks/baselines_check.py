@@ -1,10 +1,9 @@
 """Evidence that every baseline trains (issue 25): each recipe at three rates around its literature's, on the
 validation identities, with validation curves, the collapse diagnostics and the untrained network as the floor.
 
-Every recipe of ``--recipes`` (SN and the five baselines) trains with the set-up its source gives it, the
-``triplet`` and ``bot`` recipes with the fields of :data:`snlib.recipes.TRINET_FIELDS` (TriNet's 1024-BN-ReLU-128
-head) and :data:`snlib.recipes.BOT_FIELDS` (Bag of Tricks' margin, smoothing, BNNeck and warm-up share): the
-set-ups the protocol's recipes take when the studies are rerun. Each trains at its literature's rate
+Every recipe of ``--recipes`` (SN and the five baselines) trains with the set-up its source gives it
+(``snlib.recipes``: ``triplet`` with :data:`~snlib.recipes.TRINET_FIELDS`, TriNet's 1024-BN-ReLU-128 head, ``bot``
+with :data:`~snlib.recipes.BOT_FIELDS`, Bag of Tricks' margin, smoothing, BNNeck and warm-up share). Each trains at its literature's rate
 (``snlib.presets.PAPER_RATES``) times each of ``--rate-steps`` (1/3, 1, 3), seed 0, ``--iterations`` (1000; warm-up
 over the first tenth, the protocol's schedule), on the cached frozen trunk of ``--train-from`` (``blocks.6``) at
 ``--size`` (128x64), with the backbone's own normalisation, scored on the validation split every ``--eval-every``
@@ -40,15 +39,13 @@ from snlib import engine, settings  # noqa: E402
 from snlib.collapse import GEOMETRY_COLUMNS, collapse_evidence  # noqa: E402
 from snlib.models import initial_model  # noqa: E402
 from snlib.presets import PAPER_RATES, TrainConfig, get_preset, parse_overrides  # noqa: E402
-from snlib.recipes import BOT_FIELDS, TRINET_FIELDS, apply_recipe  # noqa: E402
+from snlib.recipes import apply_recipe  # noqa: E402
 from snlib.records import records_dir  # noqa: E402
 from snlib.reporting import save_table  # noqa: E402
 from snlib.settings import atomic_write  # noqa: E402
 from trunk_check import CHECKPOINT_EPOCHS, recorded  # noqa: E402
 
 RECIPES_CHECKED = ("sn", "ce", "triplet", "triplet-0.3", "bot", "contrastive")
-#: The set-ups of their papers that ``triplet`` and ``bot`` take at the rerun (``snlib.recipes``).
-SETUPS = {"triplet": TRINET_FIELDS, "bot": BOT_FIELDS}
 RATE_STEPS = (1 / 3, 1.0, 3.0)
 #: History columns shown for the end of a run: the batch geometry and the triplet terms' parts.
 DIAGNOSTICS = GEOMETRY_COLUMNS + ("active",)
@@ -61,7 +58,7 @@ def run_config(base: TrainConfig, recipe: str, lr: float, iterations: int, eval_
                           warmup_iterations=max(1, iterations // 10), eval_every=0, eval_every_iterations=eval_every,
                           checkpoint_every=CHECKPOINT_EPOCHS, train_from=train_from, trunk_cache="disk",
                           height=size[0], width=size[1])
-    return apply_recipe(config, recipe).replace(**SETUPS.get(recipe, {}))
+    return apply_recipe(config, recipe)
 
 
 def untrained_floor(config: TrainConfig) -> dict:

@@ -127,9 +127,7 @@ def _dry_run(config, args) -> None:
     if config.recipe:
         from .recipes import recipe
 
-        r = recipe(config.recipe)
-        print(f"recipe {r.name}: loss {r.loss!r}, as {r.source}" + "".join(f", {k}={v!r}" for k, v in r.fields.items())
-              + " (fields given explicitly win)")
+        print(recipe(config.recipe).describe())
     print(f"hash {config_hash(config)}")
     print(f"run folder {run_dir} ({status})")
 

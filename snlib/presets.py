@@ -6,10 +6,12 @@
   Precision and memory layout are a choice of the device, not part of the recipe (the released code ran in
   fp32): ``amp="auto"``, ``channels_last=None`` take the device's fastest (CUDA: bf16, channels-last; a CPU:
   the fastest measured variant, ``snlib.precision.CPU_STEP_SPEED``: bf16 + channels-last for ResNet-50 at 256x128).
-* ``cpu``: the same recipe scaled to a 2-core CPU: EfficientNet-Lite0 (ImageNet weights) at 128x64,
-  P=16 x K=4, a few epochs (minutes a run).
-* ``smoke``: seconds; a tiny untrained EfficientNet-Lite0 on a tiny synthetic set. For tests and notebooks
-  under CI.
+* ``cpu``: the same recipe scaled to a 2-core CPU: EfficientNet-Lite0 (ImageNet weights, with the normalisation
+  they were trained with) at 128x64, its trunk frozen before ``CPU_TRAIN_FROM`` and cached in memory, P=16 x K=4,
+  SN's k scaled with the batch (``batch_scaled_k``: 5 of 64 as the paper's 10 of 128), a few epochs (minutes a
+  run; the protocol's budget is its pilot's, ``PROTOCOLS``).
+* ``smoke``: seconds; a tiny untrained EfficientNet-Lite0 on a tiny synthetic set, the ``cpu`` preset's
+  normalisation. For tests and notebooks under CI.
 
 A run is identified by the hash of its configuration (``config_hash``): the fields that change what is
 computed. Operational fields (worker count, device, checkpoint frequency, batch size of feature extraction)
@@ -198,12 +200,21 @@ class TrainConfig:
         return max(2, round(PAPER_DECAY_START / PAPER_EPOCHS * self.epochs))
 
     def replace(self, **changes) -> "TrainConfig":
-        """A copy with ``changes`` applied; unknown names are an error listing the valid ones."""
+        """A copy with ``changes`` applied; unknown names are an error listing the valid ones, and so is a ``mean`` /
+        ``std`` other than the backbone's under ``normalization="backbone"`` (which would replace it silently)."""
         names = [f.name for f in dataclasses.fields(self)]
         unknown = sorted(set(changes) - set(names))
         if unknown:
             raise ConfigError(f"unknown TrainConfig field(s) {unknown}; valid: {names}")
-        return dataclasses.replace(self, **changes)
+        config = dataclasses.replace(self, **changes)
+        ignored = [f"{name}={changes[name]!r}" for name in ("mean", "std") if name in changes
+                   and config.normalization == "backbone"
+                   and (tuple(changes[name]) if isinstance(changes[name], list) else changes[name]) != getattr(config,
+                                                                                                               name)]
+        if ignored:
+            raise ConfigError(f"{', '.join(ignored)}: normalization='backbone' takes the backbone's mean / std "
+                              f"({config.mean} / {config.std}); set normalization=explicit to give your own")
+        return config
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -374,17 +385,31 @@ def _paper() -> TrainConfig:
     return TrainConfig(preset="paper")
 
 
+def batch_scaled_k(batch: int) -> int:
+    """The paper's share of the batch as SN's support neighbours, k = 10 of 128 (``TrainConfig``'s defaults, the
+    paper's), at a batch of ``batch`` images (rounded half up, at least 1): 5 at the cpu preset's 64."""
+    return max(1, int(TrainConfig.sn_k * batch / (TrainConfig.p * TrainConfig.k) + 0.5))
+
+
+#: The cpu preset's first trained stage of EfficientNet-Lite0 (``TrainConfig.train_from``): every stage before it
+#: is frozen and its output cached (``trunk_cache="memory"``). The trunk check decides it
+#: (``benchmarks/trunk_check.py``, written to ``results/cpu/cuhk03p1/trunk_check.md``: what freezing costs against
+#: end to end, and whether the losses keep their ordering); ``blocks.6`` is the stage it was run for first.
+CPU_TRAIN_FROM = "blocks.6"
+
+
 def _cpu() -> TrainConfig:
     # channels_last / amp: precision.CPU_STEP_SPEED's fastest for Lite0 at 128x64 (fp32, channels-last), fixed so
     # that the preset computes the same on any device
     return TrainConfig(preset="cpu", dataset="synthetic", data_root="data", model="efficientnet_lite0",
-                       height=128, width=64, p=16, k=4, epochs=12, lr=1e-3, eval_every=4, num_workers=0,
-                       eval_batch_size=256, channels_last=True, amp="off")
+                       normalization="backbone", train_from=CPU_TRAIN_FROM, trunk_cache="memory",
+                       height=128, width=64, p=16, k=4, sn_k=batch_scaled_k(16 * 4), epochs=12, lr=1e-3,
+                       eval_every=4, num_workers=0, eval_batch_size=256, channels_last=True, amp="off")
 
 
 def _smoke() -> TrainConfig:
     return TrainConfig(preset="smoke", dataset="synthetic", data_root="data",
-                       dataset_options=dict(SMOKE_SYNTHETIC), model="efficientnet_lite0",
+                       dataset_options=dict(SMOKE_SYNTHETIC), model="efficientnet_lite0", normalization="backbone",
                        height=64, width=32, p=16, k=4, epochs=40, lr=1e-3, num_workers=0, eval_batch_size=256)
 
 
@@ -407,7 +432,8 @@ PAPER_RATES = {
 #: a change alters what a record holds or how a study selects, trains or scores its runs without changing the runs'
 #: configuration hashes, so that no table mixes records of two protocols (``snlib.records.check_protocol_version``).
 #: Every record written before versions, the published studies' included, is of version 1. A preset's
-#: ``PROTOCOLS`` entry may raise its own (``"version": 2``).
+#: ``PROTOCOLS`` entry raises its own (``"version": 2``) when only that preset's protocol changes: the ``cpu``
+#: preset's is version 2 (the converged protocol), the ``paper`` and ``smoke`` presets' keep this one.
 PROTOCOL_VERSION = 1
 
 #: The study protocol's sizes per preset (``snlib.study.protocol.Protocol`` fields; a field not given takes the
@@ -422,10 +448,17 @@ PROTOCOLS = {
               "seeds": (0, 1), "long_factor": 2, "evaluations": 3, "fractions": (0.5, 1.0),
               "convergence_losses": ("sn", "triplet"), "convergence_seeds": (0, 1), "num_distractors": 20,
               "overrides": {"p": 4}},
-    # "The verdicts at convergence": 100 iterations, rates selected on the validation identities; on the synthetic
-    # set every run trains at 64x32, so that the whole protocol fits make reproduce's hour on a 2-core CPU
-    # (precision.CPU_STEP_SPEED: 3.4x the step rate of 128x64), with 3000 generated distractors
-    "cpu": {"on_synthetic": {"num_distractors": 3000, "overrides": {"height": 64, "width": 32}}},
+    # version 2, "the verdicts at convergence": the budget chosen by a pilot (4000 iterations, 2 seeds, scored 20
+    # times on validation: snlib.study.pilot), rates selected on the validation identities over a grid wide at both
+    # ends with 2 selection seeds, 5 final seeds, long runs at 2x the budget with 2 seeds, convergence curves with
+    # 3 seeds. On the synthetic set every run trains at 64x32 (precision.CPU_STEP_SPEED: 3.4x the step rate of
+    # 128x64) and the pilot is 2000 iterations, with 3000 generated distractors. (Version 1, the published
+    # studies: 100 iterations, the Protocol's defaults otherwise.)
+    "cpu": {"version": 2, "pilot_iterations": 4000, "pilot_seeds": (0, 1), "pilot_evaluations": 20,
+            "lrs": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "selection_seeds": (0, 1), "seeds": (0, 1, 2, 3, 4),
+            "long_factor": 2, "long_seeds": (0, 1), "convergence_seeds": (0, 1, 2),
+            "on_synthetic": {"pilot_iterations": 2000, "num_distractors": 3000,
+                             "overrides": {"height": 64, "width": 32}}},
     # the paper's budget (150 epochs at P=32 x K=4: 3450 iterations on Market-1501's 751 identities) and schedule
     # shape, every recipe at its literature rate, 3 seeds
     "paper": {"epochs": PAPER_EPOCHS, "seeds": (0, 1, 2),

@@ -1,27 +1,34 @@
 """Named training recipes: each loss the way its own literature trains it, for a fair comparison.
 
 A recipe is a loss spec plus the ``TrainConfig`` fields that its source sets (``apply_recipe(config, name)``);
-everything else (backbone, input, batch, optimiser, schedule, budget, warm-up) is the study's and the same for
-every recipe. The learning rate is chosen per recipe on the validation split (``snlib.study.protocol``).
+everything else (backbone, input, batch, optimiser, schedule, budget) is the study's and the same for every recipe
+(``bot`` lengthens the shared warm-up to its source's share where that is longer). The learning rate is chosen per
+recipe on the validation split (``snlib.study.protocol``). What a recipe trains on is what its loss sees; what it
+tests on is the feature the evaluation L2-normalises and ranks by Euclidean distance (``snlib.models.ReIDOutput``:
+``features`` to the loss, ``embedding`` to the test).
 
-=============  ===========================================  ==================================================
-recipe         what                                         source
-=============  ===========================================  ==================================================
-sn             SN loss, the released squeeze (min S+ D)     the authors' released code (docs/paper.md)
-sep            SN separation term alone (no squeeze)        the paper's ablation
-sn-paper       SN, the paper's equation as implemented       docs/paper.md, reading "paper"
-sn-neighbors   SN, spread of the support positives          docs/paper.md, reading "neighbors"
-pair           SN, distance nearest-furthest positive       the abstract's literal reading (docs/paper.md)
-sn+ce          SN + softmax                                 the paper's "SN + softmax" row
-ce             softmax: label smoothing 0.1, BNNeck          torchreid; Luo et al. 2019 (Bag of Tricks)
-triplet        batch-hard triplet, soft margin, raw feats   Hermans et al. 2017 (TriNet)
-triplet-0.3    batch-hard triplet, hard margin 0.3          the authors' code base (their triplet baseline)
-bot            triplet (0.3) + smoothed softmax, BNNeck     Bag of Tricks without the center loss
-contrastive    contrastive loss, margin 1 (normalised)      Hadsell et al. 2006, as snlib.losses
-=============  ===========================================  ==================================================
+=============  =========================================  ==========================  ===========================  =========================================
+recipe         what                                       trains on                   tests on                     source
+=============  =========================================  ==========================  ===========================  =========================================
+sn             SN loss, the released squeeze (min S+ D)   pooled features (L2-norm.)  pooled features              the authors' released code (docs/paper.md)
+sep            SN separation term alone (no squeeze)      pooled features (L2-norm.)  pooled features              the paper's ablation
+sn-paper       SN, the paper's equation as implemented    pooled features (L2-norm.)  pooled features              docs/paper.md, reading "paper"
+sn-neighbors   SN, spread of the support positives        pooled features (L2-norm.)  pooled features              docs/paper.md, reading "neighbors"
+pair           SN, distance nearest-furthest positive     pooled features (L2-norm.)  pooled features              the abstract's literal reading (docs/paper.md)
+sn+ce          SN + softmax                               pooled features; logits     pooled features              the paper's "SN + softmax" row
+ce             softmax: label smoothing 0.1, BNNeck       logits after the BNNeck     after the BNNeck             torchreid; Luo et al. 2019 (Bag of Tricks)
+triplet        batch-hard triplet, soft margin            TriNet head output (128-d)  TriNet head output (128-d)   Hermans et al. 2017 (TriNet; triplet-reid)
+triplet-0.3    batch-hard triplet, hard margin 0.3        raw pooled features         pooled features              the authors' code base (their triplet baseline)
+bot            triplet (0.3) + smoothed softmax, BNNeck,  triplet: pooled features    after the BNNeck             Luo et al. 2019 (reid-strong-baseline),
+               warm-up 10/120 of the budget               before the BNNeck; softmax:                              without the center loss
+                                                          logits after it
+contrastive    contrastive loss, margin 1                 pooled features (L2-norm.)  pooled features              Hadsell et al. 2006, as snlib.losses
+=============  =========================================  ==========================  ===========================  =========================================
 
 BNNeck (Bag of Tricks): the metric term sees the features before the BatchNorm, the classifier (and the test
-features) the features after it. Warm-up is part of the study's budget (every recipe warms up alike).
+features) the features after it. TriNet's head (``snlib.models.TriNetHead``): 1024-BN-ReLU-128 on the pooled
+features; its 128-d output is what the loss and the test see. "L2-norm.": the loss normalises the features it
+sees (``normalize=True``); the soft-margin and hard-margin triplets see them raw, as their sources train them.
 """
 from __future__ import annotations
 
@@ -39,29 +46,52 @@ class Recipe:
     loss: str
     source: str
     fields: dict = field(default_factory=dict)
+    what: str = ""                                  # the loss, as the tables say it
+    trains_on: str = "the pooled features"          # what the loss sees (module docstring)
+    tests_on: str = "the pooled features"           # what the evaluation ranks
+
+    def describe(self) -> str:
+        """Two lines: its loss spec, source and fields; what it trains, on what, and what it tests on."""
+        fields = "".join(f", {k}={v!r}" for k, v in self.fields.items())
+        return (f"recipe {self.name}: loss {self.loss!r}, as {self.source}{fields} (fields given explicitly win)\n"
+                f"  {self.what}; trains on {self.trains_on}; tests on {self.tests_on}")
 
 
-#: Recipe name -> :class:`Recipe` (module docstring), in the order tables list them.
-RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe("sn", "sn", "released code"),
-    Recipe("sep", "sep", "paper ablation"),
-    Recipe("sn-paper", "sn-paper", "paper equation"),
-    Recipe("sn-neighbors", "sn-neighbors", "docs/paper.md"),
-    Recipe("pair", "sn-pair", "abstract"),
-    Recipe("sn+ce", "sn+ce", "paper Table 1"),
-    Recipe("ce", "ce", "torchreid / Bag of Tricks", {"label_smoothing": 0.1, "bnneck": True}),
-    Recipe("triplet", "triplet-soft", "TriNet"),
-    Recipe("triplet-0.3", "triplet", "authors' code base", {"triplet_margin": 0.3}),
-    Recipe("bot", "triplet+ce", "Bag of Tricks", {"triplet_margin": 0.3, "label_smoothing": 0.1, "bnneck": True}),
-    Recipe("contrastive", "contrastive", "Hadsell et al. 2006"),
-)}
-#: The fields the ``triplet`` and ``bot`` recipes take once the studies are rerun (issue 25; not yet in
-#: ``RECIPES``: that changes their hashes). TriNet (Hermans et al. 2017; their code, triplet-reid): its embedding
-#: head, 1024-BN-ReLU-128, trained and tested on (``snlib.models.TriNetHead``), soft margin (the recipe's loss).
+#: TriNet (Hermans et al. 2017; their code, triplet-reid): its embedding head, 1024-BN-ReLU-128, trained and tested on
+#: (``snlib.models.TriNetHead``), soft margin (the recipe's loss).
 TRINET_FIELDS = {"embedding_head": "trinet"}
 #: Bag of Tricks (Luo et al. 2019; their code, reid-strong-baseline): margin 0.3, smoothing 0.1, BNNeck, and its
 #: warm-up, 10 of 120 epochs, as a share of the budget where the study's shared warm-up is shorter.
 BOT_FIELDS = {"triplet_margin": 0.3, "label_smoothing": 0.1, "bnneck": True, "warmup_share": 10 / 120}
+_SN_FEATURES = "the pooled features (L2-normalised by the loss)"
+_AFTER_BNNECK = "the features after the BNNeck"
+
+#: Recipe name -> :class:`Recipe` (module docstring), in the order tables list them.
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Recipe("sn", "sn", "released code", what="SN loss, the released squeeze (min S+ D)", trains_on=_SN_FEATURES),
+    Recipe("sep", "sep", "paper ablation", what="SN separation term alone (no squeeze)", trains_on=_SN_FEATURES),
+    Recipe("sn-paper", "sn-paper", "paper equation", what="SN, the paper's equation as implemented",
+           trains_on=_SN_FEATURES),
+    Recipe("sn-neighbors", "sn-neighbors", "docs/paper.md", what="SN, spread of the support positives",
+           trains_on=_SN_FEATURES),
+    Recipe("pair", "sn-pair", "abstract", what="SN, distance nearest-furthest positive", trains_on=_SN_FEATURES),
+    Recipe("sn+ce", "sn+ce", "paper Table 1", what="SN + softmax",
+           trains_on="the pooled features (SN, L2-normalised) and the classifier's logits on them (softmax)"),
+    Recipe("ce", "ce", "torchreid / Bag of Tricks", {"label_smoothing": 0.1, "bnneck": True},
+           what="softmax, label smoothing 0.1, BNNeck", trains_on="the classifier's logits after the BNNeck",
+           tests_on=_AFTER_BNNECK),
+    Recipe("triplet", "triplet-soft", "TriNet", TRINET_FIELDS,
+           what="batch-hard triplet, soft margin, TriNet's 1024-BN-ReLU-128 head",
+           trains_on="the TriNet head's 128-d output (raw)", tests_on="the TriNet head's 128-d output"),
+    Recipe("triplet-0.3", "triplet", "authors' code base", {"triplet_margin": 0.3},
+           what="batch-hard triplet, hard margin 0.3", trains_on="the raw pooled features"),
+    Recipe("bot", "triplet+ce", "Bag of Tricks", BOT_FIELDS,
+           what="triplet (margin 0.3) + softmax (smoothing 0.1), BNNeck, warm-up 10/120 of the budget",
+           trains_on="the raw pooled features before the BNNeck (triplet), the logits after it (softmax)",
+           tests_on=_AFTER_BNNECK),
+    Recipe("contrastive", "contrastive", "Hadsell et al. 2006", what="contrastive loss, margin 1",
+           trains_on="the pooled features (L2-normalised by the loss)"),
+)}
 #: The SN family: variants of the SN loss (they train at SN's selected learning rate).
 SN_FAMILY = ("sn", "sep", "sn-paper", "sn-neighbors", "pair", "sn+ce")
 #: The baselines (each gets its own learning-rate selection).

@@ -6,10 +6,15 @@ Per notebook (the plan its ``setup`` call names, ``snlib.study.plans``): the run
 with an earlier notebook (e.g. notebook 12 reads notebook 01's runs) is counted where it first trains. Where the
 protocol selects the learning rates on validation (``cpu``), the rate of a final run is not known before the
 selection: such a run counts as recorded when a record of the same configuration at any rate exists, and the
-selection's count is a minimum (a collapsed run is rerun, a rate at the grid's edge extended).
+selection's count is a minimum (a collapsed run is rerun, a rate at the grid's edge extended). Where the protocol
+chooses its budget by a pilot (``Protocol.pilot_iterations``), the pilot's runs come first (every notebook's set-up
+trains or reads them); when all of them are recorded the budget is the pilot's (read from its records), else it is
+not known before the pilot and every protocol run is counted at its largest, the pilot's length (the budget is at
+most that: ``snlib.study.pilot.budget``), so the time is an upper bound.
 
 The time is ``iterations x P x K / images per second``, the rate measured here by :func:`step_rate` (a few training
-steps of the preset's model on random images: the step only, not the data loading or the evaluations; on a CPU at
+steps of the preset's model on random images: the step only, not the data loading, the evaluations or the building
+of a trunk cache; with a cached frozen trunk, the steps of the stages it trains on the trunk's output; on a CPU at
 a small batch, scaled per image).
 """
 from __future__ import annotations
@@ -74,8 +79,9 @@ def planned_runs(plan_name: str, study, made) -> list[PlannedRun]:
     convergence = [run(loss, s, split="val", train_fraction=f, **protocol.budget(curves=True))
                    for f in protocol.fractions for loss in protocol.convergence_losses
                    for s in protocol.convergence_seeds]
-    selection = [] if protocol.rates else [run(r, 0, split="val", lr=lr, **protocol.budget(curves=True))
-                                           for r in protocol.selection for lr in protocol.lrs]
+    selection = [] if protocol.rates else [run(r, s, split="val", lr=lr, **protocol.budget(curves=True))
+                                           for r in protocol.selection for lr in protocol.lrs
+                                           for s in protocol.selection_seeds]
     if plan_name == "lr_selection":
         return selection
     if plan_name in ("table1", "ablation", "gallery_size", "template"):
@@ -90,9 +96,45 @@ def planned_runs(plan_name: str, study, made) -> list[PlannedRun]:
         return convergence
     if plan_name == "claims":
         return (selection + finals(protocol.recipes, protocol.seeds)
-                + finals(protocol.selection, (0,), protocol.long_factor * protocol.iterations) + convergence)
+                + finals(protocol.selection, protocol.long_seeds, protocol.long_factor * protocol.iterations)
+                + convergence)
     # the visual notebooks: the SN run (pools.before_after) and the networks they compare, seed 0
     return [run(loss) for loss in dict.fromkeys(["sn", *(v for v in made.networks.values() if v)])]
+
+
+def pilot_runs(study, protocol) -> list[PlannedRun]:
+    """The runs of ``protocol``'s pilot (``snlib.study.protocol.pilot_records``) in ``study``: every selected recipe
+    at its literature's rate, each of ``pilot_seeds``, ``pilot_iterations``; none without a pilot."""
+    from .study import pilot
+
+    if not protocol.pilot_iterations:
+        return []
+    rates, fields = pilot.pilot_rates(protocol.selection), pilot.pilot_budget(protocol)
+    configs = [study.config(loss, seed=seed, split="val", lr=rates[loss], **fields)
+               for loss in protocol.selection for seed in protocol.pilot_seeds]
+    return [PlannedRun(config, config.iterations) for config in configs]
+
+
+def settle_for_plan(study, protocol, root: Path, recorded: set[str]):
+    """``(study, pilot runs, budget known)``: ``study`` settled as ``snlib.study.protocol.settle`` settles it, with
+    no selection run and no pilot trained. With all of the pilot's runs recorded in ``root`` the budget is the one
+    their table chooses (``snlib.study.pilot.budget``); else it is the pilot's length, its upper bound, and
+    ``budget known`` is False."""
+    from .study import pilot
+    from .study.protocol import settle
+
+    if not protocol.pilot_iterations or "iterations" in study.overrides:
+        return settle(study, protocol, select=False), [], True
+    without = dataclasses.replace(protocol, pilot_iterations=0, epochs=None)
+    runs = pilot_runs(settle(study, without, select=False), protocol)
+    known = all(r.key in recorded for r in runs)
+    if known:
+        table = pilot.pilot_table([load_record(root / f"{r.key}.json") for r in runs], protocol.metric,
+                                  protocol.plateau_tolerance, protocol.plateau_tail)
+        budget = pilot.budget(table)
+    else:
+        budget = protocol.pilot_iterations
+    return settle(study, dataclasses.replace(without, iterations=budget), select=False), runs, known
 
 
 def _other_datasets(study, made) -> list[PlannedRun]:
@@ -111,15 +153,17 @@ def _other_datasets(study, made) -> list[PlannedRun]:
     return runs
 
 
-def recorded_keys(root: Path) -> set[str]:
-    """Every record's hash and its hash without the rate (:attr:`PlannedRun.key`) in the folder ``root``."""
+def recorded_keys(root: Path, version: int | None = None) -> set[str]:
+    """Every record's hash and its hash without the rate (:attr:`PlannedRun.key`) in the folder ``root``; with
+    ``version``, of the records of that protocol version only (a study refuses the others)."""
     keys = set()
     for path in sorted(Path(root).glob("*.json")) if Path(root).is_dir() else []:
         try:
-            config = load_record(path).config
+            record = load_record(path)
         except Exception:   # a damaged record: the study names it when it reads it
             continue
-        keys |= {config_hash(config), config_hash(config.replace(lr=1.0))}
+        if version is None or record.protocol_version == version:
+            keys |= {config_hash(record.config), config_hash(record.config.replace(lr=1.0))}
     return keys
 
 
@@ -127,32 +171,42 @@ def step_rate(config: TrainConfig, steps: int = 3, batch_ids: int | None = None)
     """Training images per second of ``config``'s model, loss and optimiser (random weights and images at its
     input size and precision) over ``steps`` timed steps after one warm-up step, at ``batch_ids`` identities of
     ``config.k`` images (default: the config's P on a GPU, 2 on a CPU, where a full batch of ResNet-50 takes
-    many seconds)."""
+    many seconds). With a frozen trunk (``train_from``) the optimiser holds only what trains; with its cache
+    (``trunk_cache``) the steps start from the trunk's output, computed once before the timing, as the engine's."""
+    from . import trunk
     from .engine import resolve_device
     from .distributed import DistInfo
     from .losses import loss_from_config
-    from .models import build_model
+    from .models import build_model, model_options
     from .precision import resolve_precision
 
     device = resolve_device(config, DistInfo())
     p = batch_ids or (config.p if device.type == "cuda" else 2)
     ids = 2 * p
-    model = build_model(config.model, pretrained=False, last_stride=config.last_stride, bnneck=config.bnneck,
-                        num_classes=ids).to(device)
+    model = build_model(**{**model_options(config), "pretrained": False, "weights_path": None}, num_classes=ids)
+    if config.train_from:
+        frozen = trunk.freeze(model, config.train_from)
+    model = model.to(device)
     precision = resolve_precision(config, device)
     if precision.channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = loss_from_config(config, ids, model.feat_dim).to(device)
-    optimizer = torch.optim.Adam([*model.parameters(), *criterion.parameters()], lr=config.lr)
+    optimizer = torch.optim.Adam([*(q for q in model.parameters() if q.requires_grad), *criterion.parameters()],
+                                 lr=config.lr)
     images = torch.randn(p * config.k, 3, config.height, config.width, device=device)
     if precision.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.arange(p, device=device).repeat_interleave(config.k)
     model.train()
+    net = model
+    if trunk.cached(config):
+        with torch.no_grad(), precision.autocast(device):
+            images = frozen(images).float()
+        net = trunk.FromTrunk(model, config.train_from)
 
     def step():   # as the engine's: forward under autocast, the loss in float32, backward, Adam
         with precision.autocast(device):
-            out = model(images)
+            out = net(images)
         loss = criterion(out.features.float(), labels,
                          logits=out.logits.float() if out.logits is not None else None)
         optimizer.zero_grad(set_to_none=True)
@@ -177,7 +231,6 @@ def plan_reproduction(preset: str, dataset: str, data_root, notebooks: list[str]
     iterations}], "images_per_s", "hours"}``."""
     from .reproduce import _plan, list_notebooks
     from .study import plans
-    from .study.protocol import settle
     from .study.study import open_study
 
     extra = dict(extra_parameters or {})
@@ -187,10 +240,12 @@ def plan_reproduction(preset: str, dataset: str, data_root, notebooks: list[str]
     overrides, sizes = extra.get("overrides") or {}, extra.get("protocol_sizes")
     with tempfile.TemporaryDirectory() as scratch:
         study = open_study(preset, dataset, settings.user_path(data_root), scratch, **overrides)
-        study = settle(study, plans.study_protocol(study, sizes), select=False)
         root = settings.user_path(records_root) / preset if records_root else study.records_root
-        recorded = recorded_keys(root)
-        seen, rows = set(), []
+        protocol = plans.study_protocol(study, sizes)
+        recorded = recorded_keys(root, protocol.version)
+        study, piloted, budget_known = settle_for_plan(study, protocol, root, recorded)
+        seen = {r.key for r in piloted}
+        rows = [_notebook_row("pilot", "pilot", piloted, recorded)] if piloted else []
         for nb, parameters in chosen.items():
             name = notebook_plan_name(nb)
             made = plans.PLANS[name](study, **{k: v for k, v in parameters.items() if k not in _SETUP_PARAMETERS})
@@ -202,6 +257,7 @@ def plan_reproduction(preset: str, dataset: str, data_root, notebooks: list[str]
     total = sum(row["iterations"] for row in rows)
     plan = {"preset": preset, "dataset": dataset, "records": settings.portable_path(root),
             "protocol": {"iterations": study.protocol.iterations, "epochs": study.protocol.epochs,
+                         "budget_known": budget_known, "version": study.protocol.version,
                          "seeds": list(study.protocol.seeds), "rates": study.protocol.rates or "selected on validation"},
             "notebooks": rows, "images_per_s": round(rate, 2), "batch": batch,
             "hours": round(total * batch / rate / 3600, 2)}
@@ -226,7 +282,10 @@ def describe_plan(plan: dict, study) -> str:
     """The plan as the console shows it."""
     protocol = plan["protocol"]
     budget = f"{protocol['iterations']} iterations" + (f" ({protocol['epochs']} epochs)" if protocol["epochs"] else "")
-    lines = [f"plan of snlib reproduce: {study.describe()}",
+    if not protocol["budget_known"]:
+        budget = (f"at most {budget}: the pilot's length (its runs are not all recorded, so the budget it chooses is "
+                  "not known yet; every protocol run is counted at that length, the time is an upper bound)")
+    lines = [f"plan of snlib reproduce (protocol version {protocol['version']}): {study.describe()}",
              f"budget of a protocol run: {budget}; seeds {protocol['seeds']}; rates: {json.dumps(protocol['rates'])}",
              f"records: {plan['records']} (a recorded run is read, not trained)"]
     if not study.protocol.rates:

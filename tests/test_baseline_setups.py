@@ -1,5 +1,5 @@
 """The baselines as their sources set them up (issue 25): TriNet's embedding head (Hermans et al. 2017), Bag of
-Tricks' BNNeck routing and warm-up (Luo et al. 2019, reid-strong-baseline), and the recipe fields they will take."""
+Tricks' BNNeck routing and warm-up (Luo et al. 2019, reid-strong-baseline), and the recipes that take them."""
 from __future__ import annotations
 
 import importlib
@@ -115,7 +115,8 @@ def test_a_checkpoint_saves_and_loads_the_head(tmp_path):
 
 def test_the_loss_and_the_test_see_the_heads_128d_output(smoke, tmp_path, monkeypatch):
     spy = _Spy()
-    config = apply_recipe(smoke, "triplet").replace(**TRINET_FIELDS)
+    config = apply_recipe(smoke, "triplet")
+    assert config.embedding_head == "trinet" and config.loss == "triplet-soft"
     run = _train_spied(config, tmp_path, monkeypatch, lambda model: spy.outputs(model.head, "head"),
                        lambda loss: spy.inputs(loss.terms["triplet-soft"], "loss"))
     assert len(spy.seen["loss"]) == len(run.history) == 4
@@ -147,7 +148,8 @@ def test_bot_routes_the_triplet_before_the_bnneck_and_classifier_and_test_after(
         spy.inputs(loss.terms["triplet"], "triplet")
         spy.inputs(loss.terms["ce"], "ce")
 
-    config = apply_recipe(smoke, "bot").replace(**BOT_FIELDS)
+    config = apply_recipe(smoke, "bot")
+    assert {k: getattr(config, k) for k in BOT_FIELDS} == BOT_FIELDS
     run = _train_spied(config, tmp_path, monkeypatch, spy_model, spy_loss)
     model = run.load_model()
     steps = len(run.history)
@@ -216,15 +218,24 @@ def test_warmup_share_is_bag_of_tricks_warmup_at_one_iteration_per_epoch():
     assert engine.lr_factor(per_epoch, 1, 1, iters_per_epoch=4) == pytest.approx(0.01 + 0.99 * 6 / 12)
 
 
-def test_recipe_fields_are_valid_and_leave_todays_recipes_alone():
+def test_the_triplet_and_bot_recipes_take_their_sources_fields():
     base = get_preset("cpu")
+    assert TRINET_FIELDS == {"embedding_head": "trinet"}
+    assert BOT_FIELDS == {"triplet_margin": 0.3, "label_smoothing": 0.1, "bnneck": True, "warmup_share": 10 / 120}
+    assert RECIPES["triplet"].fields == TRINET_FIELDS and RECIPES["bot"].fields == BOT_FIELDS
     for name, fields in (("triplet", TRINET_FIELDS), ("bot", BOT_FIELDS)):
-        today = apply_recipe(base, name)
-        switched = today.replace(**fields)
-        assert config_hash(switched) != config_hash(today)
-        assert set(fields) - set(RECIPES[name].fields) and not set(fields) & {"loss", "recipe"}
-    assert TRINET_FIELDS == {"embedding_head": "trinet"} and BOT_FIELDS["warmup_share"] == 10 / 120
-    assert RECIPES["triplet"].fields == {} and "warmup_share" not in RECIPES["bot"].fields   # not switched yet
+        config = apply_recipe(base, name)
+        assert {k: getattr(config, k) for k in fields} == fields and not set(fields) & {"loss", "recipe"}
+        # the fields change what is computed: without them (the version-1 recipe) the hash differs
+        before = config.replace(**{k: getattr(base, k) for k in fields})
+        assert config_hash(before) != config_hash(config)
+    # the other recipes keep the pooled features and the shared warm-up
+    for name in set(RECIPES) - {"triplet", "bot"}:
+        config = apply_recipe(base, name)
+        assert config.embedding_head == "" and config.warmup_share == 0.0
+    # what each trains and tests on, as the tables say
+    assert "TriNet head" in RECIPES["triplet"].trains_on and "TriNet head" in RECIPES["triplet"].tests_on
+    assert "before the BNNeck" in RECIPES["bot"].trains_on and "after the BNNeck" in RECIPES["bot"].tests_on
     with pytest.raises(ConfigError, match="embedding_head='fc' must be '' \\(none\\) or one of trinet"):
         base.replace(embedding_head="fc")
     with pytest.raises(ConfigError, match="warmup_share=1.5 must be in \\[0, 1\\)"):

@@ -80,7 +80,7 @@ def test_an_expected_error_is_one_line_and_exit_status_2(tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
-    argv = ["train", "--preset", "smoke", "--set", "mean=1,2", "--cache-root", str(tmp_path)]
+    argv = ["train", "--preset", "smoke", "--set", "normalization=explicit", "--set", "mean=1,2", "--cache-root", str(tmp_path)]
     for debug in (["--debug", *argv], [*argv, "--debug"]):
         with pytest.raises(ConfigError, match="mean=.* must hold 3 values"):
             cli(debug)
@@ -390,6 +390,19 @@ def test_recipe_bot_dry_run_prints_the_bag_of_tricks_configuration(capsys, tmp_p
             printed["bnneck"]) == ("bot", "triplet+ce", 0.3, 0.1, True)
     assert "recipe bot: loss 'triplet+ce', as Bag of Tricks, triplet_margin=0.3, label_smoothing=0.1" in out
     assert f"hash {config_hash(apply_recipe(get_preset('cpu'), 'bot'))}" in out
+
+
+def test_recipe_triplet_dry_run_shows_trinets_head_and_the_soft_margin(capsys, tmp_path):
+    status, out, _ = _run_cli(capsys, "train", "--recipe", "triplet", "--cache-root", str(tmp_path), "--dry-run")
+    assert status == 0
+    printed = _dry_run_config(out)
+    assert (printed["recipe"], printed["loss"], printed["embedding_head"]) == ("triplet", "triplet-soft", "trinet")
+    assert "recipe triplet: loss 'triplet-soft', as TriNet, embedding_head='trinet'" in out
+    assert "soft margin, TriNet's 1024-BN-ReLU-128 head; trains on the TriNet head's 128-d output" in out
+    assert f"hash {config_hash(apply_recipe(get_preset('cpu'), 'triplet'))}" in out
+    # the preset's frozen, cached trunk and its normalisation, as the study trains it
+    assert (printed["train_from"], printed["trunk_cache"], printed["normalization"]) == ("blocks.6", "memory",
+                                                                                         "backbone")
 
 
 @pytest.mark.parametrize("name", list(RECIPES))

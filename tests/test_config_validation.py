@@ -46,8 +46,9 @@ from snlib.presets import get_preset, parse_overrides
     ("loss", 3, "a string"),
 ])
 def test_a_bad_field_value_is_a_config_error_naming_the_field(field, value, allowed):
+    explicit = {"normalization": "explicit"} if field in ("mean", "std") else {}   # smoke: the backbone's
     with pytest.raises(ConfigError) as info:
-        get_preset("smoke", **{field: value})
+        get_preset("smoke", **explicit, **{field: value})
     message = str(info.value)
     assert f"{field}={value!r}" in message and allowed in message
     assert isinstance(info.value, ValueError) and isinstance(info.value, SnlibError)
@@ -55,7 +56,8 @@ def test_a_bad_field_value_is_a_config_error_naming_the_field(field, value, allo
 
 def test_good_values_pass():
     config = get_preset("smoke", model="resnet18", last_stride=2, betas=[0.5, 0.99], mean=[0.5, 0.5, 0.5],
-                        loss="sn-paper+0.5*ce", label_smoothing=0.1, eval_metric="cosine", device="cuda:1")
+                        normalization="explicit", loss="sn-paper+0.5*ce", label_smoothing=0.1, eval_metric="cosine",
+                        device="cuda:1")
     assert config.betas == (0.5, 0.99) and config.mean == (0.5, 0.5, 0.5)  # lists read as tuples
     for name in ("smoke", "cpu", "paper"):
         get_preset(name)
@@ -73,7 +75,20 @@ def test_override_and_preset_errors_are_config_errors():
             call()
     # a wrong length parses, then validation names the field (torchvision used to fail on it later)
     with pytest.raises(ConfigError, match=r"mean=\(1.0, 2.0\) must hold 3 values"):
-        get_preset("smoke", **parse_overrides(["mean=1,2"]))
+        get_preset("smoke", **parse_overrides(["normalization=explicit", "mean=1,2"]))
+
+
+def test_a_mean_or_std_the_backbone_normalisation_would_replace_is_refused():
+    """The cpu and smoke presets take the backbone's normalisation: a mean / std of one's own needs
+    normalization=explicit (it is not dropped silently); the backbone's own values, as config.json holds them, pass."""
+    with pytest.raises(ConfigError, match=r"mean=\[0.4, 0.4, 0.4\]: normalization='backbone' takes the backbone's"):
+        get_preset("cpu", mean=[0.4, 0.4, 0.4])
+    with pytest.raises(ConfigError, match=r"std=\(0.2, 0.2, 0.2\).*set normalization=explicit"):
+        get_preset("smoke", **parse_overrides(["std=0.2,0.2,0.2"]))
+    cpu = get_preset("cpu")
+    assert get_preset("cpu", mean=[0.5, 0.5, 0.5], std=(0.5, 0.5, 0.5)) == cpu
+    assert get_preset("cpu", normalization="explicit", mean=[0.4, 0.4, 0.4]).mean == (0.4, 0.4, 0.4)
+    assert cpu.from_dict(cpu.to_dict()) == cpu
 
 
 def test_validation_checks_the_loss_through_the_registry_without_building_it(monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 
 from snlib.data import ReIDDataset, Sample
 from snlib.errors import ConfigError
-from snlib.presets import PAPER_RATES, PROTOCOLS, get_preset
+from snlib.presets import PAPER_RATES, PROTOCOL_VERSION, PROTOCOLS, get_preset
 from snlib.recipes import SN_FAMILY
 from snlib.study import figures, plans, views
 from snlib.study import protocol as P
@@ -47,18 +47,53 @@ def test_the_paper_preset_trains_150_epochs_over_the_identities_at_the_literatur
     assert (budget["iterations"], budget["warmup_iterations"]) == (3450, 345)
 
 
-def test_the_cpu_and_smoke_presets_keep_the_sizes_they_had_before_they_became_data(own_distractors):
-    """The hand-written Protocols of before (published records keep their hashes)."""
-    assert plans.study_protocol(_study("cpu", "synthetic")) == Protocol(
-        num_distractors=3000, overrides={"height": 64, "width": 32})
-    assert plans.study_protocol(_study("cpu")) == Protocol(num_distractors=9)
+def test_the_smoke_preset_keeps_the_sizes_it_had_before_it_became_data(own_distractors):
+    """The hand-written Protocol of before."""
     assert plans.study_protocol(_study("paper", "synthetic", num_ids=64)).num_distractors == 3000
     smoke = Protocol(selection=("sn", "triplet", "ce"), family=("sep",), lrs=(1e-3, 2e-3), iterations=12,
                      seeds=(0, 1), long_factor=2, evaluations=3, fractions=(0.5, 1.0),
                      convergence_losses=("sn", "triplet"), convergence_seeds=(0, 1), num_distractors=20,
                      overrides={"p": 4})
     assert plans.study_protocol(_study("smoke", "synthetic")) == smoke
-    assert plans.study_protocol(_study("cpu")).rates == {}   # cpu: rates selected on validation
+    assert smoke.version == plans.study_protocol(_study("paper")).version == PROTOCOL_VERSION == 1
+
+
+CONVERGED = dict(version=2, pilot_iterations=4000, pilot_seeds=(0, 1), pilot_evaluations=20,
+                 lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2), selection_seeds=(0, 1), seeds=(0, 1, 2, 3, 4), long_factor=2,
+                 long_seeds=(0, 1), convergence_seeds=(0, 1, 2))
+
+
+def test_the_cpu_preset_runs_the_converged_protocol_version_2(own_distractors):
+    """Issue 26: a pilot chooses the budget, two selection seeds on a grid wide at both ends, 5 final seeds, long
+    runs at 2x with 2 seeds, convergence with 3 seeds; on the synthetic set a 2000-iteration pilot at 64x32."""
+    assert plans.study_protocol(_study("cpu")) == Protocol(**CONVERGED, num_distractors=9)
+    assert plans.study_protocol(_study("cpu", "synthetic")) == Protocol(
+        **{**CONVERGED, "pilot_iterations": 2000}, num_distractors=3000, overrides={"height": 64, "width": 32})
+    protocol = plans.study_protocol(_study("cpu"))
+    assert protocol.rates == {} and protocol.fractions == (0.25, 0.5, 1.0)   # rates selected on validation
+    # half-decade steps from version 1's lowest rate to 5x its highest
+    assert min(protocol.lrs) == min(Protocol().lrs) and max(protocol.lrs) == 5 * max(Protocol().lrs)
+    assert all(2.99 < b / a < 3.34 for a, b in zip(protocol.lrs, protocol.lrs[1:]))
+    assert protocol.version > PROTOCOL_VERSION
+    # a notebook's iterations still skip the pilot's budget (settle), and any size can change
+    assert plans.study_protocol(_study("cpu"), {"pilot_iterations": 0}).pilot_iterations == 0
+
+
+def test_the_sensitivity_and_convergence_plans_have_three_points_and_three_seeds(own_distractors):
+    """Issue 26: k, alpha and lambda at 3 points each, 3 seeds; convergence on 25 / 50 / 100 % of the identities
+    with >= 3 seeds (the cpu preset); the smoke preset keeps one seed and the fewest points."""
+    study = _study("cpu")
+    study.protocol = plans.study_protocol(study)
+    sweep = plans.sensitivity(study)
+    assert {name: len(values) for name, values in sweep.sweeps.items()} == {"sn_k": 3, "sn_alpha": 3, "sn_lambda": 3}
+    assert sweep.sweeps["sn_k"] == (3, 5, 10) and study.base.sn_k in sweep.sweeps["sn_k"]
+    assert sweep.seeds == (0, 1, 2) and sweep.noise_seeds == study.protocol.seeds
+    assert all(sweep.defaults[name] in values for name, values in sweep.sweeps.items() if name != "sn_k")
+    convergence = plans.convergence(SimpleNamespace(protocol=study.protocol, selection=None)).protocol
+    assert convergence.fractions == (0.25, 0.5, 1.0) and len(convergence.convergence_seeds) >= 3
+    smoke = _study("smoke", "synthetic")
+    smoke.protocol = plans.study_protocol(smoke)
+    assert plans.sensitivity(smoke).seeds == (0,)
 
 
 def test_a_notebook_changes_any_size(own_distractors):

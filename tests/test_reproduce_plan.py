@@ -1,6 +1,7 @@
 """``snlib reproduce --plan``: per notebook the runs it would train at the paper preset on a Market-layout folder
-(the paper's budget from the identities, not 100 iterations), what is already recorded, and an estimate; nothing
-trained or written beside the records' folder."""
+(the paper's budget from the identities, not 100 iterations), at the cpu preset with its pilot (the budget an upper
+bound until the pilot is recorded, then the pilot's), what is already recorded, and an estimate; nothing trained or
+written beside the records' folder."""
 from __future__ import annotations
 
 import pytest
@@ -73,3 +74,53 @@ def test_the_command_line_plan_times_a_step_and_trains_nothing(market, tmp_path,
     assert "600 iterations (150 epochs)" in out and "01_table1_market1501.ipynb (table1): 18 run(s) to train" in out
     assert "step rate here:" in out and "estimated training time:" in out
     assert not list(tmp_path.rglob("*"))
+
+
+def _pilot_record(config, cap: int) -> RunRecord:
+    """A pilot record whose validation curve rises linearly to 50 at iteration ``cap``, then stays there."""
+    every = config.eval_every_iterations
+    evaluations = [{"iteration": it, "rank1": 50 * min(it, cap) / cap, "mAP": 50 * min(it, cap) / cap}
+                   for it in range(every, config.iterations, every)]
+    return RunRecord(config=config, dataset="market1501", split="val", metrics={"rank1": 50.0, "mAP": 50.0},
+                     evaluations=evaluations, history=[], wall_time_s=1.0, protocol_version=2)
+
+
+def test_the_cpu_plan_counts_the_pilot_then_takes_its_budget(market, tmp_path, monkeypatch, capsys):
+    """Protocol version 2 at the cpu preset: the pilot (6 recipes x 2 seeds x 4000 iterations) first; before it is
+    recorded every protocol run counts at the pilot's length (an upper bound); the selection 6 recipes x 5 rates x
+    2 seeds; notebook 12 the final runs (11 recipes x 5 seeds), the long runs (6 x 2 seeds at 2x) and the
+    convergence runs (3 shares x 3 losses x 3 seeds). Once the pilot is recorded, its plateau is the budget."""
+    monkeypatch.setattr(reproduce_plan, "step_rate", lambda config, steps=3: 100.0)
+
+    def plan():
+        return reproduce_plan.plan_reproduction("cpu", "market1501", market, notebooks=["00", "12"],
+                                                extra_parameters={"overrides": OVERRIDES}, records_root=tmp_path)
+
+    first = plan()
+    assert first["protocol"]["budget_known"] is False and first["protocol"]["version"] == 2
+    rows = {row["notebook"]: row for row in first["notebooks"]}
+    pilot, selection, claims = rows["pilot"], rows["00_lr_selection.ipynb"], rows["12_claims.ipynb"]
+    assert (pilot["to_train"], pilot["iterations"]) == (12, 12 * 4000)
+    assert all(g["seeds"] == [0, 1] and g["iterations"] == 4000 for g in pilot["runs"])
+    assert (selection["to_train"], selection["iterations"]) == (60, 60 * 4000)
+    assert claims["to_train"] == 55 + 12 + 27
+    assert claims["iterations"] == 4000 * (55 + 27) + 8000 * 12
+    assert sorted(g["seeds"] for g in claims["runs"] if g["iterations"] == 8000) == [[0, 1]] * 6
+    assert "protocol version 2" in capsys.readouterr().out
+    assert not list(tmp_path.rglob("*.json"))
+
+    from snlib.study import plans
+    from snlib.study.study import open_study
+
+    study = open_study("cpu", "market1501", market, tmp_path / "out", **OVERRIDES)
+    _, runs, known = reproduce_plan.settle_for_plan(study, plans.study_protocol(study), tmp_path / "cpu", set())
+    assert not known and len(runs) == 12
+    # every recipe flat from 1000 (plateau 1200: the last quarter up to it, {1000, 1200}, is flat), bot from 1400
+    # (plateau 1800: up to 1600 the window [1200, 1600] still holds the rising 1200)
+    for r in runs:
+        write_record(_pilot_record(r.config, 1400 if r.config.recipe == "bot" else 1000), tmp_path / "cpu")
+    again = plan()
+    assert again["protocol"]["budget_known"] is True and again["protocol"]["iterations"] == 1800
+    rows = {row["notebook"]: row for row in again["notebooks"]}
+    assert rows["pilot"]["to_train"] == 0 and rows["00_lr_selection.ipynb"]["iterations"] == 60 * 1800
+    assert rows["12_claims.ipynb"]["iterations"] == 1800 * (55 + 27) + 3600 * 12

@@ -455,9 +455,12 @@ def test_a_settled_study_does_not_change(tmp_path):
 
 
 def test_the_k_sweep_scales_with_the_batch():
-    """The paper's k = 10 of 128: 5 at 64; the sweep holds that share and the paper's 10 at 64 to 256."""
+    """The paper's k = 10 of 128: 5 at 64; the sweep, three points, holds that share and the paper's 10 at 64 to
+    256; the cpu preset's k is that share of its batch."""
     assert [plans.batch_scaled_k(b) for b in (32, 64, 128, 256)] == [3, 5, 10, 20]
-    assert plans.k_sweep(64) == (3, 5, 10, 20)
-    assert plans.k_sweep(128) == (5, 10, 20, 40)
-    assert all(10 in plans.k_sweep(b) for b in (64, 128, 256))
-    assert plans.k_sweep(8) == (1, 2, 4)  # rounded half up, at least 1, no repeats
+    assert plans.k_sweep(64) == (3, 5, 10)
+    assert plans.k_sweep(128) == (5, 10, 20)
+    assert all(10 in plans.k_sweep(b) and len(plans.k_sweep(b)) == 3 for b in (64, 128, 256))
+    assert plans.k_sweep(8) == (1, 2)  # rounded half up, at least 1, no repeats
+    cpu = get_preset("cpu")
+    assert cpu.sn_k == plans.batch_scaled_k(cpu.p * cpu.k) == round(10 * 64 / 128)

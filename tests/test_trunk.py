@@ -19,7 +19,7 @@ from PIL import Image
 
 from snlib import engine, settings, trunk
 from snlib.__main__ import main as cli
-from snlib.data import PAPER_MEAN, load_dataset
+from snlib.data import PAPER_MEAN, PAPER_STD, load_dataset
 from snlib.data.decoded import clear_memory as clear_decoded
 from snlib.distributed import DistInfo
 from snlib.errors import ConfigError
@@ -101,20 +101,26 @@ def test_each_backbone_carries_the_normalisation_of_its_weights():
 
 def test_normalization_backbone_resolves_mean_and_std_and_keeps_every_other_hash():
     cpu = get_preset("cpu")
-    assert cpu.normalization == "explicit" and cpu.mean == PAPER_MEAN   # the published presets are unchanged
-    assert get_preset("paper").mean == PAPER_MEAN
-    lite0 = get_preset("cpu", normalization="backbone")
-    assert (lite0.mean, lite0.std) == ((0.5,) * 3, (0.5,) * 3)
-    resnet = lite0.replace(model="resnet50")                            # the backbone decides, not the old values
+    # the cpu and smoke presets take Lite0's own normalisation (TensorFlow weights: 0.5 / 0.5); the paper's stays
+    assert (cpu.normalization, cpu.mean, cpu.std) == ("backbone", (0.5,) * 3, (0.5,) * 3)
+    assert (get_preset("smoke").mean, get_preset("smoke").std) == ((0.5,) * 3, (0.5,) * 3)
+    paper = get_preset("paper")
+    assert (paper.normalization, paper.mean, paper.std) == ("explicit", PAPER_MEAN, PAPER_STD)
+    published = cpu.replace(normalization="explicit", mean=PAPER_MEAN, std=PAPER_STD)   # the paper's mean / std
+    assert config_hash(published) != config_hash(cpu)
+    resnet = cpu.replace(model="resnet50")                              # the backbone decides, not the old values
     assert (resnet.mean, resnet.std) == (backbone("resnet50").mean, backbone("resnet50").std)
-    assert config_hash(lite0) != config_hash(cpu)
-    assert TrainConfig.from_dict(json.loads(json.dumps(lite0.to_dict()))) == lite0   # config.json round trip
+    assert TrainConfig.from_dict(json.loads(json.dumps(cpu.to_dict()))) == cpu   # config.json round trip
     assert parse_overrides(["normalization=backbone", "train_from=blocks.6", "trunk_cache=memory"]) == {
         "normalization": "backbone", "train_from": "blocks.6", "trunk_cache": "memory"}
     # operational: the trunk cache (it gives the uncached run); part of the run: the frozen trunk
-    frozen = cpu.replace(train_from="blocks.6")
-    assert config_hash(frozen) != config_hash(cpu)
-    assert config_hash(frozen.replace(trunk_cache="disk")) == config_hash(frozen)
+    assert (cpu.train_from, cpu.trunk_cache) == ("blocks.6", "memory")
+    end_to_end = cpu.replace(train_from="", trunk_cache="off")
+    assert config_hash(end_to_end) != config_hash(cpu)
+    assert config_hash(cpu.replace(trunk_cache="disk")) == config_hash(cpu.replace(trunk_cache="off")) \
+        == config_hash(cpu)
+    with pytest.raises(ConfigError, match="trunk_cache='memory' needs a frozen trunk"):
+        cpu.replace(train_from="")
     with pytest.raises(ConfigError, match="normalization='timm' must be one of explicit, backbone"):
         cpu.replace(normalization="timm")
 
@@ -286,7 +292,8 @@ def test_a_changed_image_or_setting_rebuilds_the_cache(smoke, tmp_path, mode, da
         torch.testing.assert_close(changed[0], first[0])
         if mode == "disk":
             assert len(list(cache_dir.glob("*.npy"))) == 1                  # the stale file is gone
-        for setting in (dict(normalization="backbone"), dict(train_from="blocks.6"), dict(height=64, width=32)):
+        for setting in (dict(normalization="explicit", mean=PAPER_MEAN, std=PAPER_STD), dict(train_from="blocks.6"),
+                        dict(height=64, width=32)):
             other = config.replace(**setting)
             torch.testing.assert_close(outputs(other, copies), fresh(other, copies), rtol=1e-4, atol=1e-4)
         assert len(calls) == 4

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .. import settings
 from ..data import DataNotFoundError, images_allowed
 from ..errors import ConfigError
-from ..presets import PROTOCOLS, get_preset
+from ..presets import PROTOCOLS, batch_scaled_k, get_preset
 from . import views
 from .protocol import Protocol, settle
 from .study import Study, open_study
@@ -103,26 +103,19 @@ class Sensitivity:
         return {name: getattr(paper, name) for name in self.sweeps}
 
 
-def batch_scaled_k(batch: int) -> int:
-    """The paper's share of the batch as support neighbours, k = 10 of 128, at a batch of ``batch`` images
-    (rounded half up, at least 1): 5 at the cpu preset's 64."""
-    paper = get_preset("paper")
-    return max(1, int(paper.sn_k * batch / (paper.p * paper.k) + 0.5))
-
-
 def k_sweep(batch: int) -> tuple[int, ...]:
-    """The k of the sensitivity sweep at a batch of ``batch``: 1/2, 1, 2 and 4 times :func:`batch_scaled_k`,
-    so that it holds the paper's share of the batch and, at batches of 64 to 256, the paper's k = 10 itself
-    (3, 5, 10, 20 at 64)."""
+    """The k of the sensitivity sweep at a batch of ``batch``: 1/2, 1 and 2 times :func:`batch_scaled_k`
+    (``snlib.presets``), three points around the paper's share of the batch that, at batches of 64 to 256, hold the
+    paper's k = 10 itself (3, 5, 10 at 64)."""
     scaled = batch_scaled_k(batch)
-    return tuple(sorted({max(1, int(f * scaled + 0.5)) for f in (0.5, 1, 2, 4)}))
+    return tuple(sorted({max(1, int(f * scaled + 0.5)) for f in (0.5, 1, 2)}))
 
 
 def sensitivity(study: Study, seeds=None, k_values=None, alpha_values=None, lambda_values=None,
                 noise_seeds=None) -> Sensitivity:
-    """Notebook 04: k (:func:`k_sweep`: scaled with the batch), alpha and lambda (three points each around the
-    paper's values), two seeds, at SN's selected rate and the protocol's budget; the default point's spread over
-    ``noise_seeds`` (the protocol's SN runs)."""
+    """Notebook 04: k (:func:`k_sweep`: scaled with the batch), alpha and lambda, three points each around the
+    paper's values, three seeds (one at the smoke preset), at SN's selected rate and the protocol's budget; the
+    default point's spread over ``noise_seeds`` (the protocol's SN runs)."""
     batch = study.base.p * study.base.k
     sweeps = {"sn_k": _given(k_values, _smoke(study, (10,), k_sweep(batch))),
               "sn_alpha": _given(alpha_values, _smoke(study, (50.0,), (25.0, 50.0, 100.0))),
@@ -130,7 +123,7 @@ def sensitivity(study: Study, seeds=None, k_values=None, alpha_values=None, lamb
     labels = {"sn_k": f"k (support neighbours; {batch_scaled_k(batch)} = the paper's 10 of 128 "
                       f"at a batch of {batch})",
               "sn_alpha": "alpha (scale)", "sn_lambda": "lambda (squeeze weight)"}
-    return Sensitivity(_given(seeds, _smoke(study, (0,), (0, 1))), sweeps, {"loss": "sn"},
+    return Sensitivity(_given(seeds, _smoke(study, (0,), (0, 1, 2))), sweeps, {"loss": "sn"},
                        _given(noise_seeds, study.protocol.seeds), labels)
 
 
