@@ -17,12 +17,11 @@ writes the table. The trunk caches (one per stage and size, on disk) are built o
         --data-root ../shared/data/cuhk03p1
 
 writes ``results/cpu/cuhk03p1/trunk_check.{md,csv}`` (the table; the Markdown headed by the command) and
-``trunk_check_runs.{md,csv}`` (one row per run). Cost on the 2-core CPU: 5 variants x 3 losses x (3 rates + 1 seed) = 60 runs of 1000 iterations. At the
-speeds the issue measured (end to end at 128x64 about 9 min a run; the cached trunk from ``blocks.6`` 25 s at
-128x64 and 1.5 min at 256x128, from ``blocks.5`` 3 min at 128x64) and ``bench_train.py --trunk``'s ratio for
-``blocks.5`` at 256x128 (4.7x slower than ``blocks.6``: about 7 min): 15 x 9 + 12 x (0.5 + 1.5 + 3 + 7) = 280 min
-of training, plus four trunk caches of the about 6,300 training images of the validation split (2 min each at
-128x64, 8 min each at 256x128) and 60 validation evaluations: about 5 hours on an otherwise idle machine.
+``trunk_check_runs.{md,csv}`` (one row per run). Cost on the 2-core CPU: 5 variants x 3 losses x (3 rates + 1 seed) = 60 runs of 1000 iterations. Measured on
+cuhk03p1: the cached trunk from ``blocks.6`` 1.5 min a run at 128x64 (12 iterations a second) and 5.5 min at
+256x128, its trunk cache under a minute at 128x64 and about 6 min at 256x128; end to end at 128x64 about 9 min a
+run (the issue's measurement); ``blocks.5`` between. About 6 hours in all: run it in the background, a variant at
+a time (``--train-only``), over sessions.
 """
 from __future__ import annotations
 
@@ -128,32 +127,45 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def main(argv=None) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def check_arguments(parser: argparse.ArgumentParser, table: str) -> None:
+    """The arguments of every check on a data set's validation identities (this one, ``baselines_check.py``):
+    preset, data set, iterations, ``--set`` fields of every run, where ``table`` and the records go."""
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--dataset", default=None, help="default: the preset's (market1501 for a real folder)")
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--dataset-options", default="{}", help="JSON options of --dataset's loader")
     parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a TrainConfig field of every run (as snlib train --set)")
+    parser.add_argument("--output", default=None, help=f"folder of {table} (default results/<preset>/<folder name "
+                                                       f"of the data root>)")
+    parser.add_argument("--records", default=None, help="folder of the run records (default results/runs/<preset>)")
+
+
+def check_setup(args) -> tuple[TrainConfig, Path, Path]:
+    """``(base configuration, records folder, output folder)`` of :func:`check_arguments`' parsed ``args``."""
+    root = settings.repo_path(args.data_root)
+    data = {"dataset": args.dataset, "dataset_options": json.loads(args.dataset_options)} if args.dataset else {}
+    base = get_preset(args.preset, data_root=str(root), **data, **parse_overrides(args.set))
+    records = Path(args.records) if args.records else records_dir(args.preset)
+    out = Path(args.output) if args.output else settings.results_dir() / args.preset / Path(root).name
+    return base, records, out
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check_arguments(parser, "trunk_check.md")
     parser.add_argument("--losses", nargs="*", default=list(LOSSES))
     parser.add_argument("--lrs", nargs="*", type=float, default=list(LRS))
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     parser.add_argument("--sizes", nargs="*", default=None, metavar="HxW",
                         help="replace the variants' sizes 128x64 and 256x128, in that order (tiny tests)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="a TrainConfig field of every run (as snlib train --set)")
     parser.add_argument("--train-only", nargs="*", default=None, metavar="VARIANT",
                         help=f"train (or read) the runs of these variants only and write no table, so that the "
                              f"cheap variants land first in a background job; variants: {', '.join(VARIANTS)}")
-    parser.add_argument("--output", default=None, help="folder of trunk_check.md (default results/<preset>/"
-                                                       "<folder name of the data root>)")
-    parser.add_argument("--records", default=None, help="folder of the run records (default results/runs/<preset>)")
     args = parser.parse_args(argv)
-    root = settings.repo_path(args.data_root)
-    data = {"dataset": args.dataset, "dataset_options": json.loads(args.dataset_options)} if args.dataset else {}
-    base = get_preset(args.preset, data_root=str(root), **data, **parse_overrides(args.set))
+    base, records, out = check_setup(args)
     variants = _sized(VARIANTS, args.sizes)
-    records = Path(args.records) if args.records else records_dir(args.preset)
     if args.train_only is not None:
         unknown = sorted(set(args.train_only) - set(variants))
         if unknown:
@@ -161,7 +173,6 @@ def main(argv=None) -> pd.DataFrame:
         return run_all(base, {v: variants[v] for v in args.train_only}, args.losses, args.lrs, args.seeds,
                        args.iterations, records)
     runs = run_all(base, variants, args.losses, args.lrs, args.seeds, args.iterations, records)
-    out = Path(args.output) if args.output else settings.results_dir() / args.preset / Path(root).name
     table = summary(runs)
     save_table(runs, out, "trunk_check_runs")
     save_table(table, out, "trunk_check")
