@@ -89,25 +89,33 @@ def _row(variant: str, loss: str, lr: float, seed: int, record: RunRecord, selec
             "train_min": record.wall_time_s / 60, "diverged": record.diverged, "run": record.hash}
 
 
-def run_all(base: TrainConfig, variants: dict, losses, lrs, seeds, iterations: int, root: Path) -> pd.DataFrame:
+def run_all(base: TrainConfig, variants: dict, losses, lrs, seeds, iterations: int, root: Path,
+            landed: bool = False) -> pd.DataFrame:
     """Every run (module docstring), one row each: the selection over ``lrs`` at ``seeds[0]``, then the other
-    seeds at the selected rate."""
+    seeds at the selected rate. ``landed``: only the runs already recorded, training none; a (variant, loss) whose
+    rate grid is not complete is left out (its choice is not made yet)."""
+    def get(config):
+        return read_record(config, root) if landed else recorded(config, root)
+
     rows = []
     for variant, fields in variants.items():
         for loss in losses:
-            grid = [_row(variant, loss, lr, seeds[0], recorded(run_config(base, fields, loss, lr, seeds[0],
-                                                                           iterations), root), True) for lr in lrs]
+            found = [(lr, get(run_config(base, fields, loss, lr, seeds[0], iterations))) for lr in lrs]
+            if any(record is None for _, record in found):
+                continue
+            grid = [_row(variant, loss, lr, seeds[0], record, True) for lr, record in found]
             best = max(grid, key=lambda r: (r["mAP"] if r["mAP"] == r["mAP"] else -1.0, -r["lr"]))
             rows += grid
-            rows += [_row(variant, loss, best["lr"], seed, recorded(run_config(base, fields, loss, best["lr"], seed,
-                                                                               iterations), root), False)
-                     for seed in seeds[1:]]
-    return pd.DataFrame(rows)
+            others = [(seed, get(run_config(base, fields, loss, best["lr"], seed, iterations))) for seed in seeds[1:]]
+            rows += [_row(variant, loss, best["lr"], seed, record, False) for seed, record in others if record]
+    return pd.DataFrame(rows, columns=["variant", "loss", "lr", "seed", "selection", "rank1", "mAP", "train_min",
+                                       "diverged", "run"])
 
 
-def summary(runs: pd.DataFrame) -> pd.DataFrame:
+def summary(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
     """One row per (variant, loss) at its selected rate: rank-1 / mAP mean over seeds and per seed, training
-    minutes a run; per variant the losses ordered by mAP and whether that ordering is the first variant's."""
+    minutes a run; per variant the losses ordered by mAP and whether that ordering is the ``reference`` variant's
+    (end to end; "n/a" while it is not recorded)."""
     rows = []
     for (variant, loss), group in runs.groupby(["variant", "loss"], sort=False):
         selected = group[~group["selection"]]["lr"]
@@ -121,9 +129,10 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     order = {v: " > ".join(g.sort_values("mAP", ascending=False)["loss"]) for v, g in table.groupby("variant",
                                                                                                     sort=False)}
-    first = next(iter(order.values()))
+    first = order.get(reference)
     table["ordering (mAP)"] = table["variant"].map(order)
-    table["as end to end"] = table["ordering (mAP)"].map(lambda o: "yes" if o == first else "no")
+    table["as end to end"] = table["ordering (mAP)"].map(lambda o: "n/a" if first is None else
+                                                         "yes" if o == first else "no")
     return table
 
 
@@ -160,6 +169,8 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     parser.add_argument("--sizes", nargs="*", default=None, metavar="HxW",
                         help="replace the variants' sizes 128x64 and 256x128, in that order (tiny tests)")
+    parser.add_argument("--landed", action="store_true",
+                        help="write the table of the runs recorded so far (a partial table, so headed), train none")
     parser.add_argument("--train-only", nargs="*", default=None, metavar="VARIANT",
                         help=f"train (or read) the runs of these variants only and write no table, so that the "
                              f"cheap variants land first in a background job; variants: {', '.join(VARIANTS)}")
@@ -172,15 +183,17 @@ def main(argv=None) -> pd.DataFrame:
             parser.error(f"unknown variant(s) {unknown}; known: {list(variants)}")
         return run_all(base, {v: variants[v] for v in args.train_only}, args.losses, args.lrs, args.seeds,
                        args.iterations, records)
-    runs = run_all(base, variants, args.losses, args.lrs, args.seeds, args.iterations, records)
-    table = summary(runs)
+    runs = run_all(base, variants, args.losses, args.lrs, args.seeds, args.iterations, records, args.landed)
+    table = summary(runs, next(iter(variants)))
     save_table(runs, out, "trunk_check_runs")
     save_table(table, out, "trunk_check")
     command = "python benchmarks/trunk_check.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     markdown = (out / "trunk_check.md").read_text()
+    partial = ("**Partial: the runs recorded so far** (a variant and loss appear once their rate grid is complete; "
+               "the check goes on).\n\n") if args.landed else ""
     atomic_write(out / "trunk_check.md", f"`{command}` ({args.iterations} iterations, {base.dataset} validation "
                                           f"identities, rates from {args.lrs} on validation mAP, seed "
-                                          f"{args.seeds[0]})\n\n{markdown}")
+                                          f"{args.seeds[0]})\n\n{partial}{markdown}")
     print(markdown)
     return table
 
