@@ -17,12 +17,11 @@ writes the table. The trunk caches (one per stage and size, on disk) are built o
         --data-root ../shared/data/cuhk03p1
 
 writes ``results/cpu/cuhk03p1/trunk_check.{md,csv}`` (the table; the Markdown headed by the command) and
-``trunk_check_runs.{md,csv}`` (one row per run). Cost on the 2-core CPU: 5 variants x 3 losses x (3 rates + 1 seed) = 60 runs of 1000 iterations. At the
-speeds the issue measured (end to end at 128x64 about 9 min a run; the cached trunk from ``blocks.6`` 25 s at
-128x64 and 1.5 min at 256x128, from ``blocks.5`` 3 min at 128x64) and ``bench_train.py --trunk``'s ratio for
-``blocks.5`` at 256x128 (4.7x slower than ``blocks.6``: about 7 min): 15 x 9 + 12 x (0.5 + 1.5 + 3 + 7) = 280 min
-of training, plus four trunk caches of the about 6,300 training images of the validation split (2 min each at
-128x64, 8 min each at 256x128) and 60 validation evaluations: about 5 hours on an otherwise idle machine.
+``trunk_check_runs.{md,csv}`` (one row per run). Cost on the 2-core CPU: 5 variants x 3 losses x (3 rates + 1 seed) = 60 runs of 1000 iterations. Measured on
+cuhk03p1: the cached trunk from ``blocks.6`` 1.5 min a run at 128x64 (12 iterations a second) and 5.5 min at
+256x128, its trunk cache under a minute at 128x64 and about 6 min at 256x128; end to end at 128x64 about 9 min a
+run (the issue's measurement); ``blocks.5`` between. About 6 hours in all: run it in the background, a variant at
+a time (``--train-only``), over sessions.
 """
 from __future__ import annotations
 
@@ -93,25 +92,33 @@ def _row(variant: str, loss: str, lr: float, seed: int, record: RunRecord, selec
             "train_min": record.wall_time_s / 60, "diverged": record.diverged, "run": record.hash}
 
 
-def run_all(base: TrainConfig, variants: dict, losses, lrs, seeds, iterations: int, root: Path) -> pd.DataFrame:
+def run_all(base: TrainConfig, variants: dict, losses, lrs, seeds, iterations: int, root: Path,
+            landed: bool = False) -> pd.DataFrame:
     """Every run (module docstring), one row each: the selection over ``lrs`` at ``seeds[0]``, then the other
-    seeds at the selected rate."""
+    seeds at the selected rate. ``landed``: only the runs already recorded, training none; a (variant, loss) whose
+    rate grid is not complete is left out (its choice is not made yet)."""
+    def get(config):
+        return read_record(config, root) if landed else recorded(config, root)
+
     rows = []
     for variant, fields in variants.items():
         for loss in losses:
-            grid = [_row(variant, loss, lr, seeds[0], recorded(run_config(base, fields, loss, lr, seeds[0],
-                                                                           iterations), root), True) for lr in lrs]
+            found = [(lr, get(run_config(base, fields, loss, lr, seeds[0], iterations))) for lr in lrs]
+            if any(record is None for _, record in found):
+                continue
+            grid = [_row(variant, loss, lr, seeds[0], record, True) for lr, record in found]
             best = max(grid, key=lambda r: (r["mAP"] if r["mAP"] == r["mAP"] else -1.0, -r["lr"]))
             rows += grid
-            rows += [_row(variant, loss, best["lr"], seed, recorded(run_config(base, fields, loss, best["lr"], seed,
-                                                                               iterations), root), False)
-                     for seed in seeds[1:]]
-    return pd.DataFrame(rows)
+            others = [(seed, get(run_config(base, fields, loss, best["lr"], seed, iterations))) for seed in seeds[1:]]
+            rows += [_row(variant, loss, best["lr"], seed, record, False) for seed, record in others if record]
+    return pd.DataFrame(rows, columns=["variant", "loss", "lr", "seed", "selection", "rank1", "mAP", "train_min",
+                                       "diverged", "run"])
 
 
-def summary(runs: pd.DataFrame) -> pd.DataFrame:
+def summary(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
     """One row per (variant, loss) at its selected rate: rank-1 / mAP mean over seeds and per seed, training
-    minutes a run; per variant the losses ordered by mAP and whether that ordering is the first variant's."""
+    minutes a run; per variant the losses ordered by mAP and whether that ordering is the ``reference`` variant's
+    (end to end; "n/a" while it is not recorded)."""
     rows = []
     for (variant, loss), group in runs.groupby(["variant", "loss"], sort=False):
         selected = group[~group["selection"]]["lr"]
@@ -125,54 +132,71 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     order = {v: " > ".join(g.sort_values("mAP", ascending=False)["loss"]) for v, g in table.groupby("variant",
                                                                                                     sort=False)}
-    first = next(iter(order.values()))
+    first = order.get(reference)
     table["ordering (mAP)"] = table["variant"].map(order)
-    table["as end to end"] = table["ordering (mAP)"].map(lambda o: "yes" if o == first else "no")
+    table["as end to end"] = table["ordering (mAP)"].map(lambda o: "n/a" if first is None else
+                                                         "yes" if o == first else "no")
     return table
 
 
-def main(argv=None) -> pd.DataFrame:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def check_arguments(parser: argparse.ArgumentParser, table: str) -> None:
+    """The arguments of every check on a data set's validation identities (this one, ``baselines_check.py``):
+    preset, data set, iterations, ``--set`` fields of every run, where ``table`` and the records go."""
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--dataset", default=None, help="default: the preset's (market1501 for a real folder)")
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--dataset-options", default="{}", help="JSON options of --dataset's loader")
     parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a TrainConfig field of every run (as snlib train --set)")
+    parser.add_argument("--output", default=None, help=f"folder of {table} (default results/<preset>/<folder name "
+                                                       f"of the data root>)")
+    parser.add_argument("--records", default=None, help="folder of the run records (default results/runs/<preset>)")
+
+
+def check_setup(args) -> tuple[TrainConfig, Path, Path]:
+    """``(base configuration, records folder, output folder)`` of :func:`check_arguments`' parsed ``args``."""
+    root = settings.repo_path(args.data_root)
+    data = {"dataset": args.dataset, "dataset_options": json.loads(args.dataset_options)} if args.dataset else {}
+    base = get_preset(args.preset, data_root=str(root), **data, **parse_overrides(args.set))
+    records = Path(args.records) if args.records else records_dir(args.preset)
+    out = Path(args.output) if args.output else settings.results_dir() / args.preset / Path(root).name
+    return base, records, out
+
+
+def main(argv=None) -> pd.DataFrame:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    check_arguments(parser, "trunk_check.md")
     parser.add_argument("--losses", nargs="*", default=list(LOSSES))
     parser.add_argument("--lrs", nargs="*", type=float, default=list(LRS))
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
     parser.add_argument("--sizes", nargs="*", default=None, metavar="HxW",
                         help="replace the variants' sizes 128x64 and 256x128, in that order (tiny tests)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="a TrainConfig field of every run (as snlib train --set)")
+    parser.add_argument("--landed", action="store_true",
+                        help="write the table of the runs recorded so far (a partial table, so headed), train none")
     parser.add_argument("--train-only", nargs="*", default=None, metavar="VARIANT",
                         help=f"train (or read) the runs of these variants only and write no table, so that the "
                              f"cheap variants land first in a background job; variants: {', '.join(VARIANTS)}")
-    parser.add_argument("--output", default=None, help="folder of trunk_check.md (default results/<preset>/"
-                                                       "<folder name of the data root>)")
-    parser.add_argument("--records", default=None, help="folder of the run records (default results/runs/<preset>)")
     args = parser.parse_args(argv)
-    root = settings.repo_path(args.data_root)
-    data = {"dataset": args.dataset, "dataset_options": json.loads(args.dataset_options)} if args.dataset else {}
-    base = get_preset(args.preset, data_root=str(root), **data, **parse_overrides(args.set))
+    base, records, out = check_setup(args)
     variants = _sized(VARIANTS, args.sizes)
-    records = Path(args.records) if args.records else records_dir(args.preset)
     if args.train_only is not None:
         unknown = sorted(set(args.train_only) - set(variants))
         if unknown:
             parser.error(f"unknown variant(s) {unknown}; known: {list(variants)}")
         return run_all(base, {v: variants[v] for v in args.train_only}, args.losses, args.lrs, args.seeds,
                        args.iterations, records)
-    runs = run_all(base, variants, args.losses, args.lrs, args.seeds, args.iterations, records)
-    out = Path(args.output) if args.output else settings.results_dir() / args.preset / Path(root).name
-    table = summary(runs)
+    runs = run_all(base, variants, args.losses, args.lrs, args.seeds, args.iterations, records, args.landed)
+    table = summary(runs, next(iter(variants)))
     save_table(runs, out, "trunk_check_runs")
     save_table(table, out, "trunk_check")
     command = "python benchmarks/trunk_check.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     markdown = (out / "trunk_check.md").read_text()
+    partial = ("**Partial: the runs recorded so far** (a variant and loss appear once their rate grid is complete; "
+               "the check goes on).\n\n") if args.landed else ""
     atomic_write(out / "trunk_check.md", f"`{command}` ({args.iterations} iterations, {base.dataset} validation "
                                           f"identities, rates from {args.lrs} on validation mAP, seed "
-                                          f"{args.seeds[0]})\n\n{markdown}")
+                                          f"{args.seeds[0]})\n\n{partial}{markdown}")
     print(markdown)
     return table
 

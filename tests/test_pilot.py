@@ -7,7 +7,7 @@ import pytest
 
 from snlib.presets import PAPER_RATES, get_preset
 from snlib.records import RunRecord
-from snlib.study import pilot
+from snlib.study import figures, pilot
 from snlib.study import protocol as P
 
 
@@ -91,3 +91,8 @@ def test_a_study_with_a_pilot_takes_its_budget_from_it(data_root, tmp_path, monk
     forced = P.settle(open_study("smoke", data_root=data_root, output_dir=tmp_path / "out", height=32, width=16,
                                  p=4, iterations=5), plans.study_protocol(study, sizes), select=False)
     assert forced.pilot is None                                             # a forced budget runs no pilot
+    shown, curves = P.pilot_report(settled)                                 # notebook 00: read, not trained
+    assert shown.equals(table) and set(curves["loss"]) == {"sn", "ce"} and set(curves["iteration"]) == {2, 4, 6}
+    assert figures.pilot_curves(curves, shown, settled.protocol.iterations).axes[0].lines
+    empty, none = P.pilot_report(forced)
+    assert empty.empty and none.empty and not figures.pilot_curves(none, empty, 5).axes[0].lines

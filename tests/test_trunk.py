@@ -360,15 +360,21 @@ def test_test_features_from_the_cache_are_the_images(smoke, data_root, eval_flip
     assert np.array_equal(cached[1], plain[1]) and np.array_equal(cached[2], plain[2])
 
 
-def test_the_trunk_check_runs_records_and_resumes_on_tiny_data(data_root, tmp_path, monkeypatch):
-    """benchmarks/trunk_check.py on the smoke set: 5 variants x 2 losses, a 2-rate grid, 2 seeds, 3 iterations;
-    the second call trains nothing (records) and writes the same table."""
+def _tiny_trunk_check(data_root, tmp_path, monkeypatch):
+    """benchmarks/trunk_check.py imported, and its arguments on the smoke set: 2 losses, a 2-rate grid, 2 seeds, 3
+    iterations, sizes 32x16 / 48x24, run cache, table and records in ``tmp_path``."""
     monkeypatch.setenv("SNLIB_CACHE", str(tmp_path / "cache"))
     monkeypatch.syspath_prepend(str(settings.repo_root() / "benchmarks"))
-    check = importlib.import_module("trunk_check")
     argv = ["--preset", "smoke", "--data-root", data_root, "--iterations", "3", "--losses", "sn", "contrastive",
             "--lrs", "1e-3", "3e-3", "--seeds", "0", "1", "--sizes", "32x16", "48x24", "--set", "p=4",
             "--output", str(tmp_path / "out"), "--records", str(tmp_path / "records")]
+    return importlib.import_module("trunk_check"), argv
+
+
+def test_the_trunk_check_runs_records_and_resumes_on_tiny_data(data_root, tmp_path, monkeypatch):
+    """benchmarks/trunk_check.py on the smoke set: 5 variants x 2 losses, a 2-rate grid, 2 seeds, 3 iterations;
+    the second call trains nothing (records) and writes the same table."""
+    check, argv = _tiny_trunk_check(data_root, tmp_path, monkeypatch)
     table = check.main(argv)
     runs = pd.read_csv(tmp_path / "out" / "trunk_check_runs.csv")
     assert len(runs) == 5 * 2 * 3 and set(runs["variant"]) == {"end to end 32x16", "blocks.5 32x16",
@@ -387,3 +393,17 @@ def test_the_trunk_check_runs_records_and_resumes_on_tiny_data(data_root, tmp_pa
     assert again.equals(table)
     del sys.modules["trunk_check"]
 
+
+
+def test_the_trunk_check_tables_what_has_landed_without_training(data_root, tmp_path, monkeypatch):
+    """``--landed``: the table of the variants recorded so far (a partial table, so headed), nothing trained; the
+    ordering is compared with end to end only once end to end is recorded."""
+    check, argv = _tiny_trunk_check(data_root, tmp_path, monkeypatch)
+    check.main(argv + ["--train-only", "blocks.6 32x16"])
+    assert not (tmp_path / "out").exists()                                  # --train-only writes no table
+    monkeypatch.setattr(check, "train", lambda *a, **k: pytest.fail("--landed trained a run"))
+    table = check.main(argv + ["--landed"])
+    assert set(table["variant"]) == {"blocks.6 32x16"} and set(table["loss"]) == {"sn", "contrastive"}
+    assert set(table["as end to end"]) == {"n/a"}
+    assert "**Partial: the runs recorded so far**" in (tmp_path / "out" / "trunk_check.md").read_text()
+    del sys.modules["trunk_check"]

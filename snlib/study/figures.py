@@ -284,6 +284,31 @@ def lr_selection(selection: pd.DataFrame, floor: dict | None = None, metrics: Se
     return fig
 
 
+def pilot_curves(curves: pd.DataFrame, table: pd.DataFrame, budget: int, metric: str = "mAP"):
+    """The pilot's validation ``metric`` against the iteration, one line per recipe (mean over its seeds), a dot
+    where each recipe plateaued (``snlib.study.pilot``; open where it never did) and the chosen ``budget`` dashed.
+    Without a pilot (empty tables) a note that the budget is fixed."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    if curves.empty:
+        ax.text(0.5, 0.5, f"no pilot: the protocol's budget is fixed at {budget} iterations", ha="center",
+                va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    plateaus = table.set_index("loss")
+    for i, (name, rows) in enumerate(curves.groupby("loss", sort=False)):
+        rows = rows.sort_values("iteration")
+        ax.plot(rows["iteration"], rows[metric], color=f"C{i}", label=loss_label(name))
+        row = plateaus.loc[name]
+        ax.scatter([row["plateau"]], [row["value at plateau"]], s=60, color=f"C{i}" if row["plateaued"] else "white",
+                   edgecolor=f"C{i}", zorder=3)
+    ax.axvline(budget, color="grey", linestyle="--", label=f"budget {budget}")
+    ax.set_xlabel("iteration (constant rate after the warm-up)")
+    ax.set_ylabel(f"validation {metric_label(metric)}")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 def _fixed_rates(rates: pd.DataFrame):
     """One row per recipe (``loss, lr``): its fixed learning rate on a log axis (nothing was selected)."""
     fig, ax = plt.subplots(figsize=(6.0, 0.4 * len(rates) + 1.2))

@@ -48,6 +48,7 @@ def findings_markdown(claims: pd.DataFrame, title: str, regime_text: str) -> str
 
 
 def save_findings(claims: pd.DataFrame, study, title: str | None = None) -> Path:
-    """``findings.md`` of ``study`` (its output folder) from its ``claims`` table."""
-    text = findings_markdown(claims, title or f"{study.dataset_name}, `{study.preset}` preset", regime(study))
+    """``findings.md`` of ``study`` (its output folder) from its ``claims`` table; the title names the output
+    folder (the data set's folder name: ``cuhk03p1``, ``synthetic``) and the preset."""
+    text = findings_markdown(claims, title or f"{Path(study.output_dir).name}, `{study.preset}` preset", regime(study))
     return settings.atomic_write(Path(study.output_dir) / "findings.md", text)

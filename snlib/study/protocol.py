@@ -146,6 +146,14 @@ def run_pilot(study: Study, progress: bool = True) -> pd.DataFrame:
                              protocol.plateau_tail)
 
 
+def pilot_report(study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(table, curves)`` of the study's pilot (``Study.pilot`` and ``pilot.pilot_curves`` of its records, read,
+    not trained: ``settle`` ran them); both empty where the protocol has no pilot (its budget is fixed)."""
+    if study.pilot is None:
+        return pd.DataFrame(columns=list(pilot.COLUMNS)), pd.DataFrame(columns=["loss", "iteration", "mAP", "seeds"])
+    return study.pilot, pilot.pilot_curves(pilot_records(study, progress=False), study.protocol.metric)
+
+
 def fixed_rates(protocol: Protocol) -> dict[str, float]:
     """Every recipe's rate from the protocol's fixed ``rates``; SN's variants without one take SN's."""
     rates = dict(protocol.rates)
