@@ -170,9 +170,10 @@ def recorded_keys(root: Path, version: int | None = None) -> set[str]:
 def step_rate(config: TrainConfig, steps: int = 3, batch_ids: int | None = None) -> float:
     """Training images per second of ``config``'s model, loss and optimiser (random weights and images at its
     input size and precision) over ``steps`` timed steps after one warm-up step, at ``batch_ids`` identities of
-    ``config.k`` images (default: the config's P on a GPU, 2 on a CPU, where a full batch of ResNet-50 takes
-    many seconds). With a frozen trunk (``train_from``) the optimiser holds only what trains; with its cache
-    (``trunk_cache``) the steps start from the trunk's output, computed once before the timing, as the engine's."""
+    ``config.k`` images (default: the config's P on a GPU or from a trunk cache, 2 on a CPU otherwise, where a
+    full batch of ResNet-50 takes many seconds; a small batch underestimates the rate of a cheap step). With a
+    frozen trunk (``train_from``) the optimiser holds only what trains; with its cache (``trunk_cache``) the steps
+    start from the trunk's output, computed once before the timing, as the engine's."""
     from . import trunk
     from .engine import resolve_device
     from .distributed import DistInfo
@@ -181,7 +182,7 @@ def step_rate(config: TrainConfig, steps: int = 3, batch_ids: int | None = None)
     from .precision import resolve_precision
 
     device = resolve_device(config, DistInfo())
-    p = batch_ids or (config.p if device.type == "cuda" else 2)
+    p = batch_ids or (config.p if device.type == "cuda" or trunk.cached(config) else 2)
     ids = 2 * p
     model = build_model(**{**model_options(config), "pretrained": False, "weights_path": None}, num_classes=ids)
     if config.train_from:

@@ -74,6 +74,14 @@ def test_the_records_are_small_and_hold_no_weights(study):
     assert referenced <= {p.stem for p in paths}
 
 
+def _published_version(out) -> int:
+    """The protocol version of the records a published study's claims name (one, or the study is mixed)."""
+    versions = {load_record(RECORDS / f"{h}.json").protocol_version
+                for h in _records(pd.read_csv(out / "claims.csv")["records"])}
+    assert len(versions) == 1, f"{out.name} mixes records of protocol versions {sorted(versions)}"
+    return versions.pop()
+
+
 @pytest.mark.slow
 def test_the_tables_of_the_records_rebuild_byte_for_byte(study, tmp_path, monkeypatch):
     """What a fresh clone computes from the committed records alone (nothing trains; only the untrained network is
@@ -82,6 +90,7 @@ def test_the_tables_of_the_records_rebuild_byte_for_byte(study, tmp_path, monkey
     from snlib import engine
     from snlib.study import claims as claims_module
     from snlib.study import plans, protocol
+    from snlib.study.study import open_study
 
     def no_training(config, **kwargs):
         raise AssertionError(f"a published run was trained again: {config.label} seed {config.seed}")
@@ -89,6 +98,11 @@ def test_the_tables_of_the_records_rebuild_byte_for_byte(study, tmp_path, monkey
     out, dataset, data_root = study
     if not settings.repo_path(data_root).exists():
         pytest.skip(f"{data_root} is absent")
+    published, current = _published_version(out), plans.study_protocol(
+        open_study("cpu", dataset, settings.repo_path(data_root), tmp_path / "probe")).version
+    if published != current:
+        pytest.skip(f"{out.name} holds the study of protocol version {published}; the cpu preset runs version "
+                    f"{current}, whose rerun of this study is in progress (README: what is published)")
     monkeypatch.setattr(engine, "train", no_training)
     settled, _ = plans.setup("claims", "cpu", dataset, data_root, tmp_path)
     settled.save_table(settled.selection, "lr_selection")
