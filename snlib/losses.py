@@ -1,4 +1,5 @@
-"""Losses: the Support Neighbor (SN) loss and the baselines the paper compares against.
+"""Losses: the Support Neighbor (SN) loss, the baselines the paper compares against, and the losses that came
+after it (pytorch-metric-learning's, built only when used: the ``pml`` extra).
 
 Every loss is an ``nn.Module`` called as ``loss_fn(features, labels)`` (``CrossEntropyLoss`` takes classifier
 logits instead of features) and returns a scalar float32 tensor (float64 for float64 inputs). The work is done in
@@ -7,7 +8,8 @@ float32 with autocast disabled, whatever the input precision, and on the inputs'
 
 Distances are Euclidean (not squared), from one matrix product with near-duplicate pairs recomputed exactly
 (``euclidean_distance_matrix``); the square root is taken of ``max(D^2, 1e-12)``, so gradients stay finite when two
-features coincide (as in torchreid and fast-reid).
+features coincide (as in torchreid and fast-reid). The later losses (circle, multi-similarity, supervised
+contrastive, ArcFace, CosFace) are PML's own loss objects, called on the features; they rank by cosine similarity.
 
 ``build_loss("sn+0.5*ce", num_classes=...)`` combines weighted terms by name into a :class:`CombinedLoss`; the
 names are registered with the class (``@register_loss``), together with the ``TrainConfig`` fields each term
@@ -31,7 +33,8 @@ from .errors import did_you_mean
 
 __all__ = [
     "SQUEEZE_READINGS", "LOSS_NAMES", "SupportSets", "support_neighbors", "SupportNeighborLoss", "TripletLoss",
-    "ContrastiveLoss", "CenterLoss", "CrossEntropyLoss", "CombinedLoss", "build_loss", "LOSSES", "LossTerm",
+    "ContrastiveLoss", "CenterLoss", "CrossEntropyLoss", "CircleLoss", "MultiSimilarityLoss", "SupConLoss",
+    "ArcFaceLoss", "CosFaceLoss", "CombinedLoss", "build_loss", "LOSSES", "LossTerm",
     "register_loss", "config_options", "loss_from_config", "euclidean_distance_matrix",
     "support_neighbor_loss_reference",
 ]
@@ -111,6 +114,13 @@ def _check_class_labels(labels: Tensor, num_classes: int, what: str) -> None:
         raise ValueError(f"{what} needs class indices in [0, {num_classes}); got labels in "
                          f"[{labels.min().item()}, {labels.max().item()}]: relabel the training identities "
                          "0..C-1 (snlib.data does) and set num_classes to C")
+
+
+def _check_dimensions(what: str, num_classes, feat_dim) -> None:
+    """Raise a ValueError unless ``num_classes`` and ``feat_dim`` are positive integers (a loss with class weights)."""
+    for name, value in (("num_classes", num_classes), ("feat_dim", feat_dim)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{what} needs a positive integer {name}; got {value!r}")
 
 
 def euclidean_distance_matrix(features: Tensor, normalize: bool = False) -> Tensor:
@@ -539,9 +549,7 @@ class CenterLoss(_LoggedLoss):
 
     def __init__(self, num_classes: int, feat_dim: int) -> None:
         super().__init__()
-        for name, value in (("num_classes", num_classes), ("feat_dim", feat_dim)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"CenterLoss needs a positive integer {name}; got {value!r}")
+        _check_dimensions("CenterLoss", num_classes, feat_dim)
         self.num_classes, self.feat_dim = num_classes, feat_dim
         self.centers = nn.Parameter(torch.randn(num_classes, feat_dim))
 
@@ -588,6 +596,166 @@ class CrossEntropyLoss(_LoggedLoss):
         with torch.no_grad():
             self._record(loss=loss, accuracy=(logits.argmax(dim=1) == labels).float().mean())
         return loss
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The losses that came after SN, from pytorch-metric-learning (the ``pml`` extra)
+# --------------------------------------------------------------------------------------------------------------
+
+def _pml():
+    """pytorch-metric-learning's ``losses`` and ``miners`` modules, imported when a loss of this section is built."""
+    try:
+        from pytorch_metric_learning import losses, miners
+    except ImportError:  # pragma: no cover - the test environment has the extra
+        raise ImportError("the losses circle, ms, supcon, arcface and cosface are pytorch-metric-learning's: "
+                          "pip install 'snlib[pml]'") from None
+    return losses, miners
+
+
+class _PMLLoss(_LoggedLoss):
+    """A pytorch-metric-learning loss ``pml`` (and a miner, or None) called on a batch of features:
+    ``pml(features, labels, miner(features, labels))``, in float32 (float64 for float64 features) with autocast off.
+    Its own parameters (the class weights of the margin softmaxes) are this module's: ``parameters()`` yields them,
+    so the engine's optimiser trains them with the model. ``last``: ``loss``; with a miner also ``mined_pos`` and
+    ``mined_neg``, the pairs it kept."""
+
+    def __init__(self, pml, miner=None, num_classes: int | None = None, feat_dim: int | None = None) -> None:
+        super().__init__()
+        self.pml, self.miner = pml, miner
+        self.num_classes, self.feat_dim = num_classes, feat_dim
+
+    @_full_precision
+    def forward(self, features: Tensor, labels: Tensor) -> Tensor:
+        features, labels = _check_batch(features, labels)
+        if self.num_classes is not None:
+            if features.shape[1] != self.feat_dim:
+                raise ValueError(f"{type(self).__name__} was built for feat_dim={self.feat_dim} but features have "
+                                 f"{features.shape[1]} dimensions")
+            _check_class_labels(labels, self.num_classes, type(self).__name__)
+        pairs = self.miner(features, labels) if self.miner is not None else None
+        loss = self.pml(features, labels, pairs)
+        with torch.no_grad():
+            mined = {} if pairs is None else {"mined_pos": len(pairs[0]), "mined_neg": len(pairs[2])}
+            self._record(loss=loss, **mined)
+        return loss
+
+
+def _check_positive(**values) -> None:
+    """Raise a ValueError unless every value is a finite number > 0 (named by its keyword)."""
+    for name, value in values.items():
+        _check_number(name, value, 0.0, strict=True)
+
+
+@register_loss({"circle": {}})
+class CircleLoss(_PMLLoss):
+    """Circle loss with pair-wise labels (Sun et al., CVPR 2020), PML's ``CircleLoss``. On the cosine similarities
+    of the batch (the features L2-normalised), per anchor over its positives s_p and negatives s_n::
+
+        softplus( logsumexp_n gamma a_n (s_n - m)  +  logsumexp_p -gamma a_p (s_p - 1 + m) ),
+        a_p = relu(1 + m - s_p),  a_n = relu(s_n + m)   (weights, no gradient)
+
+    averaged over the anchors that have both. ``m = 0.25, gamma = 128``: the paper's values for person re-ID (PML's
+    docstring quotes them: 0.25 / 256 for faces, 0.4 / 80, PML's defaults, for fine-grained retrieval)."""
+
+    def __init__(self, m: float = 0.25, gamma: float = 128.0) -> None:
+        _check_positive(m=m, gamma=gamma)
+        losses, _ = _pml()
+        super().__init__(losses.CircleLoss(m=float(m), gamma=float(gamma)))
+        self.m, self.gamma = float(m), float(gamma)
+
+    def extra_repr(self) -> str:
+        return f"m={self.m}, gamma={self.gamma}"
+
+
+@register_loss({"ms": {}})
+class MultiSimilarityLoss(_PMLLoss):
+    """Multi-similarity loss with its pair mining (Wang et al., CVPR 2019), PML's ``MultiSimilarityLoss`` on the
+    pairs of PML's ``MultiSimilarityMiner``. Cosine similarities S (the features L2-normalised); the miner keeps the
+    positives with ``S_ip - epsilon < max_n S_in`` and the negatives with ``S_in + epsilon > min_p S_ip``; per
+    anchor, over the kept pairs::
+
+        1/alpha log(1 + sum_p exp(-alpha (S_ip - base))) + 1/beta log(1 + sum_n exp(beta (S_in - base)))
+
+    averaged over all anchors (one without kept pairs counts 0). ``scale_pos`` (alpha) = 2, ``scale_neg`` (beta)
+    = 50, ``base`` (lambda) = 0.5, ``epsilon`` = 0.1: PML's defaults; the authors' code (research-ms-loss) has
+    alpha 2, lambda 0.5, epsilon 0.1 and beta 40 in its default configuration, 50 in PML's."""
+
+    def __init__(self, scale_pos: float = 2.0, scale_neg: float = 50.0, base: float = 0.5,
+                 epsilon: float = 0.1) -> None:
+        _check_positive(scale_pos=scale_pos, scale_neg=scale_neg)
+        _check_number("epsilon", epsilon, 0.0, strict=False)
+        _check_number("base", base, -1.0, strict=False, what=" (a cosine similarity)")
+        losses, miners = _pml()
+        super().__init__(losses.MultiSimilarityLoss(alpha=float(scale_pos), beta=float(scale_neg), base=float(base)),
+                         miners.MultiSimilarityMiner(epsilon=float(epsilon)))
+        self.scale_pos, self.scale_neg, self.base, self.epsilon = (float(v) for v in (scale_pos, scale_neg, base,
+                                                                                      epsilon))
+
+    def extra_repr(self) -> str:
+        return f"scale_pos={self.scale_pos}, scale_neg={self.scale_neg}, base={self.base}, epsilon={self.epsilon}"
+
+
+@register_loss({"supcon": {}})
+class SupConLoss(_PMLLoss):
+    """Supervised contrastive loss (Khosla et al., NeurIPS 2020; their L_out), PML's ``SupConLoss``. Cosine
+    similarities S (the features L2-normalised); per anchor i with positives P(i)::
+
+        -1/|P(i)| sum_{p in P(i)} log( exp(S_ip / t) / sum_{a != i} exp(S_ia / t) )
+
+    averaged over the anchors that have a positive. ``temperature`` t = 0.1 (the paper's; PML's default)."""
+
+    def __init__(self, temperature: float = 0.1) -> None:
+        _check_positive(temperature=temperature)
+        losses, _ = _pml()
+        super().__init__(losses.SupConLoss(temperature=float(temperature)))
+        self.temperature = float(temperature)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+
+@register_loss({"arcface": {}})
+class ArcFaceLoss(_PMLLoss):
+    """ArcFace (Deng et al., CVPR 2019), PML's ``ArcFaceLoss``: softmax cross-entropy over ``num_classes`` learned
+    class weights W (``pml.W``, feat_dim x num_classes, a parameter of this module) with the cosines of the
+    L2-normalised features and weights as logits, the target's angle widened by ``arc_margin`` (radians)::
+
+        logit_j = scale cos(theta_j)  (j != y),   logit_y = scale cos(theta_y + arc_margin)
+
+    (``scale (cos(theta_y) - m sin(m))`` where theta_y + m > pi, PML's monotonic continuation). ``arc_margin = 0.5``
+    (28.6 degrees), ``scale = 64``: the paper's. Labels are class indices 0..num_classes-1. (The margin is not
+    called ``margin``: the triplet's ``triplet_margin`` reaches every term's ``margin``.)"""
+
+    def __init__(self, num_classes: int, feat_dim: int, arc_margin: float = 0.5, scale: float = 64.0) -> None:
+        _check_dimensions("ArcFaceLoss", num_classes, feat_dim)
+        _check_positive(arc_margin=arc_margin, scale=scale)
+        losses, _ = _pml()   # PML's margin is in degrees
+        super().__init__(losses.ArcFaceLoss(num_classes, feat_dim, margin=math.degrees(arc_margin),
+                                            scale=float(scale)), num_classes=num_classes, feat_dim=feat_dim)
+        self.arc_margin, self.scale = float(arc_margin), float(scale)
+
+    def extra_repr(self) -> str:
+        return (f"num_classes={self.num_classes}, feat_dim={self.feat_dim}, arc_margin={self.arc_margin}, "
+                f"scale={self.scale}")
+
+
+@register_loss({"cosface": {}})
+class CosFaceLoss(_PMLLoss):
+    """CosFace (Wang et al., CVPR 2018), PML's ``CosFaceLoss``: as :class:`ArcFaceLoss` with the margin subtracted
+    from the target's cosine: ``logit_y = scale (cos(theta_y) - cos_margin)``, ``logit_j = scale cos(theta_j)``.
+    ``cos_margin = 0.35``, ``scale = 64``: the paper's."""
+
+    def __init__(self, num_classes: int, feat_dim: int, cos_margin: float = 0.35, scale: float = 64.0) -> None:
+        _check_dimensions("CosFaceLoss", num_classes, feat_dim)
+        _check_positive(cos_margin=cos_margin, scale=scale)
+        losses, _ = _pml()
+        super().__init__(losses.CosFaceLoss(num_classes, feat_dim, margin=float(cos_margin), scale=float(scale)),
+                         num_classes=num_classes, feat_dim=feat_dim)
+        self.cos_margin, self.scale = float(cos_margin), float(scale)
+
+    def extra_repr(self) -> str:
+        return (f"num_classes={self.num_classes}, feat_dim={self.feat_dim}, cos_margin={self.cos_margin}, "
+                f"scale={self.scale}")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -700,9 +868,12 @@ def build_loss(spec: str, num_classes: int | None = None, feat_dim: int | None =
 
     Terms are joined by ``+``, each optionally weighted ``"w*name"``; names: ``sn`` (released squeeze),
     ``sn-paper``, ``sn-neighbors``, ``sn-released``, ``sn-pair`` / ``pair``, ``sn-none`` / ``sep`` (no squeeze),
-    ``triplet``, ``triplet-soft``, ``contrastive``, ``center`` (needs num_classes and feat_dim), ``ce``.
+    ``triplet``, ``triplet-soft``, ``contrastive``, ``center`` (needs num_classes and feat_dim), ``ce``; the
+    later losses of pytorch-metric-learning (the ``pml`` extra): ``circle``, ``ms``, ``supcon``, ``arcface`` and
+    ``cosface`` (these two need num_classes and feat_dim).
     ``options`` go to every term whose constructor takes them (``k``, ``alpha``, ``lam``, ``normalize``,
-    ``margin``, ``label_smoothing``); an option no term takes, or one that contradicts a term's name, is an error.
+    ``margin``, ``label_smoothing``, ``gamma``, ``scale``, ...); an option no term takes, or one that contradicts a
+    term's name, is an error.
     """
     terms = {}
     for name, (weight, cls, kwargs) in loss_arguments(spec, num_classes, feat_dim, **options).items():

@@ -418,7 +418,10 @@ PRESETS = {"smoke": _smoke, "cpu": _cpu, "paper": _paper}
 #: The literature's learning rates of the paper preset's recipes (Adam, ResNet-50, P x K batches), with their
 #: source. contrastive: no re-ID paper trains this loss (Hadsell et al. 2006, normalised features, margin 1) on
 #: ResNet-50 with P x K batches, so it takes the Adam rate of the other verification loss on that backbone and
-#: batch, TriNet's 3e-4. triplet-0.3: the authors' code base trains its triplet baseline as it trains SN.
+#: batch, TriNet's 3e-4. triplet-0.3: the authors' code base trains its triplet baseline as it trains SN. The losses
+#: after SN (``snlib.recipes.LATER``) were not published with Adam on ResNet-50 at P x K re-ID batches: the pair
+#: losses (circle, ms, supcon) take TriNet's 3e-4 as contrastive does; the margin softmaxes (arcface, cosface) take
+#: the rate fast-reid trains its margin-softmax heads at on ResNet-50 (configs/Base-SBS.yml: Adam 3.5e-4).
 PAPER_RATES = {
     "sn": (2e-4, "the paper (Adam 2e-4)"),
     "ce": (3e-4, "torchreid's softmax baseline (Adam 3e-4)"),
@@ -426,6 +429,16 @@ PAPER_RATES = {
     "triplet-0.3": (2e-4, "the authors' code base (its triplet baseline, as SN: Adam 2e-4)"),
     "bot": (3.5e-4, "Luo et al. 2019, Bag of Tricks (Adam 3.5e-4)"),
     "contrastive": (3e-4, "none published for this loss on ResNet-50: TriNet's Adam 3e-4 (the verification loss)"),
+    "circle": (3e-4, "none published for the pair-wise Circle loss on ResNet-50 with Adam: TriNet's Adam 3e-4 "
+                     "(the verification loss)"),
+    "ms": (3e-4, "none published for re-ID: the authors' code trains BN-Inception on CUB at Adam 3e-5, batch 80; "
+                 "TriNet's Adam 3e-4 (the verification loss)"),
+    "supcon": (3e-4, "none published for this backbone and batch: the paper trains with SGD/LARS at batches of "
+                     "thousands; TriNet's Adam 3e-4 (the verification loss)"),
+    "arcface": (3.5e-4, "none published for re-ID with Adam (the paper: SGD 0.1, faces): fast-reid's margin-softmax "
+                        "heads on ResNet-50 (Base-SBS: Adam 3.5e-4)"),
+    "cosface": (3.5e-4, "none published for re-ID with Adam (the paper: SGD, faces): fast-reid's margin-softmax "
+                        "heads on ResNet-50 (Base-SBS: Adam 3.5e-4)"),
 }
 
 #: The version of the study protocol (``snlib.study.protocol``) whose records a study writes and reads: raised when

@@ -23,12 +23,32 @@ bot            triplet (0.3) + smoothed softmax, BNNeck,  triplet: pooled featur
                warm-up 10/120 of the budget               before the BNNeck; softmax:                              without the center loss
                                                           logits after it
 contrastive    contrastive loss, margin 1                 pooled features (L2-norm.)  pooled features              Hadsell et al. 2006, as snlib.losses
+circle         Circle loss, pair-wise labels,             pooled features (cosine)    pooled features              Sun et al. 2020 (CVPR), the re-ID values;
+               m=0.25, gamma=128                                                                                   PML CircleLoss
+ms             multi-similarity loss and its miner,       pooled features (cosine)    pooled features              Wang et al. 2019 (CVPR); PML
+               alpha=2, beta=50, lambda=0.5, eps=0.1                                                               MultiSimilarityLoss + MultiSimilarityMiner
+supcon         supervised contrastive, temperature 0.1    pooled features (cosine)    pooled features              Khosla et al. 2020 (NeurIPS); PML SupConLoss
+arcface        ArcFace, margin 0.5 rad, scale 64,         pooled features against     pooled features              Deng et al. 2019 (CVPR); PML ArcFaceLoss
+               class weights in the loss                  the class weights (cosine)
+cosface        CosFace, margin 0.35, scale 64,            pooled features against     pooled features              Wang et al. 2018 (CVPR); PML CosFaceLoss
+               class weights in the loss                  the class weights (cosine)
 =============  =========================================  ==========================  ===========================  =========================================
 
 BNNeck (Bag of Tricks): the metric term sees the features before the BatchNorm, the classifier (and the test
 features) the features after it. TriNet's head (``snlib.models.TriNetHead``): 1024-BN-ReLU-128 on the pooled
 features; its 128-d output is what the loss and the test see. "L2-norm.": the loss normalises the features it
 sees (``normalize=True``); the soft-margin and hard-margin triplets see them raw, as their sources train them.
+
+The losses after SN (:data:`LATER`; issue 29: does SN still matter?) are pytorch-metric-learning's (PML) own loss
+objects (``snlib.losses``: the ``pml`` extra) with their papers' hyper-parameters. "cosine": the loss ranks the pairs
+of the batch (ArcFace and CosFace: each feature against the class weights) by the cosine similarity of the
+L2-normalised vectors, which orders them as the evaluation's Euclidean distance of the same vectors does. ArcFace's
+and CosFace's class weights (one per training identity, of the features' dimension) are parameters of the loss,
+trained by the same optimiser as the network (``snlib.engine``); the test uses the features, not the weights.
+Hyper-parameters: Circle's m and gamma are the paper's for person re-ID (PML's CircleLoss docstring quotes them;
+fast-reid's defaults are the same), the paper's face values are 0.25 / 256; multi-similarity's are PML's defaults
+(its authors' code has beta 40 in its default configuration); SupCon's temperature, ArcFace's and CosFace's
+margins and scales are their papers'.
 """
 from __future__ import annotations
 
@@ -65,6 +85,9 @@ TRINET_FIELDS = {"embedding_head": "trinet"}
 BOT_FIELDS = {"triplet_margin": 0.3, "label_smoothing": 0.1, "bnneck": True, "warmup_share": 10 / 120}
 _SN_FEATURES = "the pooled features (L2-normalised by the loss)"
 _AFTER_BNNECK = "the features after the BNNeck"
+_COSINE = "the pooled features (cosine similarities: L2-normalised by the loss)"
+_CLASS_WEIGHTS = ("the pooled features against the loss's class weights (cosine logits: both L2-normalised), the "
+                  "weights trained with the network")
 
 #: Recipe name -> :class:`Recipe` (module docstring), in the order tables list them.
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
@@ -91,11 +114,27 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            tests_on=_AFTER_BNNECK),
     Recipe("contrastive", "contrastive", "Hadsell et al. 2006", what="contrastive loss, margin 1",
            trains_on="the pooled features (L2-normalised by the loss)"),
+    Recipe("circle", "circle", "Circle loss (Sun et al. 2020), PML CircleLoss",
+           what="Circle loss, pair-wise labels, m=0.25, gamma=128 (the paper's re-ID values)", trains_on=_COSINE),
+    Recipe("ms", "ms", "Multi-similarity (Wang et al. 2019), PML MultiSimilarityLoss + MultiSimilarityMiner",
+           what="multi-similarity loss on its miner's pairs, alpha=2, beta=50, lambda=0.5, epsilon=0.1",
+           trains_on=_COSINE),
+    Recipe("supcon", "supcon", "SupCon (Khosla et al. 2020), PML SupConLoss",
+           what="supervised contrastive loss, temperature 0.1", trains_on=_COSINE),
+    Recipe("arcface", "arcface", "ArcFace (Deng et al. 2019), PML ArcFaceLoss",
+           what="ArcFace, additive angular margin 0.5 rad (28.6 degrees), scale 64, its class weights in the loss",
+           trains_on=_CLASS_WEIGHTS),
+    Recipe("cosface", "cosface", "CosFace (Wang et al. 2018), PML CosFaceLoss",
+           what="CosFace, additive cosine margin 0.35, scale 64, its class weights in the loss",
+           trains_on=_CLASS_WEIGHTS),
 )}
 #: The SN family: variants of the SN loss (they train at SN's selected learning rate).
 SN_FAMILY = ("sn", "sep", "sn-paper", "sn-neighbors", "pair", "sn+ce")
-#: The baselines (each gets its own learning-rate selection).
+#: The baselines of the paper's time (each gets its own learning-rate selection).
 BASELINES = ("ce", "triplet", "triplet-0.3", "bot", "contrastive")
+#: The losses that came after SN (``snlib.study.later``: each gets its own learning-rate selection, at the
+#: protocol's budget, in the later-losses notebook only: Table 1's runs do not change).
+LATER = ("circle", "ms", "supcon", "arcface", "cosface")
 
 
 def recipe(name: str) -> Recipe:

@@ -67,6 +67,10 @@ def planned_runs(plan_name: str, study, made) -> list[PlannedRun]:
     """The runs the notebook of ``plan_name`` trains or reads, from its settled ``study`` (no selection run) and
     its plan ``made``, as the notebook's calls into ``snlib.study`` ask for them."""
     protocol = study.protocol
+    if plan_name == "later_losses":   # the later losses' rates where the protocol fixes them or the overrides force
+        from .study.later import later_rates
+
+        study = dataclasses.replace(study, rates={**study.rates, **later_rates(study, made.recipes, select=False)[0]})
     known = bool(study.rates) or "lr" in study.overrides
 
     def run(recipe, seed=0, lr_known=known, **fields):
@@ -94,6 +98,11 @@ def planned_runs(plan_name: str, study, made) -> list[PlannedRun]:
                  for s in made.seeds] + [run(made.fixed["loss"], s) for s in made.noise_seeds])
     if plan_name == "convergence":
         return convergence
+    if plan_name == "later_losses":   # the later losses' selection (as Table 1's), then SN, Table 1's and theirs
+        mine = [] if protocol.rates or "lr" in study.overrides else [
+            run(r, s, split="val", lr=lr, **protocol.budget(curves=True))
+            for r in made.recipes for lr in protocol.lrs for s in protocol.selection_seeds]
+        return mine + finals(("sn", *made.baselines, *made.recipes), made.seeds)
     if plan_name == "claims":
         return (selection + finals(protocol.recipes, protocol.seeds)
                 + finals(protocol.selection, protocol.long_seeds, protocol.long_factor * protocol.iterations)

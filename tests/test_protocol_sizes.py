@@ -38,7 +38,8 @@ def test_the_paper_preset_trains_150_epochs_over_the_identities_at_the_literatur
     assert (protocol.epochs, protocol.iterations) == (150, 150 * 23) == (150, 3450)
     assert protocol.seeds == (0, 1, 2) and protocol.num_distractors == 9
     assert protocol.rates == {"sn": 2e-4, "ce": 3e-4, "triplet": 3e-4, "triplet-0.3": 2e-4, "bot": 3.5e-4,
-                              "contrastive": 3e-4}
+                              "contrastive": 3e-4,   # and the losses after SN (notebook 13: snlib.study.later)
+                              "circle": 3e-4, "ms": 3e-4, "supcon": 3e-4, "arcface": 3.5e-4, "cosface": 3.5e-4}
     assert set(protocol.rate_sources) == set(PAPER_RATES)
     # the budget follows the data set and the batch: 1,041 identities at p=16 -> 65 an epoch
     assert plans.study_protocol(_study("paper", num_ids=1041, p=16)).iterations == 150 * 65

@@ -7,6 +7,7 @@
     protocol        the fair-comparison protocol: settling a study, rate selection, final / long / convergence runs
     claims          claims from records: paired intervals and verdicts, ``claims.csv`` / ``claims.md``
     findings        a study's regime and verdicts in a few lines (``findings.md``, README's first section)
+    later           the losses after SN under the same protocol: their rates, runs and claims (notebook 13)
     pilot           the budget chosen by convergence: the pilot's plateau rule
     features        the test-feature dicts of a study (query / gallery), image digests
     views           train subsets and distractor sets of a data set

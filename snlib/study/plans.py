@@ -18,7 +18,8 @@ from .. import settings
 from ..data import DataNotFoundError, images_allowed
 from ..errors import ConfigError
 from ..presets import PROTOCOLS, batch_scaled_k, get_preset
-from . import views
+from ..recipes import LATER
+from . import later, views
 from .protocol import Protocol, settle
 from .study import Study, open_study
 
@@ -171,6 +172,26 @@ def claims(study: Study) -> ProtocolPlan:
 
 
 @dataclass(frozen=True)
+class LaterLosses:
+    """The losses after SN against SN and the baselines of the paper's time (``snlib.study.later``), each at the
+    protocol's budget and seeds."""
+    recipes: tuple[str, ...]
+    baselines: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+
+def later_losses(study: Study, recipes=None) -> LaterLosses:
+    """Notebook 13: every loss of ``snlib.recipes.LATER`` (at the smoke preset one pair loss with its miner and one
+    margin softmax, ``ms`` and ``arcface``), its rate selected as Table 1's (``later.with_later``), against SN and
+    the recipes of Table 1 (their runs are Table 1's), the protocol's seeds."""
+    unknown = [r for r in _given(recipes, ()) if r not in LATER]
+    if unknown:
+        raise ConfigError(f"recipes {unknown}: not a loss after SN; known: {', '.join(LATER)}")
+    return LaterLosses(_given(recipes, _smoke(study, ("ms", "arcface"), LATER)), later.baselines(study),
+                       study.protocol.seeds)
+
+
+@dataclass(frozen=True)
 class Pictures:
     """The visual notebooks (07-11): whether person images are drawn, and what each one looks at."""
     images: bool
@@ -264,8 +285,8 @@ def dataset_distractors(study: Study) -> dict:
 #: Every notebook's plan, by the name ``setup`` takes.
 PLANS = {"lr_selection": lr_selection, "table1": table1, "other_datasets": other_datasets, "ablation": ablation,
          "sensitivity": sensitivity, "convergence": convergence, "gallery_size": gallery_size, "claims": claims,
-         "sn_explained": sn_explained, "support_sets": support_sets, "tsne": tsne, "ranked_lists": ranked_lists,
-         "explorer": explorer, "template": template}
+         "later_losses": later_losses, "sn_explained": sn_explained, "support_sets": support_sets, "tsne": tsne,
+         "ranked_lists": ranked_lists, "explorer": explorer, "template": template}
 #: The plans that show the selection itself: they run it even when the overrides force ``lr``.
 SHOWS_SELECTION = ("lr_selection",)
 

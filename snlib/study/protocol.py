@@ -163,17 +163,21 @@ def fixed_rates(protocol: Protocol) -> dict[str, float]:
     return {r: rates.get(r, rates.get("sn")) for r in protocol.recipes}
 
 
-def rate_table(study: Study) -> pd.DataFrame:
-    """The rate of every selected recipe and where it comes from: the selection's table (``select_rates``) where
-    one was run, else one row per recipe: ``loss, lr, source`` (the protocol's fixed rates and their sources, or
-    the rate the overrides force)."""
+def rate_table(study: Study, recipes=None) -> pd.DataFrame:
+    """The rate of every recipe of ``recipes`` (default: the selected ones, ``Protocol.selection``) and where it
+    comes from: the selection's table (``select_rates``; its rows of ``recipes``) where one was run, else one row
+    per recipe: ``loss, lr, source`` (the protocol's fixed rates and their sources, or the rate the overrides
+    force)."""
     if study.selection is not None:
-        return study.selection
+        if recipes is None:
+            return study.selection
+        return study.selection[study.selection["loss"].isin(recipes)].reset_index(drop=True)
     forced = study.overrides.get("lr")
     protocol = study.protocol
     return pd.DataFrame([{"loss": r, "lr": forced if forced is not None else study.rates[r],
                           "source": "forced by the overrides" if forced is not None else
-                          protocol.rate_sources.get(r, "fixed by the protocol")} for r in protocol.selection],
+                          protocol.rate_sources.get(r, "fixed by the protocol")}
+                         for r in (protocol.selection if recipes is None else recipes)],
                         columns=["loss", "lr", "source"])
 
 

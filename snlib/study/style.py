@@ -20,6 +20,11 @@ LOSS_LABELS = {
     "triplet+ce": "triplet + softmax",
     "contrastive": "contrastive (verification)",
     "ce": "softmax, label smoothing, BNNeck",
+    "circle": "Circle loss (pair-wise)",
+    "ms": "multi-similarity (with its miner)",
+    "supcon": "supervised contrastive",
+    "arcface": "ArcFace",
+    "cosface": "CosFace",
 }
 
 #: Axis labels of the metric columns (percent).
