@@ -109,7 +109,7 @@ def pilot_runs(study, protocol) -> list[PlannedRun]:
 
     if not protocol.pilot_iterations:
         return []
-    rates, fields = pilot.pilot_rates(protocol.selection), pilot.pilot_budget(protocol)
+    rates, fields = pilot.pilot_rates(protocol.selection, protocol.pilot_rate_factor), pilot.pilot_budget(protocol)
     configs = [study.config(loss, seed=seed, split="val", lr=rates[loss], **fields)
                for loss in protocol.selection for seed in protocol.pilot_seeds]
     return [PlannedRun(config, config.iterations) for config in configs]
