@@ -132,10 +132,7 @@ def settle(study: Study, protocol: Protocol, select: bool = True, progress: bool
 def pilot_records(study: Study, progress: bool = True) -> list[RunRecord]:
     """The pilot's validation-scored records (``snlib.study.pilot``): every selected recipe at its literature's
     rate times ``pilot_rate_factor``, constant after the warm-up, ``pilot_iterations``, each of ``pilot_seeds``."""
-    protocol = study.protocol
-    rates = pilot.pilot_rates(protocol.selection, protocol.pilot_rate_factor)
-    runs = [{"loss": loss, "seed": seed, "split": "val", "lr": rates[loss], **pilot.pilot_budget(protocol)}
-            for loss in protocol.selection for seed in protocol.pilot_seeds]
+    runs = pilot.pilot_runs(study.protocol)
     study.check_records(runs)
     return [study.record(progress=progress, diverged_ok=True, **run) for run in runs]
 
