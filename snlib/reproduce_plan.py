@@ -112,15 +112,13 @@ def planned_runs(plan_name: str, study, made) -> list[PlannedRun]:
 
 
 def pilot_runs(study, protocol) -> list[PlannedRun]:
-    """The runs of ``protocol``'s pilot (``snlib.study.protocol.pilot_records``) in ``study``: every selected recipe
-    at its literature's rate, each of ``pilot_seeds``, ``pilot_iterations``; none without a pilot."""
+    """The runs of ``protocol``'s pilot (``snlib.study.pilot.pilot_runs``, the ones ``protocol.pilot_records``
+    trains) in ``study``; none without a pilot."""
     from .study import pilot
 
     if not protocol.pilot_iterations:
         return []
-    rates, fields = pilot.pilot_rates(protocol.selection), pilot.pilot_budget(protocol)
-    configs = [study.config(loss, seed=seed, split="val", lr=rates[loss], **fields)
-               for loss in protocol.selection for seed in protocol.pilot_seeds]
+    configs = [study.config(**run) for run in pilot.pilot_runs(protocol)]
     return [PlannedRun(config, config.iterations) for config in configs]
 
 

@@ -15,7 +15,7 @@ from snlib.data import load_dataset
 from snlib.data import Sample
 from snlib.engine import TIMING_KEYS, evaluate_model, lr_factor, train
 from snlib.models import build_model
-from snlib.presets import TrainConfig, config_hash, get_preset, parse_overrides
+from snlib.presets import TrainConfig, batch_scaled_k, config_hash, get_preset, parse_overrides
 from snlib.runs import CHECKPOINT, MODEL, RESULT, atomic_save
 
 
@@ -109,8 +109,12 @@ def test_cpu_and_smoke_presets_keep_the_recipe_but_scale_it():
     for name in ("cpu", "smoke"):
         c = get_preset(name)
         assert c.model == "efficientnet_lite0" and c.dataset == "synthetic"
-        assert (c.loss, c.sn_alpha, c.sn_k, c.sn_lambda) == (paper.loss, 50.0, 10, 0.1)
-        assert (c.mean, c.std, c.flip, c.eval_flip, c.final_lr_factor) == (paper.mean, paper.std, True, False, 1e-3)
+        assert (c.loss, c.sn_alpha, c.sn_lambda) == (paper.loss, 50.0, 0.1)
+        # SN's k: the paper's 10 of 128 scaled to the cpu preset's batch of 64 (the smoke preset keeps 10)
+        assert c.sn_k == (batch_scaled_k(c.p * c.k) if name == "cpu" else paper.sn_k) and batch_scaled_k(64) == 5
+        # the normalisation Lite0's packaged (TensorFlow) weights were trained with, not the paper's ResNet values
+        assert (c.normalization, c.mean, c.std) == ("backbone", (0.5,) * 3, (0.5,) * 3) != (paper.mean, paper.std)
+        assert (c.flip, c.eval_flip, c.final_lr_factor) == (True, False, 1e-3)
         assert c.pretrained  # EfficientNet-Lite0's packaged ImageNet weights: no download
 
 

@@ -32,3 +32,13 @@ def test_the_regime_is_that_of_the_runs(tmp_path):
     text = regime(study)
     assert "`efficientnet_lite0` (ImageNet weights), trunk frozen before `blocks.6`" in text
     assert "700 iterations, 5 seeds" in text and f"{study.base.height}x{study.base.width}" in text
+
+
+def test_the_regime_names_the_recipes_that_had_not_plateaued_within_the_pilot(tmp_path):
+    study = dataclasses.replace(open_study("cpu", "synthetic", tmp_path / "d", tmp_path / "o"),
+                                protocol=Protocol(iterations=600, seeds=(0, 1)))
+    table = pd.DataFrame({"loss": ["sn", "triplet", "ce"], "plateaued": [True, False, False]})
+    assert "600 iterations (the pilot's length; not plateaued within it: triplet, ce), 2 seeds" in regime(
+        dataclasses.replace(study, pilot=table))
+    assert "600 iterations (the pilot's choice: every recipe plateaued), 2 seeds" in regime(
+        dataclasses.replace(study, pilot=table.assign(plateaued=True)))

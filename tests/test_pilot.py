@@ -66,6 +66,7 @@ def test_pilot_runs_train_at_the_literature_rate_without_decay():
     assert (fields["iterations"], fields["eval_every_iterations"], fields["warmup_iterations"]) == (4000, 200, 100)
     assert fields["final_lr_factor"] == 1.0 and fields["p"] == 4
     assert pilot.pilot_rates(("sn", "bot")) == {"sn": PAPER_RATES["sn"][0], "bot": PAPER_RATES["bot"][0]}
+    assert pilot.pilot_rates(("sn",), 3.0) == {"sn": 3 * PAPER_RATES["sn"][0]}
     with pytest.raises(KeyError, match="sep"):
         pilot.pilot_rates(("sn", "sep"))
 

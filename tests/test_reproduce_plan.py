@@ -85,8 +85,12 @@ def _pilot_record(config, cap: int) -> RunRecord:
                      evaluations=evaluations, history=[], wall_time_s=1.0, protocol_version=2)
 
 
+SIZES = {"pilot_iterations": 4000}
+
+
 def test_the_cpu_plan_counts_the_pilot_then_takes_its_budget(market, tmp_path, monkeypatch, capsys):
-    """Protocol version 2 at the cpu preset: the pilot (6 recipes x 2 seeds x 4000 iterations) first; before it is
+    """Protocol version 2 at the cpu preset, its pilot lengthened to 4000 iterations (a notebook's
+    ``protocol_sizes``): the pilot (6 recipes x 2 seeds x 4000 iterations) first; before it is
     recorded every protocol run counts at the pilot's length (an upper bound); the selection 6 recipes x 5 rates x
     2 seeds; notebook 12 the final runs (11 recipes x 5 seeds), the long runs (6 x 2 seeds at 2x) and the
     convergence runs (3 shares x 3 losses x 3 seeds). Once the pilot is recorded, its plateau is the budget."""
@@ -94,7 +98,8 @@ def test_the_cpu_plan_counts_the_pilot_then_takes_its_budget(market, tmp_path, m
 
     def plan():
         return reproduce_plan.plan_reproduction("cpu", "market1501", market, notebooks=["00", "12"],
-                                                extra_parameters={"overrides": OVERRIDES}, records_root=tmp_path)
+                                                extra_parameters={"overrides": OVERRIDES, "protocol_sizes": SIZES},
+                                                records_root=tmp_path)
 
     first = plan()
     assert first["protocol"]["budget_known"] is False and first["protocol"]["version"] == 2
@@ -113,7 +118,8 @@ def test_the_cpu_plan_counts_the_pilot_then_takes_its_budget(market, tmp_path, m
     from snlib.study.study import open_study
 
     study = open_study("cpu", "market1501", market, tmp_path / "out", **OVERRIDES)
-    _, runs, known = reproduce_plan.settle_for_plan(study, plans.study_protocol(study), tmp_path / "cpu", set())
+    _, runs, known = reproduce_plan.settle_for_plan(study, plans.study_protocol(study, SIZES), tmp_path / "cpu",
+                                                    set())
     assert not known and len(runs) == 12
     # every recipe flat from 1000 (plateau 1200: the last quarter up to it, {1000, 1200}, is flat), bot from 1400
     # (plateau 1800: up to 1600 the window [1200, 1600] still holds the rising 1200)

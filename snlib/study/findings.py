@@ -16,12 +16,18 @@ OUTCOMES = ("supported", "refuted", "unresolved")
 
 
 def regime(study) -> str:
-    """The regime of ``study``'s final runs: backbone and weights, trained part, input, batch, budget, seeds."""
+    """The regime of ``study``'s final runs: backbone and weights, trained part, input, batch, budget (and, with a
+    pilot, the recipes that had not plateaued within it), seeds."""
     config, protocol = study.config("sn"), study.protocol
     trained = f"trunk frozen before `{config.train_from}`" if config.train_from else "end to end"
     weights = "ImageNet weights" if config.pretrained else "random initialisation"
+    budget = f"{protocol.iterations} iterations"
+    if study.pilot is not None and len(study.pilot):
+        rising = list(study.pilot.loc[~study.pilot["plateaued"].astype(bool), "loss"])
+        budget += (" (the pilot's choice: every recipe plateaued)" if not rising else
+                   f" (the pilot's length; not plateaued within it: {', '.join(rising)})")
     return (f"`{config.model}` ({weights}), {trained}, {config.height}x{config.width}, P x K = {config.p} x {config.k}, "
-            f"{protocol.iterations} iterations, {len(protocol.seeds)} seeds")
+            f"{budget}, {len(protocol.seeds)} seeds")
 
 
 def verdict_lines(claims: pd.DataFrame) -> list[str]:

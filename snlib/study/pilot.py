@@ -1,6 +1,8 @@
 """The budget chosen by convergence: a pilot on the validation identities and the plateau rule that reads it.
 
-Every recipe of the protocol's selection trains at its literature's rate (``snlib.presets.PAPER_RATES``) for
+Every recipe of the protocol's selection trains at its literature's rate (``snlib.presets.PAPER_RATES``) times
+``Protocol.pilot_rate_factor`` (1: the literature's; the ``cpu`` protocol's 3, the rate its regime prefers, as
+``benchmarks/baselines_check.py`` measured: the literature's rates are ResNet-50's end to end at 128 a batch) for
 ``Protocol.pilot_iterations`` at a constant rate after a short linear warm-up (``final_lr_factor = 1``: no decay, so
 that the curve up to iteration B is what a run of B iterations at that rate learns before its decay), seeds
 ``Protocol.pilot_seeds``, scored on the validation identities ``Protocol.pilot_evaluations`` times.
@@ -30,12 +32,20 @@ from ..records import RunRecord
 COLUMNS = ("loss", "lr", "seeds", "plateau", "value at plateau", "best", "final", "plateaued")
 
 
-def pilot_rates(recipes) -> dict[str, float]:
-    """Each recipe's literature rate (``PAPER_RATES``), the rate its pilot trains at."""
+def pilot_rates(recipes, factor: float = 1.0) -> dict[str, float]:
+    """Each recipe's literature rate (``PAPER_RATES``) times ``factor``: the rate its pilot trains at."""
     missing = [r for r in recipes if r not in PAPER_RATES]
     if missing:
         raise KeyError(f"no literature rate for {missing}: a pilot recipe needs one (snlib.presets.PAPER_RATES)")
-    return {r: PAPER_RATES[r][0] for r in recipes}
+    return {r: PAPER_RATES[r][0] * factor for r in recipes}
+
+
+def pilot_runs(protocol) -> list[dict]:
+    """The pilot's runs as ``Study.record`` keywords: every selected recipe (``loss``) at its pilot rate, each of
+    ``pilot_seeds``, on the validation split, with :func:`pilot_budget`'s fields."""
+    rates, budget = pilot_rates(protocol.selection, protocol.pilot_rate_factor), pilot_budget(protocol)
+    return [{"loss": loss, "seed": seed, "split": "val", "lr": rates[loss], **budget}
+            for loss in protocol.selection for seed in protocol.pilot_seeds]
 
 
 def pilot_budget(protocol) -> dict:

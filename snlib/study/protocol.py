@@ -87,6 +87,7 @@ class Protocol:
     pilot_seeds: tuple[int, ...] = (0, 1)
     pilot_evaluations: int = 20
     pilot_warmup: int = 100
+    pilot_rate_factor: float = 1.0   # the pilot's rate: the literature's times this
     plateau_tolerance: float = 1.0   # percentage points of ``metric`` (the plateau rule)
     plateau_tail: float = 0.25
     version: int = PROTOCOL_VERSION   # what the study's records are made under (``snlib.presets.PROTOCOL_VERSION``)
@@ -130,11 +131,8 @@ def settle(study: Study, protocol: Protocol, select: bool = True, progress: bool
 
 def pilot_records(study: Study, progress: bool = True) -> list[RunRecord]:
     """The pilot's validation-scored records (``snlib.study.pilot``): every selected recipe at its literature's
-    rate, constant after the warm-up, ``pilot_iterations``, each of ``pilot_seeds``."""
-    protocol = study.protocol
-    rates = pilot.pilot_rates(protocol.selection)
-    runs = [{"loss": loss, "seed": seed, "split": "val", "lr": rates[loss], **pilot.pilot_budget(protocol)}
-            for loss in protocol.selection for seed in protocol.pilot_seeds]
+    rate times ``pilot_rate_factor``, constant after the warm-up, ``pilot_iterations``, each of ``pilot_seeds``."""
+    runs = pilot.pilot_runs(study.protocol)
     study.check_records(runs)
     return [study.record(progress=progress, diverged_ok=True, **run) for run in runs]
 
