@@ -352,6 +352,13 @@ def test_the_later_claims_pair_sn_and_the_strongest_baseline_with_each_later_los
     assert written["claim"].tolist() == table["claim"].tolist()
     markdown = (study.output_dir / "later_losses.md").read_text().splitlines()
     assert markdown[0].startswith("| claim | a | b | metric |") and len(markdown) == 2 + len(table)
+    later.save_later_findings(table, study, runs)
+    findings = (study.output_dir / "later_findings.md").read_text().splitlines()
+    assert findings[0] == ("**out, the losses after SN** (Table 1's regime, 3 seeds; the strongest baseline of the "
+                           "paper's time: ce): 3 supported, 1 refuted, 0 unresolved.")
+    assert findings[2:] == ["- **supported**: SN beats ms; ms beats ce (the strongest baseline of the paper's time); "
+                            "arcface beats ce (the strongest baseline of the paper's time)",
+                            "- **refuted**: SN beats arcface"]
 
 
 def test_the_later_rates_are_selected_as_table_ones_or_forced(recorded_study, monkeypatch):

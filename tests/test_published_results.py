@@ -86,10 +86,10 @@ def _published_version(out) -> int:
 def test_the_tables_of_the_records_rebuild_byte_for_byte(study, tmp_path, monkeypatch):
     """What a fresh clone computes from the committed records alone (nothing trains; only the untrained network is
     scored, for the selection's floor) equals the committed files: the selection, every claim, the ablation runs,
-    the sensitivity sweep and the convergence curves."""
+    the sensitivity sweep, the convergence curves and, where published, the later losses' table."""
     from snlib import engine
     from snlib.study import claims as claims_module
-    from snlib.study import plans, protocol
+    from snlib.study import later, plans, protocol
     from snlib.study.study import open_study
 
     def no_training(config, **kwargs):
@@ -114,5 +114,14 @@ def test_the_tables_of_the_records_rebuild_byte_for_byte(study, tmp_path, monkey
     settled.save_table(results, "sensitivity")
     settled.save_table(protocol.curve_table(protocol.convergence_records(settled, progress=False)),
                        "convergence_curves")
-    for name in ("lr_selection.csv", "claims.csv", "ablation_runs.csv", "sensitivity.csv", "convergence_curves.csv"):
+    names = ["lr_selection.csv", "claims.csv", "ablation_runs.csv", "sensitivity.csv", "convergence_curves.csv"]
+    if (out / "later_losses.csv").is_file():   # notebook 13: the later losses' selection, runs and claims
+        recipes = plans.later_losses(settled).recipes
+        with_later = later.with_later(settled, recipes)
+        with_later.save_table(protocol.rate_table(with_later, recipes), "later_lr_selection")
+        runs = later.later_runs(with_later, recipes, progress=False)
+        with_later.save_table(later.later_scores(with_later, recipes, runs), "later_losses_scores")
+        later.save_later_losses(later.later_claims(with_later, recipes, runs), tmp_path)
+        names += ["later_lr_selection.csv", "later_losses_scores.csv", "later_losses.csv"]
+    for name in names:
         assert (tmp_path / name).read_text() == (out / name).read_text(), name

@@ -27,11 +27,14 @@ from .. import settings
 from ..errors import ConfigError
 from ..records import RunRecord
 from .claims import CLAIM_METRICS, claims_markdown, query_claim
+from .findings import findings_markdown
 from .protocol import finals, select_rates, selected_lr
 from .study import Study
 
 #: The files :func:`save_later_losses` writes into the study's output folder.
 LATER_FILE = "later_losses"
+#: The few lines of :func:`save_later_findings` (README's findings include them).
+FINDINGS_FILE = "later_findings.md"
 
 
 def later_rates(study: Study, recipes, select: bool = True,
@@ -124,3 +127,14 @@ def save_later_losses(table: pd.DataFrame, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     settings.atomic_write(out / f"{LATER_FILE}.md", claims_markdown(table))
     return settings.atomic_write(out / f"{LATER_FILE}.csv", table.to_csv(index=False))
+
+
+def save_later_findings(table: pd.DataFrame, study: Study, runs: dict[str, list[RunRecord]]) -> Path:
+    """``later_findings.md`` in the study's output folder: the verdicts of ``table`` (:func:`later_claims` of
+    ``runs``) in the form of ``findings.md`` (``snlib.study.findings``), titled with the output folder's name; its
+    regime is Table 1's, the strongest baseline of the paper's time named."""
+    strongest = strongest_baseline(runs, baselines(study))
+    title = f"{Path(study.output_dir).name}, the losses after SN"
+    regime = (f"Table 1's regime, {len(study.protocol.seeds)} seeds; the strongest baseline of the paper's time: "
+              f"{strongest}")
+    return settings.atomic_write(Path(study.output_dir) / FINDINGS_FILE, findings_markdown(table, title, regime))
