@@ -85,7 +85,7 @@ def _published_version(out) -> int:
 @pytest.mark.slow
 def test_the_tables_of_the_records_rebuild_byte_for_byte(study, tmp_path, monkeypatch):
     """What a fresh clone computes from the committed records alone (nothing trains; only the untrained network is
-    scored, for the selection's floor) equals the committed files: the selection, every claim, the ablation runs,
+    scored, for the selection's floor) equals the committed files: the pilot, the selection, every claim, the ablation runs,
     the sensitivity sweep, the convergence curves and, where published, the later losses' table."""
     from snlib import engine
     from snlib.study import claims as claims_module
@@ -106,6 +106,7 @@ def test_the_tables_of_the_records_rebuild_byte_for_byte(study, tmp_path, monkey
     monkeypatch.setattr(engine, "train", no_training)
     settled, _ = plans.setup("claims", "cpu", dataset, data_root, tmp_path)
     settled.save_table(settled.selection, "lr_selection")
+    settled.save_table(protocol.pilot_report(settled)[0], "pilot")
     claims_module.save_claims(protocol.claims(settled), tmp_path)
     ablation = plans.ablation(settled)
     settled.save_table(settled.runs(ablation.variants, ablation.seeds, progress=False), "ablation_runs")
@@ -114,7 +115,7 @@ def test_the_tables_of_the_records_rebuild_byte_for_byte(study, tmp_path, monkey
     settled.save_table(results, "sensitivity")
     settled.save_table(protocol.curve_table(protocol.convergence_records(settled, progress=False)),
                        "convergence_curves")
-    names = ["lr_selection.csv", "claims.csv", "ablation_runs.csv", "sensitivity.csv", "convergence_curves.csv"]
+    names = ["pilot.csv", "lr_selection.csv", "claims.csv", "ablation_runs.csv", "sensitivity.csv", "convergence_curves.csv"]
     if (out / "later_losses.csv").is_file():   # notebook 13: the later losses' selection, runs and claims
         recipes = plans.later_losses(settled).recipes
         with_later = later.with_later(settled, recipes)

@@ -348,6 +348,31 @@ def test_a_retrained_network_is_compared_with_its_record_and_the_record_kept(stu
     assert (tmp_path / "records" / f"{config_hash(fake_run.config)}.json").read_text() == written
 
 
+def test_the_seed_dots_do_not_depend_on_the_kernels_random_state():
+    """The same table draws the same picture whatever ran before (a trained run moves numpy's global generator),
+    and drawing it leaves the caller's generator where it was."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    single = _long_table()
+    single = single[(single["query"] == "single") & ~single["rerank"] & (single["ap"] == "standard")]
+    pictures = []
+    for seed in (1, 2):
+        np.random.seed(seed)
+        fig = figures.metric_bars(single, order=["sn", "triplet", "ce"])
+        after = np.random.uniform()
+        np.random.seed(seed)
+        assert after == np.random.uniform()                                  # the caller's generator is untouched
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", metadata={"Software": None})
+        plt.close(fig)
+        pictures.append(buffer.getvalue())
+    assert pictures[0] == pictures[1]
+    dots = [c.get_offsets() for c in figures.metric_bars(single).axes[0].collections if len(c.get_offsets())]
+    assert len(dots) and all(np.ptp(d[:, 1]) > 0 for d in dots if len(d) > 1)   # jittered all the same
+
+
 def test_gallery_steps_grow_geometrically():
     steps = gallery_steps(1000, 7000, num_steps=4)  # galleries 1000, 2000, 4000, 8000
     assert steps == [0, 1000, 3000, 7000]

@@ -8,6 +8,7 @@ band or error bar of one standard deviation (ddof=1; absent for a single seed).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import contextmanager
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -21,6 +22,22 @@ from .style import NEGATIVE, POSITIVE, loss_label, metric_label
 
 #: The loss spec of each method of the paper's Figure 4 (``paper.published("figure4")``).
 FIGURE4_LOSSES = {"SN loss": "sn", "TriNet (batch-hard triplet)": "triplet"}
+
+
+#: The seed of the seed dots' jitter (``metric_bars``): seaborn draws it from numpy's global generator, whose state
+#: depends on what ran before in the kernel (a run trained or read from its record), so the same records would give
+#: a different picture; drawn from this seed, they give the same file, and the caller's generator is left as it was.
+JITTER_SEED = 0
+
+
+@contextmanager
+def _seeded_global_rng(seed: int):
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 def _panels(count: int, width: float = 4.2, height: float = 3.4, sharex: bool = False):
@@ -38,7 +55,8 @@ def metric_bars(df: pd.DataFrame, x: str = "loss", metrics: Sequence[str] = ("ra
     for ax, metric in zip(axes, metrics):
         sns.barplot(data=data, y=x, x=metric, order=order, errorbar="sd", ax=ax, color="#9ecae1", capsize=0.2,
                     err_kws={"linewidth": 1.2})
-        sns.stripplot(data=data, y=x, x=metric, order=order, ax=ax, color="black", size=4, jitter=0.15)
+        with _seeded_global_rng(JITTER_SEED):
+            sns.stripplot(data=data, y=x, x=metric, order=order, ax=ax, color="black", size=4, jitter=0.15)
         ax.set_xlabel(metric_label(metric))
         ax.set_ylabel("")
         if ax is not axes[0]:
