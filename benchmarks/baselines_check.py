@@ -35,7 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from snlib import engine  # noqa: E402
+from snlib import engine, settings  # noqa: E402
 from snlib.collapse import GEOMETRY_COLUMNS, collapse_evidence  # noqa: E402
 from snlib.models import initial_model  # noqa: E402
 from snlib.presets import PAPER_RATES, TrainConfig  # noqa: E402
@@ -143,7 +143,8 @@ def main(argv=None) -> pd.DataFrame:
     best = table.loc[table.groupby("recipe", sort=False)["best mAP"].idxmax()]
     verdict = ", ".join(f"{r['recipe']} {'above' if r['above untrained'] == 'yes' else 'NOT above'}"
                         for _, r in best.iterrows())
-    command = "python benchmarks/baselines_check.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = settings.portable_text(  # the committed header names no folder of this machine
+        "python benchmarks/baselines_check.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
     markdown = (out / "baselines_check.md").read_text()
     atomic_write(out / "baselines_check.md", (
         f"`{command}`\n\n{base.dataset} validation identities, {args.iterations} iterations, seed 0, trunk frozen "

@@ -193,7 +193,8 @@ def main(argv=None) -> pd.DataFrame:
     table = summary(runs, next(iter(variants)))
     save_table(runs, out, "trunk_check_runs")
     save_table(table, out, "trunk_check")
-    command = "python benchmarks/trunk_check.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    command = settings.portable_text(  # the committed header names no folder of this machine
+        "python benchmarks/trunk_check.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
     markdown = (out / "trunk_check.md").read_text()
     partial = ("**Partial: the runs recorded so far** (a variant and loss appear once their rate grid is complete; "
                "the check goes on).\n\n") if args.landed else ""
