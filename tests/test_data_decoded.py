@@ -112,6 +112,33 @@ def test_disk_cache_round_trips_and_is_rebuilt_when_stale(market, tmp_path, monk
     assert len(list(folder.glob("*.npy"))) == 2
 
 
+def test_the_fingerprint_is_the_bytes_not_the_modification_times(market, tmp_path, monkeypatch):
+    """A data set copied or extracted again (the same bytes, new times) keeps its cache; other bytes of the same
+    size and time rebuild it."""
+    folder, paths = tmp_path / "decoded", [s.path for s in market.train]
+    first = decoded_images(paths, 32, 16, "disk", cache_dir=folder)
+    for path in paths:
+        before = os.stat(path).st_mtime_ns
+        os.utime(path, ns=(before + 10**9, before + 10**9))
+    decoded.clear_memory()  # as a new process
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(decoded, "_decoded_rows", no_decoding)
+        assert torch.equal(decoded_images(paths, 32, 16, "disk", cache_dir=folder), first)
+        stat, data = os.stat(paths[1]), bytearray(open(paths[1], "rb").read())
+        data[len(data) // 2] ^= 0xFF
+        with open(paths[1], "wb") as fh:
+            fh.write(data)
+        os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        assert os.stat(paths[1]).st_size == stat.st_size
+        decoded.clear_memory()
+        with pytest.raises(AssertionError, match="decoded again"):
+            decoded_images(paths, 32, 16, "disk", cache_dir=folder)
+
+
 def test_a_damaged_disk_cache_is_an_error_naming_it(market, tmp_path):
     folder, paths = tmp_path / "decoded", [s.path for s in market.train]
     decoded_images(paths, 32, 16, "disk", cache_dir=folder)

@@ -20,8 +20,9 @@ Modes (``TrainConfig.decoded_cache``):
   memory-mapped when read (the OS page cache holds it) and reused by later processes; the file path (and a line)
   when the disk lacks the space.
 
-A cache is keyed by its image paths and size, its content by the fingerprint of the files (path, byte size,
-mtime_ns): a changed, added or removed image gives another fingerprint and the cache is rebuilt, never reused.
+A cache is keyed by its image paths and size, its content by the fingerprint of the files (each path with the
+sha256 of its bytes): a changed, added or removed image gives another fingerprint and the cache is rebuilt, never
+reused, while a data set copied or extracted again (the same bytes, new modification times) keeps its caches.
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ MEMORY_FRACTION = 0.25
 FORMAT = 1
 
 _MEMORY: OrderedDict[str, tuple[str, torch.Tensor]] = OrderedDict()  # key -> (fingerprint, pixels), LRU order
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, byte size, mtime_ns) -> sha256 of the bytes
 
 
 def image_nbytes(count: int, height: int, width: int) -> int:
@@ -64,8 +66,9 @@ def memory_budget() -> int:
 
 
 def clear_memory() -> None:
-    """Drop every ``"memory"`` cache of this process."""
+    """Drop every ``"memory"`` cache of this process and the files' digests it remembers."""
     _MEMORY.clear()
+    _FILE_DIGESTS.clear()
 
 
 def cache_key(paths: Sequence[str], height: int, width: int) -> str:
@@ -75,15 +78,24 @@ def cache_key(paths: Sequence[str], height: int, width: int) -> str:
 
 
 def fingerprint(paths: Sequence[str]) -> str:
-    """What the cache holds: sha256 of every file's path, byte size and modification time (ns)."""
+    """What the cache holds: sha256 over every file's path and the sha256 of its bytes. Content, not modification
+    times, so that a copy of the same files reuses the caches; a file is read again only when its size or
+    modification time changed since this process last read it (a study's runs ask for the same images often)."""
     digest = hashlib.sha256()
     for path in paths:
-        try:
-            stat = os.stat(path)
-        except OSError as err:
-            raise CorruptImageError(f"cannot read image {path}: {err}") from err
-        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        digest.update(f"{path}\0{_file_digest(path)}\n".encode())
     return digest.hexdigest()
+
+
+def _file_digest(path: str) -> str:
+    try:
+        stat = os.stat(path)
+        stamp = (path, stat.st_size, stat.st_mtime_ns)
+        if stamp not in _FILE_DIGESTS:
+            _FILE_DIGESTS[stamp] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError as err:
+        raise CorruptImageError(f"cannot read image {path}: {err}") from err
+    return _FILE_DIGESTS[stamp]
 
 
 def _gb(nbytes: int) -> str:
