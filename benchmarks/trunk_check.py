@@ -121,7 +121,7 @@ def run_all(base: TrainConfig, variants: dict, losses, lrs, seeds, iterations: i
 def summary(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
     """One row per (variant, loss) at its selected rate: rank-1 / mAP mean over seeds and per seed, training
     minutes a run; per variant the losses ordered by mAP and whether that ordering is the ``reference`` variant's
-    (end to end; "n/a" while it is not recorded)."""
+    (end to end; "n/a" until end to end is recorded for the same losses)."""
     rows = []
     for (variant, loss), group in runs.groupby(["variant", "loss"], sort=False):
         selected = group[~group["selection"]]["lr"]
@@ -135,10 +135,10 @@ def summary(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     order = {v: " > ".join(g.sort_values("mAP", ascending=False)["loss"]) for v, g in table.groupby("variant",
                                                                                                     sort=False)}
-    first = order.get(reference)
+    losses = {v: set(g["loss"]) for v, g in table.groupby("variant", sort=False)}
     table["ordering (mAP)"] = table["variant"].map(order)
-    table["as end to end"] = table["ordering (mAP)"].map(lambda o: "n/a" if first is None else
-                                                         "yes" if o == first else "no")
+    table["as end to end"] = table["variant"].map(
+        lambda v: "n/a" if losses[v] != losses.get(reference) else "yes" if order[v] == order[reference] else "no")
     return table
 
 

@@ -406,4 +406,11 @@ def test_the_trunk_check_tables_what_has_landed_without_training(data_root, tmp_
     assert set(table["variant"]) == {"blocks.6 32x16"} and set(table["loss"]) == {"sn", "contrastive"}
     assert set(table["as end to end"]) == {"n/a"}
     assert "**Partial: the runs recorded so far**" in (tmp_path / "out" / "trunk_check.md").read_text()
+    monkeypatch.undo()
+    check, argv = _tiny_trunk_check(data_root, tmp_path, monkeypatch)
+    check.main(argv + ["--train-only", "end to end 32x16", "--losses", "sn"])  # end to end: one loss of two so far
+    monkeypatch.setattr(check, "train", lambda *a, **k: pytest.fail("--landed trained a run"))
+    table = check.main(argv + ["--landed"]).set_index(["variant", "loss"])
+    assert table.loc[("end to end 32x16", "sn"), "as end to end"] == "yes"
+    assert set(table.loc["blocks.6 32x16", "as end to end"]) == {"n/a"}     # not compared with a part of the losses
     del sys.modules["trunk_check"]
