@@ -6,8 +6,9 @@ protocol's schedule), with the backbone's own normalisation (``normalization="ba
 EfficientNet-Lite0), in each variant: end to end at 128x64, and a cached frozen trunk (``train_from``,
 ``trunk_cache="disk"``) from ``blocks.5`` and ``blocks.6`` at 128x64 and at 256x128. Every (variant, loss) picks
 its rate from the same grid (``--lrs``, validation mAP, seed 0); the other seeds train at that rate. The table
-gives, per variant and loss, the rate, rank-1 / mAP (mean over seeds, each seed's), the minutes of training a run,
-and per variant the ordering of the losses by mAP and whether it is end to end's.
+gives, per variant and loss, the rate (and whether it is an end of the grid), rank-1 / mAP (mean over seeds, each
+seed's), the minutes of training a run, and per variant the ordering of the losses by mAP and whether it is end to
+end's.
 
 Every run is cached by its configuration (``<cache root>/<hash>``: an interrupted call resumes where it stopped)
 and recorded (``results/runs/<preset>/<hash>.json``, or ``--records``): a second call reads the records and only
@@ -119,15 +120,19 @@ def run_all(base: TrainConfig, variants: dict, losses, lrs, seeds, iterations: i
 
 
 def summary(runs: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """One row per (variant, loss) at its selected rate: rank-1 / mAP mean over seeds and per seed, training
-    minutes a run; per variant the losses ordered by mAP and whether that ordering is the ``reference`` variant's
-    (end to end; "n/a" until end to end is recorded for the same losses)."""
+    """One row per (variant, loss) at its selected rate (and whether it is the grid's lowest or highest: a better
+    rate may lie outside it): rank-1 / mAP mean over seeds and per seed, training minutes a run; per variant the
+    losses ordered by mAP and whether that ordering is the ``reference`` variant's (end to end; "n/a" until end to
+    end is recorded for the same losses)."""
     rows = []
     for (variant, loss), group in runs.groupby(["variant", "loss"], sort=False):
         selected = group[~group["selection"]]["lr"]
         lr = selected.iloc[0] if len(selected) else group.loc[group["mAP"].fillna(-1).idxmax(), "lr"]
         chosen = group[(group["lr"] == lr)].drop_duplicates("seed").sort_values("seed")
-        rows.append({"variant": variant, "loss": loss, "lr": lr, "rank1": chosen["rank1"].mean(),
+        grid = group[group["selection"]]["lr"]
+        rows.append({"variant": variant, "loss": loss, "lr": lr,
+                     "at the grid's edge": "yes" if lr in (grid.min(), grid.max()) else "no",
+                     "rank1": chosen["rank1"].mean(),
                      "mAP": chosen["mAP"].mean(),
                      "per seed (rank1 / mAP)": ", ".join(f"{r:.1f} / {m:.1f}" for r, m in zip(chosen["rank1"],
                                                                                              chosen["mAP"])),

@@ -387,6 +387,7 @@ def test_the_trunk_check_runs_records_and_resumes_on_tiny_data(data_root, tmp_pa
     stored = json.loads(next((tmp_path / "records").glob("*.json")).read_text())
     assert stored["config"]["normalization"] == "backbone" and stored["config"]["split"] == "val"
     assert len(table) == 10 and set(table["as end to end"]) <= {"yes", "no"}
+    assert set(table["at the grid's edge"]) == {"yes"}                      # a grid of two rates is all edge
     assert (tmp_path / "out" / "trunk_check.md").read_text().startswith("`python benchmarks/trunk_check.py")
     monkeypatch.setattr(check, "train", lambda *a, **k: pytest.fail("a recorded run was trained again"))
     again = check.main(argv)
