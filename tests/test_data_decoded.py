@@ -113,8 +113,8 @@ def test_disk_cache_round_trips_and_is_rebuilt_when_stale(market, tmp_path, monk
 
 
 def test_the_fingerprint_is_the_bytes_not_the_modification_times(market, tmp_path, monkeypatch):
-    """A data set copied or extracted again (the same bytes, new times) keeps its cache; other bytes of the same
-    size and time rebuild it."""
+    """A data set placed again at the same paths (the same bytes, new times) keeps its cache; other bytes of the
+    same size and time rebuild it."""
     folder, paths = tmp_path / "decoded", [s.path for s in market.train]
     first = decoded_images(paths, 32, 16, "disk", cache_dir=folder)
     for path in paths:

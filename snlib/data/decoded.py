@@ -22,7 +22,8 @@ Modes (``TrainConfig.decoded_cache``):
 
 A cache is keyed by its image paths and size, its content by the fingerprint of the files (each path with the
 sha256 of its bytes): a changed, added or removed image gives another fingerprint and the cache is rebuilt, never
-reused, while a data set copied or extracted again (the same bytes, new modification times) keeps its caches.
+reused, while a data set placed again at the same path (copied or extracted anew: the same bytes, new
+modification times) keeps its caches.
 """
 from __future__ import annotations
 
@@ -79,8 +80,9 @@ def cache_key(paths: Sequence[str], height: int, width: int) -> str:
 
 def fingerprint(paths: Sequence[str]) -> str:
     """What the cache holds: sha256 over every file's path and the sha256 of its bytes. Content, not modification
-    times, so that a copy of the same files reuses the caches; a file is read again only when its size or
-    modification time changed since this process last read it (a study's runs ask for the same images often)."""
+    times, so that the same files placed again at the same paths reuse the caches; a file is read again only
+    when its size or modification time changed since this process last read it (a study's runs ask for the same
+    images often)."""
     digest = hashlib.sha256()
     for path in paths:
         digest.update(f"{path}\0{_file_digest(path)}\n".encode())
