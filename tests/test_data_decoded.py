@@ -4,6 +4,7 @@ equals training without."""
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -137,6 +138,22 @@ def test_the_fingerprint_is_the_bytes_not_the_modification_times(market, tmp_pat
         decoded.clear_memory()
         with pytest.raises(AssertionError, match="decoded again"):
             decoded_images(paths, 32, 16, "disk", cache_dir=folder)
+
+
+def test_a_killed_builds_partial_file_is_removed_when_the_cache_is_built(market, tmp_path):
+    """A partial file nobody has written to for ABANDONED_S goes; a recent one (a build under way) stays."""
+    folder, paths = tmp_path / "decoded", [s.path for s in market.train]
+    key = decoded.cache_key(paths, 32, 16)
+    folder.mkdir()
+    old, live = folder / f".{key}-0123456789abcdef.npy.killed.tmp", folder / f".{key}-fedcba9876543210.npy.live.tmp"
+    other = folder / ".0000000000000000-0123456789abcdef.npy.killed.tmp"   # another cache's
+    for file in (old, live, other):
+        file.write_bytes(b"partial")
+    past = time.time() - decoded.ABANDONED_S - 60
+    os.utime(old, (past, past))
+    os.utime(other, (past, past))
+    decoded_images(paths, 32, 16, "disk", cache_dir=folder)
+    assert not old.exists() and live.exists() and other.exists()
 
 
 def test_a_damaged_disk_cache_is_an_error_naming_it(market, tmp_path):

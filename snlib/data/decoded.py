@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -49,6 +50,9 @@ from .transforms import resize_step
 MODES = ("off", "memory", "disk")
 #: Share of the machine's memory the ``"memory"`` caches of a process may hold together.
 MEMORY_FRACTION = 0.25
+#: Seconds after which a partial cache file (``.<key>-*.npy.*.tmp``) nobody writes to is a killed build's, removed
+#: when that cache is built again (a live build writes every batch; a killed one skips ``atomic_write``'s clean-up).
+ABANDONED_S = 3600
 #: Version of the cache content (part of the key: a change of how images are decoded rebuilds every cache).
 FORMAT = 1
 
@@ -185,7 +189,8 @@ def stored_array(folder: Path, key: str, content: str, shape: tuple[int, ...], d
                  fallback: str, rows: Callable) -> torch.Tensor | None:
     """The array of ``shape`` and ``dtype`` kept in ``<folder>/<key>-<content[:16]>.npy`` (``key``: what it holds,
     ``content``: the fingerprint of its sources), written once from ``rows()`` (:func:`atomic_write_npy`) when
-    absent, a file of the same key with other content removed once the new one is complete; memory-mapped
+    absent, a file of the same key with other content removed once the new one is complete (and a killed build's
+    partial file, :data:`ABANDONED_S`); memory-mapped
     copy-on-write (the file is never changed). None, after saying so, when it does not fit the free disk (the
     caller then does ``fallback``). ``cache``, ``label``: the cache's name and what it holds, for the messages."""
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
@@ -197,6 +202,9 @@ def stored_array(folder: Path, key: str, content: str, shape: tuple[int, ...], d
         if nbytes > free:
             tqdm.write(f"{cache}: {label} do not fit the {_gb(free)} free in {folder}: {fallback} instead")
             return None
+        for left in folder.glob(f".{key}-*.npy.*.tmp"):
+            if time.time() - left.stat().st_mtime > ABANDONED_S:
+                left.unlink(missing_ok=True)
         if stale:
             tqdm.write(f"{cache}: the images of {stale[0].name} changed; rebuilding it")
         tqdm.write(f"{cache}: writing {label} into {folder}")
