@@ -176,11 +176,11 @@ def test_registered_config_fields_are_train_config_fields():
         assert set(term.config_fields) <= fields, name
 
 
-def test_a_registered_loss_is_built_from_a_config(monkeypatch):
+def test_a_registered_loss_is_built_from_a_config(request):
     from snlib import losses
     from snlib.presets import get_preset
 
-    monkeypatch.setattr(losses, "LOSSES", dict(losses.LOSSES))
+    request.addfinalizer(lambda: losses.LOSSES.pop("scaled-triplet", None))   # the registry as it was
 
     @losses.register_loss({"scaled-triplet": {}}, config_fields={"triplet_margin": "margin", "sn_alpha": "scale"})
     class ScaledTriplet(TripletLoss):
@@ -193,5 +193,7 @@ def test_a_registered_loss_is_built_from_a_config(monkeypatch):
     term = built.terms["scaled-triplet"]
     assert (type(term), term.margin, term.scale, built.terms["ce"].label_smoothing) == (ScaledTriplet, 0.7, 3.0, 0.2)
     assert built.needs_logits
+    with pytest.raises(ValueError, match="did you mean 'scaled-triplet'"):   # known names include the new one
+        losses.build_loss("scaled-triplt")
     with pytest.raises(ValueError, match="registered twice"):
         losses.register_loss({"sn": {}})(TripletLoss)

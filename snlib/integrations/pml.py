@@ -35,7 +35,9 @@ from pytorch_metric_learning.utils import common_functions as c_f
 from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from torch import Tensor
 
-from ..losses import SQUEEZE_READINGS, _autocast_off, _check_number, _check_sn_options
+from ..losses import SQUEEZE_READINGS
+from ..losses.base import autocast_off, check_number
+from ..losses.support_neighbor import check_sn_options
 
 __all__ = ["SupportNeighborLoss", "CrossBatchMemory", "candidate_mask"]
 
@@ -71,8 +73,8 @@ class SupportNeighborLoss(pml_losses.BaseMetricLossFunction):
 
     def __init__(self, k: int = 10, alpha: float = 50.0, lam: float = 0.1, squeeze: str = "released", **kwargs):
         super().__init__(**kwargs)
-        _check_sn_options(k, alpha, squeeze)
-        _check_number("lam", lam, 0.0, strict=False, what=" (weight of the squeeze term, paper: 0.1)")
+        check_sn_options(k, alpha, squeeze)
+        check_number("lam", lam, 0.0, strict=False, what=" (weight of the squeeze term, paper: 0.1)")
         if self.distance.is_inverted:
             raise ValueError(f"the SN loss needs a distance (smaller = closer); {type(self.distance).__name__} is a "
                              "similarity: use LpDistance (the default)")
@@ -87,7 +89,7 @@ class SupportNeighborLoss(pml_losses.BaseMetricLossFunction):
         if ref_labels is None:
             raise ValueError("ref_emb needs ref_labels: the loss tells positives from negatives by label")
         dtype = torch.float64 if embeddings.dtype == torch.float64 else torch.float32
-        with _autocast_off(embeddings):
+        with autocast_off(embeddings):
             ref_is_batch = ref_emb is embeddings
             emb = embeddings.to(dtype)
             ref = emb if ref_is_batch else ref_emb.to(dtype)
