@@ -1,9 +1,7 @@
 """What every loss of snlib shares: float32 with autocast off, checked inputs, the Euclidean distance matrix of a
-batch and its identity masks, and :class:`LoggedLoss` (``last``: the parts of the last batch as floats).
-
-Distances are Euclidean (not squared), from one matrix product with near-duplicate pairs recomputed exactly; the
-square root is taken of ``max(D^2, 1e-12)``, so gradients stay finite when two features coincide (as in torchreid
-and fast-reid). Internal to ``snlib.losses`` except :func:`euclidean_distance_matrix` (exported there).
+batch (:func:`euclidean_distance_matrix`, its convention in its docstring) and its identity masks, and
+:class:`LoggedLoss` (``last``: the parts of the last batch as floats). Internal to ``snlib.losses``, which exports
+:func:`euclidean_distance_matrix`.
 """
 from __future__ import annotations
 
