@@ -91,7 +91,11 @@ def test_the_sensitivity_and_convergence_plans_have_three_points_and_three_seeds
     assert {name: len(values) for name, values in sweep.sweeps.items()} == {"sn_k": 3, "sn_alpha": 3, "sn_lambda": 3}
     assert sweep.sweeps["sn_k"] == (3, 5, 10) and study.base.sn_k in sweep.sweeps["sn_k"]
     assert sweep.seeds == (0, 1, 2) and sweep.noise_seeds == study.protocol.seeds
-    assert all(sweep.defaults[name] in values for name, values in sweep.sweeps.items() if name != "sn_k")
+    # the rows a sweep does not move are labelled with the values its runs used: the study's (k = 5 of 64 here),
+    # not the paper preset's k = 10
+    sn = study.config("sn")
+    assert sweep.defaults == {name: getattr(sn, name) for name in sweep.sweeps} and sweep.defaults["sn_k"] == 5
+    assert all(sweep.defaults[name] in values for name, values in sweep.sweeps.items())
     convergence = plans.convergence(SimpleNamespace(protocol=study.protocol, selection=None)).protocol
     assert convergence.fractions == (0.25, 0.5, 1.0) and len(convergence.convergence_seeds) >= 3
     smoke = _study("smoke", "synthetic")

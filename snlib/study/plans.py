@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from .. import settings
 from ..data import DataNotFoundError, images_allowed
 from ..errors import ConfigError
-from ..presets import PROTOCOLS, batch_scaled_k, get_preset
+from ..presets import PROTOCOLS, batch_scaled_k
 from ..recipes import LATER
 from . import later, views
 from .protocol import Protocol, settle
@@ -90,18 +90,15 @@ def ablation(study: Study, seeds=None, variants=None) -> Comparison:
 
 @dataclass(frozen=True)
 class Sensitivity:
-    """One-at-a-time sweeps of the SN parameters around the paper's values (``defaults``), at SN's selected
-    rate and the protocol's budget (``fixed``)."""
+    """One-at-a-time sweeps of the SN parameters around the study's own values (``defaults``: those of its SN
+    runs, which every sweep keeps for the parameters it does not move), at SN's selected rate and the protocol's
+    budget (``fixed``)."""
     seeds: tuple[int, ...]
     sweeps: dict[str, tuple]
     fixed: dict
     noise_seeds: tuple[int, ...]
     labels: dict[str, str]                                  # field -> axis label, in the figure's row order
-
-    @property
-    def defaults(self) -> dict:
-        paper = get_preset("paper")
-        return {name: getattr(paper, name) for name in self.sweeps}
+    defaults: dict                                          # field -> the value of the study's SN runs
 
 
 def k_sweep(batch: int) -> tuple[int, ...]:
@@ -115,7 +112,8 @@ def k_sweep(batch: int) -> tuple[int, ...]:
 def sensitivity(study: Study, seeds=None, k_values=None, alpha_values=None, lambda_values=None,
                 noise_seeds=None) -> Sensitivity:
     """Notebook 04: k (:func:`k_sweep`: scaled with the batch), alpha and lambda, three points each around the
-    paper's values, three seeds (one at the smoke preset), at SN's selected rate and the protocol's budget; the
+    study's values (alpha and lambda: the paper's 50 and 0.1; k: the paper's 10 of 128 scaled to the batch), three
+    seeds (one at the smoke preset), at SN's selected rate and the protocol's budget; the
     default point's spread over ``noise_seeds`` (the protocol's SN runs)."""
     batch = study.base.p * study.base.k
     sweeps = {"sn_k": _given(k_values, _smoke(study, (10,), k_sweep(batch))),
@@ -124,8 +122,10 @@ def sensitivity(study: Study, seeds=None, k_values=None, alpha_values=None, lamb
     labels = {"sn_k": f"k (support neighbours; {batch_scaled_k(batch)} = the paper's 10 of 128 "
                       f"at a batch of {batch})",
               "sn_alpha": "alpha (scale)", "sn_lambda": "lambda (squeeze weight)"}
+    sn = study.config("sn")
     return Sensitivity(_given(seeds, _smoke(study, (0,), (0, 1, 2))), sweeps, {"loss": "sn"},
-                       _given(noise_seeds, study.protocol.seeds), labels)
+                       _given(noise_seeds, study.protocol.seeds), labels,
+                       {name: getattr(sn, name) for name in sweeps})
 
 
 @dataclass(frozen=True)
