@@ -11,7 +11,7 @@ import pytest
 from snlib.data import ReIDDataset, Sample
 from snlib.errors import ConfigError
 from snlib.presets import PAPER_RATES, PROTOCOL_VERSION, PROTOCOLS, get_preset
-from snlib.recipes import SN_FAMILY
+from snlib.recipes import SN_FAMILY, run_config
 from snlib.study import figures, plans, views
 from snlib.study import protocol as P
 from snlib.study.protocol import Protocol
@@ -23,8 +23,11 @@ def _market_like(num_ids: int) -> ReIDDataset:
 
 
 def _study(preset: str, dataset: str = "market1501", num_ids: int = 751, **overrides):
-    return SimpleNamespace(preset=preset, dataset_name=dataset, data=_market_like(num_ids),
-                           base=get_preset(preset), overrides=overrides)
+    """What the plans read of a ``Study``; ``config`` in ``Study.config``'s order (no budget, no selected rate)."""
+    base = get_preset(preset)
+    return SimpleNamespace(preset=preset, dataset_name=dataset, data=_market_like(num_ids), base=base,
+                           overrides=overrides, config=lambda loss="sn", seed=0, **fields: run_config(
+                               base, loss, overrides=overrides, call={"seed": seed, **fields}))
 
 
 @pytest.fixture
