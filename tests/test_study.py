@@ -426,6 +426,12 @@ def test_a_notebooks_overrides_win_over_the_selected_rate(tmp_path):
     assert plain.config("ce").lr == 4e-3 and plain.config("sn").iterations == 5
     # another data set keeps them; the study's line says the selection is not used
     assert study.with_dataset("synthetic", tmp_path / "other").overrides == {"lr": 2e-4}
+    # ... and starts from the preset, not from this study's protocol fields (the synthetic study's 64x32 and head)
+    protocol_fields = dataclasses.replace(study, base=study.base.replace(height=32, width=16, train_from="head"))
+    other = protocol_fields.with_dataset("synthetic", tmp_path / "other").base
+    preset = get_preset("smoke")
+    assert (other.height, other.width, other.train_from) == (preset.height, preset.width, preset.train_from)
+    assert other.lr == 2e-4
     assert "every recipe at lr 0.0002 (forced by the overrides" in study.describe()
     assert "each recipe at its validation-selected rate" in plain.describe() and "forced" not in plain.describe()
 

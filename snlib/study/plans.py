@@ -61,8 +61,9 @@ def _compared(study: Study, seeds, losses, cls=None, **extra) -> Comparison:
 
 
 def lr_selection(study: Study) -> Comparison:
-    """Notebook 00: the learning-rate selection of every recipe on the validation identities."""
-    return _compared(study, (0,), study.protocol.selection)
+    """Notebook 00: the learning-rate selection of every recipe on the validation identities, each rate at every
+    seed of the protocol's ``selection_seeds``."""
+    return _compared(study, study.protocol.selection_seeds, study.protocol.selection)
 
 
 def table1(study: Study, seeds=None) -> Comparison:

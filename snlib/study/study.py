@@ -104,9 +104,10 @@ class Study(RecordedRuns):
 
     def with_dataset(self, name: str, root: str | Path, options: dict | None = None) -> "Study":
         """The same study (preset, overrides, output folder) on data set ``name`` at ``root`` with loader
-        ``options``, at the preset's schedule (no protocol or selection was run on that data set)."""
-        base = self.base.replace(dataset=name, data_root=str(settings.repo_path(root)),
-                                 dataset_options=dict(options or {}))
+        ``options``, from the preset's configuration (no protocol or selection was run on that data set, so none
+        of this study's protocol fields, e.g. the synthetic study's 64x32 and trained head, carry over)."""
+        fields = {"dataset": name, "data_root": str(settings.repo_path(root)), "dataset_options": dict(options or {})}
+        base = get_preset(self.preset).replace(**{**self.overrides, **fields})
         return Study(preset=self.preset, base=base, output_dir=self.output_dir, overrides=dict(self.overrides))
 
     # ------------------------------------------------------------------------------------------- runs
