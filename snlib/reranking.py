@@ -5,8 +5,9 @@ as modified by Houjing Huang, on which the paper's released code builds) up to f
 of summations, and up to the order of exact float32 ties among an image's nearest neighbours, which both leave to
 numpy's sort (processor-dependent: ``benchmarks/bench_evaluation.py`` found one such row of 3,368). What differs
 is the cost: torchreid builds several dense (n x n) matrices, n = queries + gallery (float64 copies, a full
-int64 argsort, the dense encoding V and its query expansion), and loops in Python over every image; here only the top-k neighbour lists (n x k) and the sparse encodings are kept, so
-the extra memory is a few hundred MB at Market-1501 size instead of several GB.
+int64 argsort, the dense encoding V and its query expansion), and loops in Python over every image; here only
+the top-k neighbour lists (n x k) and the sparse encodings are kept, so the extra memory is a few hundred MB at
+Market-1501 size instead of several GB.
 
 Definitions (n = nq + ng images, queries first; A = [[q_q, q_g], [q_g^T, g_g]] the input distances):
     d(i, j) = A[j, i]^2 / max_m A[m, i]^2        (float32; the original's squaring, column max, transpose)
