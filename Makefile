@@ -3,6 +3,7 @@
 #                    (.venv gets the exact versions of requirements.lock, snlib editable with its test extras)
 #   make test        create .venv if absent, run the whole test suite (notebooks included, under nbval)
 #   make lab         JupyterLab on the notebooks at http://127.0.0.1:8888 (as root too: containers)
+# (also: make env, the .venv alone; make bench, every benchmarks/bench_*.py; make clean-env, removes .venv)
 PYTHON   ?= python3
 VENV     ?= .venv
 PY       := $(VENV)/bin/python

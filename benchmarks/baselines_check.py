@@ -42,7 +42,7 @@ from snlib.presets import PAPER_RATES, TrainConfig  # noqa: E402
 from snlib.recipes import apply_recipe  # noqa: E402
 from snlib.reporting import save_table  # noqa: E402
 from snlib.settings import atomic_write  # noqa: E402
-from trunk_check import CHECKPOINT_EPOCHS, check_arguments, check_setup, recorded  # noqa: E402
+from trunk_check import CHECKED, CHECKPOINT_EPOCHS, check_arguments, check_setup, recorded  # noqa: E402
 
 RECIPES_CHECKED = ("sn", "ce", "triplet", "triplet-0.3", "bot", "contrastive")
 RATE_STEPS = (1 / 3, 1.0, 3.0)
@@ -52,11 +52,12 @@ DIAGNOSTICS = GEOMETRY_COLUMNS + ("active",)
 
 def run_config(base: TrainConfig, recipe: str, lr: float, iterations: int, eval_every: int,
                train_from: str, size: tuple[int, int]) -> TrainConfig:
-    """``recipe`` (with its paper's set-up) at ``lr``, seed 0, on the validation split and the cached trunk."""
+    """``recipe`` (with its paper's set-up) at ``lr``, seed 0, on the validation split and the cached trunk; SN's k
+    fixed as the trunk check fixes it (``trunk_check.CHECKED``: the paper's 10, as these runs were made)."""
     config = base.replace(split="val", normalization="backbone", lr=lr, seed=0, iterations=iterations,
                           warmup_iterations=max(1, iterations // 10), eval_every=0, eval_every_iterations=eval_every,
                           checkpoint_every=CHECKPOINT_EPOCHS, train_from=train_from, trunk_cache="disk",
-                          height=size[0], width=size[1])
+                          height=size[0], width=size[1], **CHECKED)
     return apply_recipe(config, recipe)
 
 
@@ -148,7 +149,8 @@ def main(argv=None) -> pd.DataFrame:
     markdown = (out / "baselines_check.md").read_text()
     atomic_write(out / "baselines_check.md", (
         f"`{command}`\n\n{base.dataset} validation identities, {args.iterations} iterations, seed 0, trunk frozen "
-        f"before `{args.train_from}` (cached) at {args.size}, the backbone's normalisation; rates = literature "
+        f"before `{args.train_from}` (cached) at {args.size}, the backbone's normalisation, SN's k = "
+        f"{CHECKED['sn_k']}; rates = literature "
         f"rate x {args.rate_steps}. Untrained network (the preset's initial weights, pooled features): rank-1 "
         f"{floor['rank1']:.1f}, mAP {floor['mAP']:.1f}. At its best rate (best validation mAP), final rank-1 and "
         f"mAP above the untrained network's: {verdict}. "

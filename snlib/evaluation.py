@@ -368,7 +368,7 @@ def pool_multi_query(features, pids, camids, how: str = "mean"):
 
     Returns (pooled features, pids, camids), groups sorted by (pid, camid). The features keep their type
     (numpy array, or torch tensor on its device); ids come back as int64 numpy arrays. The paper averages
-    the features of Market-1501's gt_query images sharing a query's identity and camera ("MQ" columns).
+    the features of Market-1501's gt_bbox images sharing a query's identity and camera ("MQ" columns).
     """
     _check_choice(how, "how", ("mean", "max"))
     x = _as_features(features, "features")

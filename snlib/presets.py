@@ -5,13 +5,14 @@
   SN alpha=50 k=10 lambda=0.1, L2-normalised features, Euclidean distance, no test-time flip). For a GPU.
   Precision and memory layout are a choice of the device, not part of the recipe (the released code ran in
   fp32): ``amp="auto"``, ``channels_last=None`` take the device's fastest (CUDA: bf16, channels-last; a CPU:
-  the fastest measured variant, ``snlib.precision.CPU_STEP_SPEED``: bf16 + channels-last for ResNet-50 at 256x128).
+  the fastest measured variant, ``snlib.precision.CPU_STEP_SPEED``: bf16 + channels-last for ResNet-50 at 256x128
+  where the CPU computes bf16 natively, else fp32 channels-last).
 * ``cpu``: the same recipe scaled to a 2-core CPU: EfficientNet-Lite0 (ImageNet weights, with the normalisation
   they were trained with) at 128x64, its trunk frozen before ``CPU_TRAIN_FROM`` and cached in memory, P=16 x K=4,
   SN's k scaled with the batch (``batch_scaled_k``: 5 of 64 as the paper's 10 of 128), a few epochs (minutes a
   run; the protocol's budget is its pilot's, ``PROTOCOLS``).
-* ``smoke``: seconds; a tiny untrained EfficientNet-Lite0 on a tiny synthetic set, the ``cpu`` preset's
-  normalisation. For tests and notebooks under CI.
+* ``smoke``: seconds; EfficientNet-Lite0 with its ImageNet weights at 64x32 on a 16-identity synthetic set, the
+  ``cpu`` preset's normalisation. For tests and notebooks under CI.
 
 A run is identified by the hash of its configuration (``config_hash``): the fields that change what is
 computed. Operational fields (worker count, device, checkpoint frequency, batch size of feature extraction)
@@ -444,7 +445,7 @@ PAPER_RATES = {
 #: The version of the study protocol (``snlib.study.protocol``) whose records a study writes and reads: raised when
 #: a change alters what a record holds or how a study selects, trains or scores its runs without changing the runs'
 #: configuration hashes, so that no table mixes records of two protocols (``snlib.records.check_protocol_version``).
-#: Every record written before versions, the published studies' included, is of version 1. A preset's
+#: Every record written before versions, the published cuhk03p1 study's included, is of version 1. A preset's
 #: ``PROTOCOLS`` entry raises its own (``"version": 2``) when only that preset's protocol changes: the ``cpu``
 #: preset's is version 2 (the converged protocol), the ``paper`` and ``smoke`` presets' keep this one.
 PROTOCOL_VERSION = 1
@@ -456,7 +457,7 @@ PROTOCOL_VERSION = 1
 #: selection); the distractors, unless given, are all of the data set's own (or of its training images).
 #: A notebook's ``protocol_sizes`` parameter (``--param protocol_sizes='{iterations: 50}'``) changes any of them.
 PROTOCOLS = {
-    # every code path in seconds: two recipes and rates, a 4-identity batch, a few iterations
+    # every code path in seconds: three recipes, two rates, a 4-identity batch, a few iterations
     "smoke": {"selection": ("sn", "triplet", "ce"), "family": ("sep",), "lrs": (1e-3, 2e-3), "iterations": 12,
               "seeds": (0, 1), "long_factor": 2, "evaluations": 3, "fractions": (0.5, 1.0),
               "convergence_losses": ("sn", "triplet"), "convergence_seeds": (0, 1), "num_distractors": 20,
@@ -467,8 +468,9 @@ PROTOCOLS = {
     # the budget with 2 seeds, convergence curves with 3 seeds. On the synthetic set (make reproduce's default)
     # every run trains only the head (train_from="head": the 1x1 conv to 1280, its BatchNorm, the classifier) on a
     # cached 64x32 trunk (25-30 iterations a second against about 10 from blocks.6: the whole protocol in about
-    # 1.5 h here, README), a pilot of at most 600 iterations, with 3000 generated distractors. (Version 1, the published 100-iteration studies: the Protocol's
-    # defaults otherwise.)
+    # 1.5 h here, README), a pilot of at most 600 iterations, with 3000 generated distractors. (Version 1, the
+    # published 100-iteration cuhk03p1 study and the superseded version-1 synthetic runs: the Protocol's defaults
+    # otherwise.)
     "cpu": {"version": 2, "pilot_iterations": 2000, "pilot_seeds": (0, 1), "pilot_evaluations": 20,
             "pilot_rate_factor": 3.0,
             "lrs": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2), "selection_seeds": (0, 1), "seeds": (0, 1, 2, 3, 4),

@@ -1,4 +1,5 @@
-"""Writing results: tables as CSV + Markdown, figures as PNG, and the run manifest (provenance)."""
+"""Writing results: tables as CSV + Markdown, figures as PNG, the run manifest (provenance), the list of networks
+retrained beside their records (``RETRAINED_FILE``) and README's generated sections (``update_includes``)."""
 from __future__ import annotations
 
 import json

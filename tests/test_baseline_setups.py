@@ -263,6 +263,7 @@ def test_the_baselines_check_trains_each_recipe_with_its_papers_setup_and_resume
     assert stored["triplet"]["config"]["embedding_head"] == "trinet"
     assert {k: stored["bot"]["config"][k] for k in BOT_FIELDS} == BOT_FIELDS
     assert stored["sn"]["config"]["embedding_head"] == "" and stored["sn"]["config"]["train_from"] == "blocks.6"
+    assert stored["sn"]["config"]["sn_k"] == 10   # fixed as its committed runs were made, whatever the preset's k
     assert [e["iteration"] for e in stored["sn"]["evaluations"]] == [2, 4]
     assert any(column in stored["triplet"]["history"][-1] for column in ("hard_gap", "pair_dist"))
     literature = table[table["rate step"] == 1].set_index("recipe")["lr"]

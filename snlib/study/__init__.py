@@ -10,7 +10,7 @@
     later           the losses after SN under the same protocol: their rates, runs and claims (notebook 13)
     pilot           the budget chosen by convergence: the pilot's plateau rule
     features        the test-feature dicts of a study (query / gallery), image digests
-    views           train subsets and distractor sets of a data set
+    views           distractor sets and the gallery sizes of Figure 4
     tables          summaries: mean and spread, the Table 1 layout, paired differences, convergence, drops
     figures         result figures of the long tables, embeddings and hit matrices
     style           readable loss / metric names and the colours of the sets

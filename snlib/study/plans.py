@@ -5,7 +5,7 @@ notebook's parameters (``None``: the plan's default). A notebook opens its study
 
 ``setup`` settles everything first (the protocol's sizes for this preset and data set, the learning-rate selection
 unless the overrides force ``lr``, the overrides), then builds the plan from the settled study. The smoke preset
-(tests, nbval) runs each experiment at its smallest size: one seed and the fewest variants that still exercise
+(tests, nbval) runs each experiment at its smallest size: one or two seeds and the fewest variants that still exercise
 every code path; the ``cpu`` and ``paper`` presets run the full grids. The protocol's sizes per preset are data
 (``snlib.presets.PROTOCOLS``).
 """

@@ -117,7 +117,7 @@ class RecordedRuns:
     def variant_per_query(self, run: RunResult, variant: str) -> dict:
         """Per-query results of ``run`` (a test-split run) under ``variant`` (``snlib.records``), under both AP
         rules: ``sq``, ``mq``, ``rerank``, ``mq-rerank`` or ``distractors-<n>`` (the first ``n`` of the study's
-        distractors, in :meth:`~snlib.study.study.Study.shuffled_distractors`' order)."""
+        distractors, in :meth:`~snlib.study.study.Study.distractors`' order)."""
         if run.config.split != "test":
             raise ValueError(f"variant {variant!r} needs a run scored on the test split, not {run.config.split!r}")
         if variant.startswith("distractors-"):

@@ -4,14 +4,15 @@ records), their test features (kept in the run's folder) and the evaluation vari
     study, plan = setup("table1", preset, dataset, data_root, output_dir, overrides)   # snlib.study.plans
     run = study.run("sn", seed=0)                  # trained once, then read from the cache
     study.evaluate(run, multi_query=True, rerank=True).as_dict()
-    long = study.evaluation_table([run])           # single/multi query x re-ranking x AP rule: a row each
+    record = study.record("sn", seed=0, variants=TABLE1_VARIANTS, ap_rules=AP_RULES)   # snlib.study.recorded
+    long = study.evaluation_table([record])        # single/multi query x re-ranking x AP rule: a row each
 
 A study is settled before any of its runs: :func:`open_study` fixes the preset, the data and the notebook's
 overrides, :func:`snlib.study.protocol.settle` adds the protocol and the selected learning rates, and from then on
 the study does not change. :meth:`Study.config` resolves a run's configuration in one written order of precedence,
 so notebooks that ask for the same run share it (``snlib.engine`` caches by the hash of the configuration).
 ``train_fraction`` trains on a fixed, nested subset of the training identities
-(:func:`~snlib.study.views.train_share_root`).
+(:func:`snlib.data.train_share`, applied by ``snlib.engine.run_dataset``).
 """
 from __future__ import annotations
 
