@@ -46,6 +46,8 @@ def test_is_a_pml_loss_and_refuses_a_similarity():
         SupportNeighborLoss(distance=CosineSimilarity())
     with pytest.raises(ValueError, match="squeeze"):
         SupportNeighborLoss(squeeze="tight")
+    with pytest.raises(ValueError, match="lam"):
+        SupportNeighborLoss(lam=-1.0)
 
 
 @pytest.mark.parametrize("squeeze", SQUEEZE_READINGS)

@@ -110,6 +110,15 @@ def test_pair_matches_reference_loop(seed, num_ids, per_id, dim, k, normalize):
     torch.testing.assert_close(grad, ref_grad, **TOL)
 
 
+@pytest.mark.parametrize("lam", [-0.1, math.nan, math.inf])
+def test_the_loss_and_its_reference_refuse_a_squeeze_weight_that_is_not_a_finite_non_negative_number(lam):
+    features, labels = _pk_batch(0, 4, 2, 8)
+    with pytest.raises(ValueError, match="lam"):
+        SupportNeighborLoss(lam=lam)
+    with pytest.raises(ValueError, match="lam"):
+        support_neighbor_loss_reference(features, labels, lam=lam)
+
+
 def test_pair_by_hand():
     """Identity 1: 0 (0, 0), 1 (1, 0), 2 (0, 3); identity 2: 3 (0, -1.5), 4 (5, 5); k = 2, unnormalised.
     Anchor 0: 2-NN {1, 3}, n = 1, f = 2: D_12 = sqrt(10). Anchor 1: 2-NN {0, 3}, n = 0, f = 2: D_02 = 3.

@@ -36,8 +36,8 @@ from pytorch_metric_learning.utils import loss_and_miner_utils as lmu
 from torch import Tensor
 
 from ..losses import SQUEEZE_READINGS
-from ..losses.base import autocast_off, check_number
-from ..losses.support_neighbor import check_sn_options
+from ..losses.base import autocast_off
+from ..losses.support_neighbor import check_sn_options, check_sn_weight
 
 __all__ = ["SupportNeighborLoss", "CrossBatchMemory", "candidate_mask"]
 
@@ -74,7 +74,7 @@ class SupportNeighborLoss(pml_losses.BaseMetricLossFunction):
     def __init__(self, k: int = 10, alpha: float = 50.0, lam: float = 0.1, squeeze: str = "released", **kwargs):
         super().__init__(**kwargs)
         check_sn_options(k, alpha, squeeze)
-        check_number("lam", lam, 0.0, strict=False, what=" (weight of the squeeze term, paper: 0.1)")
+        check_sn_weight(lam)
         if self.distance.is_inverted:
             raise ValueError(f"the SN loss needs a distance (smaller = closer); {type(self.distance).__name__} is a "
                              "similarity: use LpDistance (the default)")

@@ -38,11 +38,17 @@ class SupportSets:
 
 
 def check_sn_options(k, alpha, squeeze) -> None:
+    """``k`` a positive integer, ``alpha`` > 0, ``squeeze`` one of :data:`SQUEEZE_READINGS` (a ``ValueError`` else)."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValueError(f"k must be a positive integer (number of support neighbours); got {k!r}")
     check_number("alpha", alpha, 0.0, strict=True, what=" (softmax scale, paper: 50)")
     if squeeze not in SQUEEZE_READINGS:
         raise ValueError(f"squeeze must be one of {SQUEEZE_READINGS} (see docs/paper.md); got {squeeze!r}")
+
+
+def check_sn_weight(lam) -> None:
+    """``lam``, the weight of the squeeze term: a finite number >= 0 (a ``ValueError`` else)."""
+    check_number("lam", lam, 0.0, strict=False, what=" (weight of the squeeze term, paper: 0.1)")
 
 
 def _sn_sets(features: Tensor, labels: Tensor, k: int, alpha: float, squeeze: str, normalize: bool) -> SupportSets:
@@ -162,7 +168,7 @@ class SupportNeighborLoss(LoggedLoss):
                  normalize: bool = True) -> None:
         super().__init__()
         check_sn_options(k, alpha, squeeze)
-        check_number("lam", lam, 0.0, strict=False, what=" (weight of the squeeze term, paper: 0.1)")
+        check_sn_weight(lam)
         self.k, self.alpha, self.lam, self.squeeze, self.normalize = k, float(alpha), float(lam), squeeze, normalize
 
     def extra_repr(self) -> str:
@@ -201,6 +207,7 @@ def support_neighbor_loss_reference(features: Tensor, labels: Tensor, k: int = 1
     straight from docs/paper.md (no masks, no logsumexp). Used by the tests (in float64) and the benchmark; do not
     train with it. Same conventions as the vectorised loss (strict threshold, fallback, anchors skipped)."""
     check_sn_options(k, alpha, squeeze)
+    check_sn_weight(lam)
     features, labels = check_batch(features, labels)
     if normalize:
         features = features / features.norm(dim=1, keepdim=True)
