@@ -141,6 +141,9 @@ def test_equals_per_query_oracle_with_ties(seed, dtype):
         assert np.isnan(ours.ap[~valid]).all() and np.isnan(ours.inp[~valid]).all()
         np.testing.assert_allclose(ours.inp[valid], inp, rtol=0, atol=1e-12)
         np.testing.assert_allclose(ours.cmc, [(first <= k).mean() for k in range(20)], rtol=0, atol=1e-12)
+        # per query, what the records keep and every paired rank-1 claim reads: the first hit's 0-based rank
+        np.testing.assert_array_equal(ours.first[valid], first)
+        assert (ours.first[~valid] == -1).all()
         assert ours.num_skipped == (~valid).sum()
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from snlib import engine
 from snlib.data import ReIDDataset, Sample, load_dataset, train_share, validation_split
@@ -18,7 +20,8 @@ from snlib.presets import PROTOCOL_VERSION, TrainConfig, config_hash, get_preset
 from snlib.recipes import RECIPES, apply_recipe
 from snlib.records import RunRecord, read_record, thin_history, write_record
 from snlib.study import protocol as P
-from snlib.study.claims import COLUMNS, aligned_scores, claims_markdown, drop_claim, query_claim, seed_claim
+from snlib.study.claims import (COLUMNS, aligned_scores, claims_markdown, count_claim, drop_claim, query_claim,
+                                seed_claim)
 
 
 def _dataset(num_ids=150, cams=3, per_cam=3, test_ids=20) -> ReIDDataset:
@@ -509,3 +512,82 @@ def test_two_selection_seeds_train_every_rate_twice_and_retry_nothing(monkeypatc
     assert sorted(study.calls) == [("sn", 1e-3, 0), ("sn", 1e-3, 1), ("sn", 2e-3, 0), ("sn", 2e-3, 1)]
     assert table["runs"].tolist() == [2, 2] and table.loc[table["lr"] == 1e-3, "mAP"].item() == 40.5
     assert set(P.MARGIN_COLUMNS) <= set(table.columns)
+    # the margin sits on the chosen row only, against the next best rate (its value: runner_up_margin's test)
+    chosen = table[table["selected"]].iloc[0]
+    assert chosen["lr"] == 1e-3 and chosen["runner_up_lr"] == 2e-3
+    assert table.loc[~table["selected"], "runner_up_lr"].isna().all()
+
+
+def test_a_final_record_keeps_every_variant_its_claims_read():
+    """Hand case: SN keeps and is claimed on multi-query, re-ranking and the full distractor gallery; a baseline of
+    Table 1 keeps Table 1's four settings but is claimed on single query (and the full gallery when it is a
+    gallery-size recipe); a recipe of the family alone keeps single query. Whatever the protocol, the variants a
+    claim reads are among those its record keeps, or a fresh clone would retrain the run."""
+    from snlib.study import views
+    from snlib.study.recorded import TABLE1_VARIANTS
+
+    protocol = P.Protocol(selection=("sn", "ce", "triplet"), family=("sep",), gallery_losses=("sn", "triplet"),
+                          num_distractors=90, gallery_steps=3)
+    study = SimpleNamespace(protocol=protocol, gallery_steps=lambda: views.gallery_steps(10, 90, 3))
+    assert P.claim_variants(protocol, "sn") == ("sq", "mq", "rerank", "distractors-90")
+    assert P.claim_variants(protocol, "triplet") == ("sq", "distractors-90")
+    assert P.claim_variants(protocol, "ce") == P.claim_variants(protocol, "sep") == ("sq",)
+    assert P.record_variants(study, "sep") == ("sq",)
+    assert P.record_variants(study, "ce") == TABLE1_VARIANTS
+    assert P.record_variants(study, "sn") == TABLE1_VARIANTS + tuple(f"distractors-{n}" for n in (22, 90))  # 10 -> 100
+    for recipe in protocol.recipes:
+        assert set(P.claim_variants(protocol, recipe)) <= set(P.record_variants(study, recipe)), recipe
+
+
+def test_a_count_claim_reads_newcombes_interval_in_points_and_decides_by_the_rule():
+    """Newcombe (1998), Table II: 56/70 vs 48/80 -> +20.00 points, [+5.24, +33.39]: above 0, so supported; every
+    run counts as a seed that agrees (the per-seed condition does not apply to counts). Swapped: refuted."""
+    row = count_claim("a collapses less often", "a", "b", "runs not collapsed (%)", (56, 70), (48, 80), [])
+    assert row["delta"] == pytest.approx(20.0) and row["ci_low"] == pytest.approx(5.24, abs=0.01)
+    assert row["ci_high"] == pytest.approx(33.39, abs=0.01)
+    assert (row["seeds"], row["same_sign_seeds"], row["verdict"]) == (70, 70, "supported")
+    assert row["per_seed"] == "a 56/70, b 48/80"
+    swapped = count_claim("b collapses less often", "b", "a", "runs not collapsed (%)", (48, 80), (56, 70), [])
+    assert swapped["delta"] == pytest.approx(-20.0) and swapped["verdict"] == "refuted"
+
+
+def _hand_curves() -> pd.DataFrame:
+    """Validation rank-1 every 10 iterations (the last is the final score, 100): the first iteration at >= 90 is
+    SN 20 on all identities and 10 on half of them (both seeds); the triplet 40 / 30 (seeds 0 / 1) and 20."""
+    reach = {("sn", 1.0): (20, 20), ("sn", 0.5): (10, 10), ("triplet", 1.0): (40, 30), ("triplet", 0.5): (20, 20)}
+    rows = [{"loss": loss, "train_fraction": fraction, "seed": seed, "iteration": it,
+             "rank1": 100.0 if it >= at else 50.0 * it / at}
+            for (loss, fraction), ats in reach.items() for seed, at in enumerate(ats) for it in range(10, 60, 10)]
+    return pd.DataFrame(rows)
+
+
+def test_convergence_claims_by_hand(monkeypatch):
+    """Speed is minus the iterations to 90 % (SN faster: positive), growth the full set's minus the half set's;
+    per-seed differences by hand, a Student-t interval over the 2 seeds with the sd floored at the rounding of
+    2 (speed) or 4 (growth) counts read off a 10-iteration curve."""
+    monkeypatch.setattr(P, "convergence_records", lambda study, progress=True: [])
+    monkeypatch.setattr(P, "curve_table", lambda records: _hand_curves())
+    study = SimpleNamespace(protocol=P.Protocol(fractions=(0.5, 1.0), convergence_losses=("sn", "triplet")))
+    speed, growth = P.convergence_claims(study).to_dict("records")
+    # speed: sn -20 -20, triplet -40 -30 -> +20, +10; growth: sn -10 -10, triplet -20 -10 -> +10, +0
+    for row, diffs, counts in ((speed, [20.0, 10.0], 2), (growth, [10.0, 0.0], 4)):
+        sd = max(np.std(diffs, ddof=1), 10 * math.sqrt(counts / 12))
+        half = stats.t.ppf(0.975, 1) * sd / math.sqrt(2)
+        assert row["delta"] == pytest.approx(np.mean(diffs))
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((np.mean(diffs) - half, np.mean(diffs) + half))
+        assert row["per_seed"] == " ".join(f"{d:+.2f}" for d in diffs) and row["verdict"] == "unresolved"
+    assert speed["claim"] == "SN converges sooner than triplet"
+    assert growth["claim"] == "triplet slows more than SN as the training set grows (50% to 100%)"
+
+
+def test_stability_claims_count_the_runs_that_did_not_collapse(monkeypatch):
+    """``runs x (1 - collapsed)`` summed over the rates, SN as a: SN 56 of 70, triplet 48 of 80 (Newcombe's
+    Table II case), +20 points [+5.24, +33.39], supported."""
+    monkeypatch.setattr(P, "selection_records", lambda study: [])
+    selection = pd.DataFrame({"loss": ["sn", "sn", "triplet", "triplet"], "runs": [30, 40, 40, 40],
+                              "collapsed": [0.2, 0.2, 0.5, 0.3]})
+    study = SimpleNamespace(selection=selection, overrides={}, protocol=P.Protocol(selection=("sn", "triplet")))
+    (row,) = P.stability_claims(study).to_dict("records")
+    assert row["per_seed"] == "sn 56/70, triplet 48/80" and row["delta"] == pytest.approx(20.0)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((5.24, 33.39), abs=0.01)
+    assert row["verdict"] == "supported"
