@@ -266,8 +266,8 @@ def test_a_changed_image_or_setting_rebuilds_the_cache(smoke, tmp_path, mode, da
     def outputs(cfg, items):
         return trunk.trunk_outputs(model, items, cfg, device, precision, mirror=True, cache_dir=cache_dir).clone()
 
-    def fresh(cfg, items):   # the oracle: the trunk on the images, no cache
-        frozen, _ = trunk.split(model, cfg.train_from)
+    def fresh(cfg, items, net=model):   # the oracle: the trunk on the images, no cache
+        frozen, _ = trunk.split(net, cfg.train_from)
         tf = engine.build_transforms(cfg.height, cfg.width, train=False, mean=cfg.mean, std=cfg.std)
         x = torch.stack([tf(Image.open(s.path).convert("RGB")) for s in items])
         with torch.no_grad():
@@ -297,6 +297,19 @@ def test_a_changed_image_or_setting_rebuilds_the_cache(smoke, tmp_path, mode, da
             other = config.replace(**setting)
             torch.testing.assert_close(outputs(other, copies), fresh(other, copies), rtol=1e-4, atol=1e-4)
         assert len(calls) == 4
+        # other trunk weights under the same configuration (another seed's or another weights file's network)
+        other_net = initial_model(config)
+        trunk.freeze(other_net, config.train_from)
+        other_net.eval()
+        with torch.no_grad():
+            next(trunk.split(other_net, config.train_from)[0].parameters()).mul_(0.5)
+        theirs = trunk.trunk_outputs(other_net, copies, config, device, precision, mirror=True, cache_dir=cache_dir)
+        assert len(calls) == 5 and not torch.allclose(theirs, first, rtol=1e-2, atol=1e-2)
+        torch.testing.assert_close(theirs, fresh(config, copies, other_net), rtol=1e-4, atol=1e-4)
+        # without the mirrors: its own entry, view 0 of the oracle
+        alone = trunk.trunk_outputs(model, copies, config, device, precision, mirror=False, cache_dir=cache_dir)
+        assert len(calls) == 6 and alone.shape[1] == 1
+        torch.testing.assert_close(alone[:, 0], fresh(config, copies)[:, 0], rtol=1e-4, atol=1e-4)
     finally:
         trunk._trunk_batches = real
 
