@@ -286,6 +286,9 @@ def test_every_loss_trains_through_the_same_loop(smoke, tmp_path, spec, parts):
     history = run.history_frame()
     assert parts <= set(history.columns) and {"lr", "loss", "images_per_s"} <= set(history.columns)
     assert np.isfinite(history["loss"]).all()
+    if "+" in spec:   # the logged total is the weighted sum of the logged (unweighted) terms, every iteration
+        expected = history["sn-paper"] + 0.5 * history["ce"] + 0.001 * history["center"]
+        np.testing.assert_allclose(history["loss"], expected, rtol=1e-5, atol=1e-6)
     model = run.load_model()
     num_ids = load_dataset("synthetic", smoke.data_root, **smoke.dataset_options).num_train_pids
     assert (model.classifier is not None) == ("ce" in [term.split("*")[-1] for term in spec.split("+")])

@@ -171,6 +171,21 @@ def test_squeeze_readings_table():
     assert table["L_sep"].nunique() == 1          # the squeeze reading leaves the separation term alone
     assert table.set_index("reading").loc["none", "L_sqz"] == 0
     np.testing.assert_allclose(table["anchor loss"], table["L_sep"] + table["lambda * L_sqz"])
+    # every reading of every anchor that has a positive, from the plain sets of docs/paper.md
+    ids = labels.tolist()
+    for anchor in (i for i in range(len(ids)) if ids.count(ids[i]) > 1):
+        d, _, pos, neg, furthest = sets_by_loop(features, ids, anchor, 5, False)
+        near = min(pos, key=lambda j: d[j])
+        d_pos = [d[j] for j in pos]
+        expected = {"none": 0.0, "released": min(d_pos),
+                    "neighbors": min(d_pos) if len(pos) == 1 else max(d_pos) - min(d_pos),
+                    "paper": d[furthest] - min(d_pos),
+                    "pair": 0.0 if near == furthest else float((features[near] - features[furthest]).norm())}
+        separation = -math.log(sum(math.exp(-50 * d[j]) for j in pos) / sum(math.exp(-50 * d[j]) for j in pos + neg))
+        table = geometry.squeeze_readings(features, labels, anchor, k=5, normalize=False).set_index("reading")
+        for reading, value in expected.items():
+            assert table.loc[reading, "L_sqz"] == pytest.approx(value, rel=1e-6, abs=1e-9), (anchor, reading)
+            assert table.loc[reading, "L_sep"] == pytest.approx(separation, rel=1e-6, abs=1e-9), (anchor, reading)
 
 
 # ------------------------------------------------------------------------------------------------ layouts
