@@ -13,9 +13,24 @@ from snlib.losses import SQUEEZE_READINGS
 from snlib.losses import SupportNeighborLoss as SnlibLoss
 
 
-def _loop_oracle(emb, labels, ref, ref_labels, candidates, k=10, alpha=50.0, lam=0.1):
-    """The SN loss (released squeeze) written as a loop over anchors: ``candidates[i]`` lists the reference
-    indices anchor i may draw from; distances of the L2-normalised vectors, from their differences."""
+def _squeeze(reading, dist, pos, same, ref):
+    """L_sqz of one anchor by docs/paper.md's readings, over its candidates (``same``: those of its identity)."""
+    nearest = min(pos, key=lambda j: dist[j].item())
+    if reading == "released":
+        return dist[nearest]
+    if reading == "neighbors":
+        return dist[nearest] if len(pos) == 1 else max(dist[j] for j in pos) - dist[nearest]
+    furthest = max(same, key=lambda j: dist[j].item())
+    if reading == "paper":
+        return dist[furthest] - dist[nearest]
+    if reading == "pair":
+        return torch.zeros((), dtype=ref.dtype) if nearest == furthest else (ref[nearest] - ref[furthest]).norm()
+    return torch.zeros((), dtype=ref.dtype)                                              # "none"
+
+
+def _loop_oracle(emb, labels, ref, ref_labels, candidates, k=10, alpha=50.0, lam=0.1, squeeze="released"):
+    """The SN loss written as a loop over anchors: ``candidates[i]`` lists the reference indices anchor i may
+    draw from; distances of the L2-normalised vectors, from their differences."""
     emb, ref = emb / emb.norm(dim=1, keepdim=True), ref / ref.norm(dim=1, keepdim=True)
     terms = []
     for i, cands in enumerate(candidates):
@@ -29,7 +44,7 @@ def _loop_oracle(emb, labels, ref, ref_labels, candidates, k=10, alpha=50.0, lam
         neg = [j for j in support if ref_labels[j] != labels[i]]
         num = torch.stack([torch.exp(-alpha * dist[j]) for j in pos]).sum()
         den = torch.stack([torch.exp(-alpha * dist[j]) for j in pos + neg]).sum()
-        terms.append(-torch.log(num / den) + lam * min(dist[j] for j in pos))
+        terms.append(-torch.log(num / den) + lam * _squeeze(squeeze, dist, pos, same, ref))
     return torch.stack(terms).mean()
 
 
@@ -70,31 +85,35 @@ def test_all_pairs_tuple_is_the_default():
     assert torch.equal(loss(features, labels, lmu.get_all_pairs_indices(labels)), loss(features, labels))
 
 
-def test_a_miners_tuple_restricts_the_candidates():
-    """A miner's triplets: each anchor draws its neighbours from the samples its triplets name (loop oracle)."""
+@pytest.mark.parametrize("squeeze", SQUEEZE_READINGS)
+def test_a_miners_tuple_restricts_the_candidates(squeeze):
+    """A miner's triplets: each anchor draws its neighbours from the samples its triplets name (loop oracle),
+    every squeeze reading."""
     features, labels = clustered_batch(4, num_ids=6, dim=8, max_images=4, spread=1.0)
     triplets = miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard")(features, labels)
     assert 0 < len(triplets[0]) < len(lmu.get_all_triplets_indices(labels)[0])
     candidates = [sorted({int(j) for a, p, n in zip(*triplets) if a == i for j in (p, n)})
                   for i in range(len(labels))]
-    loss = SupportNeighborLoss(k=3)
+    loss = SupportNeighborLoss(k=3, squeeze=squeeze)
     ours, ours_grad = _value_and_grad(loss, features, labels, triplets)
     oracle, oracle_grad = _value_and_grad(
-        lambda x: _loop_oracle(x, labels, x, labels, candidates, k=3), features)
+        lambda x: _loop_oracle(x, labels, x, labels, candidates, k=3, squeeze=squeeze), features)
     torch.testing.assert_close(ours, oracle, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(ours_grad, oracle_grad, rtol=1e-8, atol=1e-10)
     assert not torch.isclose(ours, loss(features, labels))  # the restriction changed the loss
 
 
-def test_reference_set_matches_loop_oracle():
-    """``ref_emb``: every reference sample is a candidate (the batch itself is not)."""
+@pytest.mark.parametrize("squeeze", SQUEEZE_READINGS)
+def test_reference_set_matches_loop_oracle(squeeze):
+    """``ref_emb``: every reference sample is a candidate (the batch itself is not); every squeeze reading."""
     features, labels = clustered_batch(5, num_ids=5, dim=8, max_images=3)
     ref, ref_labels = clustered_batch(6, num_ids=7, dim=8, max_images=4)
     ref_labels[:4] = labels[:4]  # some anchors find positives in the reference set, others none
     candidates = [list(range(len(ref)))] * len(labels)
-    ours, ours_grad = _value_and_grad(SupportNeighborLoss(k=5), features, labels, ref_emb=ref, ref_labels=ref_labels)
-    oracle, oracle_grad = _value_and_grad(lambda x: _loop_oracle(x, labels, ref, ref_labels, candidates, k=5),
-                                          features)
+    loss = SupportNeighborLoss(k=5, squeeze=squeeze)
+    ours, ours_grad = _value_and_grad(loss, features, labels, ref_emb=ref, ref_labels=ref_labels)
+    oracle, oracle_grad = _value_and_grad(
+        lambda x: _loop_oracle(x, labels, ref, ref_labels, candidates, k=5, squeeze=squeeze), features)
     torch.testing.assert_close(ours, oracle, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(ours_grad, oracle_grad, rtol=1e-8, atol=1e-10)
 
