@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import types
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from PIL import Image
 
 from snlib import engine, settings, trunk
 from snlib.__main__ import main as cli
-from snlib.data import PAPER_MEAN, PAPER_STD, load_dataset
+from snlib.data import PAPER_MEAN, PAPER_STD, decoded, load_dataset
 from snlib.data.decoded import clear_memory as clear_decoded
 from snlib.distributed import DistInfo
 from snlib.errors import ConfigError
@@ -244,6 +245,22 @@ def test_cached_and_uncached_frozen_runs_give_the_same_losses(smoke, tmp_path):
         assert math.isclose(a["loss"], b["loss"], rel_tol=1e-3)
     for metric in ("rank1", "mAP"):
         assert math.isclose(plain.metrics[metric], cached.metrics[metric], abs_tol=1e-6)
+
+
+def test_a_cache_that_fits_nowhere_trains_the_frozen_run_from_the_images(smoke, tmp_path, monkeypatch, capsys):
+    """No memory budget and no free disk: the run says so, computes the trunk at every step (the trunk still
+    frozen) and gives the uncached frozen run's losses and scores."""
+    plain = engine.train(smoke, run_dir=tmp_path / "plain", progress=False)
+    monkeypatch.setattr(decoded, "memory_budget", lambda: 0)
+    monkeypatch.setattr(decoded.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=0))
+    capsys.readouterr()
+    fallback = engine.train(smoke.replace(trunk_cache="memory"), run_dir=tmp_path / "fallback", progress=False)
+    said = capsys.readouterr()
+    said = said.out + said.err
+    assert "exceed the memory budget" in said and "computing the trunk at every step" in said
+    assert [row["loss"] for row in fallback.history] == pytest.approx([row["loss"] for row in plain.history], rel=1e-6)
+    for metric in ("rank1", "mAP"):
+        assert fallback.metrics[metric] == pytest.approx(plain.metrics[metric], abs=1e-6)
 
 
 @pytest.mark.parametrize("mode", ["memory", "disk"])
