@@ -255,8 +255,8 @@ def test_a_cache_that_fits_nowhere_trains_the_frozen_run_from_the_images(smoke, 
     monkeypatch.setattr(decoded.shutil, "disk_usage", lambda path: types.SimpleNamespace(free=0))
     capsys.readouterr()
     fallback = engine.train(smoke.replace(trunk_cache="memory"), run_dir=tmp_path / "fallback", progress=False)
-    said = capsys.readouterr()
-    said = said.out + said.err
+    captured = capsys.readouterr()
+    said = captured.out + captured.err
     assert "exceed the memory budget" in said and "computing the trunk at every step" in said
     assert [row["loss"] for row in fallback.history] == pytest.approx([row["loss"] for row in plain.history], rel=1e-6)
     for metric in ("rank1", "mAP"):
