@@ -9,11 +9,13 @@ import ast
 import json
 
 import nbformat
+import pandas as pd
 import pytest
 
 from snlib.data import load_dataset
 from snlib.data.synthetic import SyntheticConfig, generate_market_folder
 from snlib.reproduce import list_notebooks, run_reproduction
+from snlib.statistics import verdict
 
 #: a few identities, every kind of image, at the smallest size the transforms take
 TINY_MARKET = SyntheticConfig(num_train_ids=16, num_test_ids=12, num_cameras=3, images_per_camera=(2, 2),
@@ -63,3 +65,11 @@ def test_every_notebook_runs_at_the_paper_preset_on_a_market_folder(tmp_path):
     assert written and all(json.loads(p.read_text())["config"]["model"] == "resnet50" for p in written)
     rates = (out / "lr_selection.csv").read_text()
     assert "Hermans et al. 2017" in rates and "0.00035" in rates        # the literature's rates, no selection
+    # the verdicts were computed, not merely a file written: Table 1's and the evaluation claims on both metrics,
+    # each verdict the rule's on its own interval, and no stability claim (fixed rates: no selection to count)
+    claims = pd.read_csv(out / "claims.csv")
+    assert {"SN beats ce", "SN beats triplet", "SN beats contrastive", "multi-query raises SN"} <= set(claims["claim"])
+    assert {"rank1", "mAP"} <= set(claims["metric"]) and not claims["claim"].str.contains("collapses").any()
+    decided = claims.dropna(subset=["ci_low", "ci_high"])
+    assert len(decided) and all(verdict(r.ci_low, r.ci_high, r.seeds, r.same_sign_seeds) == r.verdict
+                                for r in decided.itertuples())
