@@ -30,8 +30,7 @@ positives lies beyond the nearest of the other identities' images). Both thresho
 distances, so they do not depend on the backbone's feature scale. Measured with the ``cpu`` preset as it was
 before protocol version 2 (end to end, the paper's normalisation, k = 10; those runs are not committed) on
 cuhk03p1 (validation split, EfficientNet-Lite0 at 128x64, 16 x 4 images, 300 iterations at 1e-3): the soft-margin
-triplet on
-the raw pooled features ended at 0.08 of its starting spread with gap ratio -0.14 (loss 0.86, ln 2 = 0.69 being the
+triplet on the raw pooled features ended at 0.08 of its starting spread with gap ratio -0.14 (loss 0.86, ln 2 = 0.69 being the
 collapse value; validation rank-1 6.0): collapsed; SN kept 1.03 of its spread at the same gap ratio -0.14 (rank-1
 14.5): not collapsed; the triplet on TriNet's head kept 0.49 (-0.12; rank-1 6.0, loss 1.07): not collapsed by this
 rule, only slow. This rule adds to the protocol's other one, a run that ends below the untrained network
