@@ -12,6 +12,7 @@ Examples::
     python -m snlib evaluate results/cache/<hash> --dataset market1501 --data-root /data/market1501 --rerank
     python -m snlib runs
     python -m snlib runs 3f2a
+    python -m snlib runs 3f2a --retrain
     python -m snlib verify --data-root /data/market1501 --decode
     python -m snlib synth --root data
 """
@@ -214,6 +215,9 @@ def _runs(args) -> None:
     from . import settings
     from .runs import list_runs
 
+    if args.retrain:
+        _retrain_record(args.run)
+        return
     if args.run:
         _show_run(args.run, args.cache_root)
         return
@@ -264,22 +268,30 @@ def _print_rows(rows: list[tuple]) -> None:
         print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
+def _find_record(prefix: str, missing: str) -> tuple:
+    """``(path, record or None)`` of the one committed run record whose hash starts with ``prefix``;
+    ``RunNotFoundError(missing)`` when none does, ``UsageError`` when several do."""
+    from .errors import RunNotFoundError, UsageError
+
+    found = [(path, record) for records in _records().values() for path, record in records
+             if path.stem.startswith(prefix)]
+    if not found:
+        raise RunNotFoundError(missing)
+    if len(found) > 1:
+        raise UsageError(f"{prefix!r} matches {len(found)} run records ({', '.join(p.stem for p, _ in found)}); "
+                         "give more digits of the hash")
+    return found[0]
+
+
 def _show_run(prefix: str, cache_root) -> None:
     """One run of the cache, else one run record, by hash prefix (a cache folder also by path)."""
-    from .errors import RunNotFoundError, UsageError
+    from .errors import RunNotFoundError
     from .runs import find_run, run_history, run_info
 
     try:
         info = run_info(find_run(prefix, cache_root))
     except RunNotFoundError as exc:
-        found = [(path, record) for records in _records().values() for path, record in records
-                 if path.stem.startswith(prefix)]
-        if not found:
-            raise RunNotFoundError(f"{exc}; no run record in results/runs/ either") from None
-        if len(found) > 1:
-            raise UsageError(f"{prefix!r} matches {len(found)} run records ({', '.join(p.stem for p, _ in found)}); "
-                             "give more digits of the hash") from None
-        path, record = found[0]
+        path, record = _find_record(prefix, f"{exc}; no run record in results/runs/ either")
         config, status, metrics = _record_row(record)
         _print_run(path.stem, path, f"{status}: a committed record (results only; no model in the cache)", config,
                    metrics, record.evaluations if record else [], record.history if record else [])
@@ -288,6 +300,21 @@ def _show_run(prefix: str, cache_root) -> None:
         return
     _print_run(info.hash, info.run_dir, info.status, info.config, info.metrics, info.evaluations,
                run_history(info.run_dir))
+
+
+def _retrain_record(prefix: str | None) -> None:
+    """``snlib runs HASH --retrain``: :func:`snlib.retrain.retrain_check` of one committed record."""
+    from .errors import UsageError
+    from .records import load_record
+    from .retrain import describe, retrain_check
+
+    if not prefix:
+        raise UsageError("--retrain needs the hash (or a prefix) of a committed run record: snlib runs HASH --retrain")
+    path, _ = _find_record(prefix, f"no run record {prefix!r} in results/runs/ (snlib runs lists them)")
+    record = load_record(path)  # a damaged record: its own message, with the way out
+    print(f"retraining run record {path.stem} in a temporary folder (the record and the run cache stay as they are)")
+    for line in describe(retrain_check(record, path.parent)):
+        print(line)
 
 
 def _print_run(run_hash, where, status, config, metrics, evaluations, history) -> None:
@@ -452,6 +479,10 @@ def _add_runs(sub) -> None:
     u.add_argument("run", nargs="?", help="a run's hash (a prefix is enough) or folder, in the cache or the records: "
                                           "its differences from its preset and its results; a record's also its "
                                           "protocol version and provenance (default: list all)")
+    u.add_argument("--retrain", action="store_true",
+                   help="train the committed record RUN afresh here (in a temporary folder) and compare it with the "
+                        "record: where the training loss departs, the rank-1 / mAP difference, and whether it lies "
+                        "inside the recipe's recorded seeds (how to check a reproduction on another machine)")
     _add_cache_root(u)
     u.set_defaults(func=_runs)
 
