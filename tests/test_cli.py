@@ -453,3 +453,21 @@ def test_dry_run_checks_a_named_data_sets_layout(capsys, tmp_path):
     status, out, _ = _run_cli(capsys, "train", "--dataset", "market1501", "--data-root", str(tmp_path),
                               "--cache-root", str(tmp_path / "cache"), "--dry-run")
     assert status == 0 and _dry_run_config(out)["dataset"] == "market1501"
+
+
+def test_every_command_line_in_the_readme_parses():
+    """Each ``-m snlib ...`` line of README.md's code blocks is a valid command line (options that exist, values
+    of the right kind), so an example cannot outlive a renamed or removed option."""
+    import shlex
+
+    text = (ROOT / "README.md").read_text()
+    blocks = [block.replace("\\\n", " ") for block in text.split("```")[1::2]]   # continued lines joined
+    lines = [line.split("-m snlib ", 1)[1] for block in blocks for line in block.splitlines() if "-m snlib " in line]
+    assert len(lines) >= 10
+    parser = build_parser()
+    for line in lines:
+        argv = shlex.split(line, comments=True)
+        try:
+            parser.parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"README's command line does not parse: snlib {line}")
