@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 
 import snlib
+from _cli_helpers import run_cli
 from snlib import data, engine
 from snlib.__main__ import _HelpFormatter, _train_config, build_parser, main as cli
 from snlib.data import load_dataset
@@ -55,22 +56,11 @@ def _copy_run(run_dir, tmp_path):
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run_cli(capsys, *argv):
-    """``snlib *argv`` in this process: (exit status, stdout, stderr)."""
-    try:
-        cli(list(argv))
-        status = 0
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
 # -------------------------------------------------------------------------------------- expected errors
 
 
 def test_an_expected_error_is_one_line_and_exit_status_2(tmp_path, capsys):
-    status, out, err = _run_cli(capsys, "train", "--preset", "smoke", "--set", "eval_metric=foo",
+    status, out, err = run_cli(capsys, "train", "--preset", "smoke", "--set", "eval_metric=foo",
                                 "--set", f"data_root={tmp_path / 'data'}", "--cache-root", str(tmp_path / "cache"))
     assert status == 2
     assert err == ("snlib train: error: invalid TrainConfig: eval_metric='foo' must be one of euclidean, "
@@ -95,7 +85,7 @@ def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
 
 
 def test_evaluate_argument_check_is_an_expected_error(capsys):
-    status, _, err = _run_cli(capsys, "evaluate")
+    status, _, err = run_cli(capsys, "evaluate")
     assert status == 2
     assert err == "snlib evaluate: error: give either a run folder / model.pt or --initial (not both)\n"
 
@@ -115,21 +105,21 @@ def test_train_help_shows_every_default_without_markup(capsys):
         if action.dest != "help":
             assert action.help, action.dest
             assert "default" in formatter._get_help_string(action), action.dest
-    status, out, _ = _run_cli(capsys, "train", "--help")
+    status, out, _ = run_cli(capsys, "train", "--help")
     out = " ".join(out.split())  # as wrapped to the terminal's width
     assert status == 0
     assert "(default: cpu)" in out and "minutes" in out and "seconds" in out
-    status, out, _ = _run_cli(capsys, "--help")
+    status, out, _ = run_cli(capsys, "--help")
     assert status == 0 and "``" not in out and "::" not in out and "python -m snlib runs" in out
 
 
 def test_demo_help_names_snlib_demo(capsys):
-    status, out, _ = _run_cli(capsys, "demo", "-h")
+    status, out, _ = run_cli(capsys, "demo", "-h")
     assert status == 0 and out.startswith("usage: snlib demo ") and "(default: 5)" in " ".join(out.split())
 
 
 def test_version(capsys):
-    status, out, _ = _run_cli(capsys, "--version")
+    status, out, _ = run_cli(capsys, "--version")
     assert status == 0 and out == f"snlib {snlib.__version__}\n"
 
 
@@ -147,7 +137,7 @@ def _section(out: str, title: str) -> list[str]:
 def test_runs_lists_finished_unfinished_and_empty_runs(cache, capsys, tmp_path):
     root = _copy_run(cache.root, tmp_path)  # an empty run folder added to a copy of the cache
     (root / ("0" * 16)).mkdir()
-    status, out, _ = _run_cli(capsys, "runs", "--cache-root", str(root))
+    status, out, _ = run_cli(capsys, "runs", "--cache-root", str(root))
     assert status == 0
     section = _section(out, "run cache")
     lines = {line.split()[0]: line for line in section[2:]}
@@ -164,7 +154,7 @@ def test_runs_lists_finished_unfinished_and_empty_runs(cache, capsys, tmp_path):
 def test_runs_lists_the_committed_records_as_records(capsys, tmp_path):
     """Beside an empty cache, every record of results/runs/cpu, said to be a record (results, no model)."""
     files = sorted((ROOT / "results" / "runs" / "cpu").glob("*.json"))
-    status, out, _ = _run_cli(capsys, "runs", "--cache-root", str(tmp_path))
+    status, out, _ = run_cli(capsys, "runs", "--cache-root", str(tmp_path))
     assert status == 0
     assert out.splitlines()[0].startswith(f"run cache {tmp_path}: 0 run(s) trained here")
     section = _section(out, "run records results/runs/cpu")
@@ -177,7 +167,7 @@ def test_runs_lists_the_committed_records_as_records(capsys, tmp_path):
     assert rows[files[0].stem] == [files[0].stem, config["dataset"], config["recipe"] or config["loss"],
                                    config["preset"], str(config["seed"]), "recorded", f"({data['split']})",
                                    f"{metrics['rank1']:.1f}", f"{metrics['mAP']:.1f}"]
-    status, out, _ = _run_cli(capsys, "runs", files[0].stem[:10], "--cache-root", str(tmp_path))
+    status, out, _ = run_cli(capsys, "runs", files[0].stem[:10], "--cache-root", str(tmp_path))
     assert status == 0 and f"run {files[0].stem} (" in out and "a committed record" in out
     assert f"mAP {metrics['mAP']:.2f}" in out
     assert "protocol version: 1" in out and "provenance: not recorded" in out     # written before provenance
@@ -192,7 +182,7 @@ def test_runs_shows_a_records_provenance(capsys, tmp_path, monkeypatch):
     record = RunRecord(config=config, dataset=config.dataset, split="test", metrics={"rank1": 50.0, "mAP": 40.0},
                        evaluations=[], history=[], wall_time_s=1.0)
     write_record(record, tmp_path / "results" / "runs" / "smoke")
-    status, out, _ = _run_cli(capsys, "runs", record.hash[:8], "--cache-root", str(tmp_path / "cache"))
+    status, out, _ = run_cli(capsys, "runs", record.hash[:8], "--cache-root", str(tmp_path / "cache"))
     p = record.provenance
     assert status == 0 and "protocol version: 1" in out
     lines = out.splitlines()
@@ -204,17 +194,17 @@ def test_runs_shows_a_records_provenance(capsys, tmp_path, monkeypatch):
 
 
 def test_runs_shows_one_run_by_hash_prefix(cache, capsys):
-    status, out, _ = _run_cli(capsys, "runs", cache.unfinished.name[:6], "--cache-root", str(cache.root))
+    status, out, _ = run_cli(capsys, "runs", cache.unfinished.name[:6], "--cache-root", str(cache.root))
     assert status == 0
     assert f"run {cache.unfinished.name}" in out and "status: unfinished at epoch 1 of 2" in out
     smoke = get_preset("smoke")
     for name, value in (("epochs", 2), ("seed", 1), ("height", 32), ("width", 16), ("p", 4)):
         assert f"  {name}: {getattr(smoke, name)!r} -> {value!r}" in out
     assert "  lr:" not in out  # unchanged fields are not listed
-    status, out, _ = _run_cli(capsys, "runs", cache.finished.name, "--cache-root", str(cache.root))
+    status, out, _ = run_cli(capsys, "runs", cache.finished.name, "--cache-root", str(cache.root))
     metrics = json.loads((cache.finished / RESULT).read_text())["metrics"]
     assert f"rank1 {metrics['rank1']:.2f}" in out and f"mAP {metrics['mAP']:.2f}" in out
-    status, _, err = _run_cli(capsys, "runs", "zzz", "--cache-root", str(cache.root))
+    status, _, err = run_cli(capsys, "runs", "zzz", "--cache-root", str(cache.root))
     assert status == 2 and "no run 'zzz'" in err and "no run record in results/runs/ either" in err
 
 
@@ -226,7 +216,7 @@ def test_dry_run_trains_nothing_and_writes_nothing(tmp_path, capsys, monkeypatch
         raise AssertionError("a dry run trained")
 
     monkeypatch.setattr(engine, "train", no_training)
-    status, out, _ = _run_cli(capsys, "train", "--preset", "smoke", "--set", "lr=3e-4", "--set",
+    status, out, _ = run_cli(capsys, "train", "--preset", "smoke", "--set", "lr=3e-4", "--set",
                               f"data_root={tmp_path / 'data'}", "--cache-root", str(tmp_path / "cache"), "--dry-run")
     assert status == 0
     expected = get_preset("smoke", lr=3e-4, data_root=str(tmp_path / "data"))
@@ -241,7 +231,7 @@ def test_dry_run_trains_nothing_and_writes_nothing(tmp_path, capsys, monkeypatch
 
 
 def test_evaluate_json_prints_only_json(cache, capsys):
-    status, out, _ = _run_cli(capsys, "evaluate", str(cache.finished), "--json")
+    status, out, _ = run_cli(capsys, "evaluate", str(cache.finished), "--json")
     assert status == 0
     assert json.loads(out) == json.loads((cache.finished / RESULT).read_text())["metrics"]
 
@@ -254,7 +244,7 @@ def test_evaluate_fails_fast_without_a_model(cache, tmp_path, capsys, monkeypatc
     monkeypatch.setattr(data, "load_dataset", no_data)
     target = {"missing folder": tmp_path / "nope", "missing model.pt": tmp_path / "nope" / "model.pt",
               "unfinished run": cache.unfinished}[which]
-    status, _, err = _run_cli(capsys, "evaluate", str(target))
+    status, _, err = run_cli(capsys, "evaluate", str(target))
     assert status == 2 and err.startswith("snlib evaluate: error: ") and "Traceback" not in err
     assert ("unfinished at epoch 1 of 2" if which == "unfinished run" else "does not exist") in err
 
@@ -292,7 +282,7 @@ def test_a_damaged_model_file_names_the_file(cache, tmp_path, capsys, how):
         load_model(run_dir / MODEL)
     assert str(run_dir / MODEL) in str(info.value) and "--fresh" in str(info.value)
     assert "weights_only" not in str(info.value)
-    status, _, err = _run_cli(capsys, "evaluate", str(run_dir))
+    status, _, err = run_cli(capsys, "evaluate", str(run_dir))
     assert status == 2 and err.count("\n") == 1 and "damaged" in err
 
 
@@ -325,7 +315,7 @@ def test_a_run_failing_at_its_first_step_leaves_no_folder(cache, tmp_path, monke
 
 
 def test_top_level_help_lists_every_command(capsys):
-    status, out, _ = _run_cli(capsys, "--help")
+    status, out, _ = run_cli(capsys, "--help")
     assert status == 0
     commands = list(next(a for a in build_parser()._actions if a.dest == "command").choices)
     assert {"train", "evaluate", "runs", "verify", "reproduce", "readme", "synth", "demo"} <= set(commands)
@@ -348,7 +338,7 @@ def test_every_option_of_every_command_says_its_default():
 
 
 def test_train_help_lists_every_recipe(capsys):
-    status, out, _ = _run_cli(capsys, "train", "--help")
+    status, out, _ = run_cli(capsys, "train", "--help")
     out = "".join(out.split())  # as wrapped to the terminal's width (which may break a name at its hyphen)
     assert status == 0 and "whichwin:" + ",".join(RECIPES) + "(default:none" in out
 
@@ -364,14 +354,14 @@ def test_train_help_lists_every_recipe(capsys):
     (["--dataset", "market150"], "did you mean 'market1501'?"),
 ])
 def test_an_unknown_name_gets_a_suggestion(capsys, tmp_path, argv, hint):
-    status, out, err = _run_cli(capsys, "train", *argv, "--cache-root", str(tmp_path), "--dry-run")
+    status, out, err = run_cli(capsys, "train", *argv, "--cache-root", str(tmp_path), "--dry-run")
     assert status == 2 and out == ""
     assert hint in err.strip().splitlines()[-1]  # after argparse's usage lines, where argparse refuses it
     assert list(tmp_path.iterdir()) == []
 
 
 def test_an_unknown_recipe_lists_the_known_ones(capsys):
-    status, _, err = _run_cli(capsys, "train", "--recipe", "bott", "--dry-run")
+    status, _, err = run_cli(capsys, "train", "--recipe", "bott", "--dry-run")
     assert status == 2 and ", ".join(RECIPES) in err
 
 
@@ -383,7 +373,7 @@ def _dry_run_config(out: str) -> dict:
 
 
 def test_recipe_bot_dry_run_prints_the_bag_of_tricks_configuration(capsys, tmp_path):
-    status, out, _ = _run_cli(capsys, "train", "--recipe", "bot", "--cache-root", str(tmp_path), "--dry-run")
+    status, out, _ = run_cli(capsys, "train", "--recipe", "bot", "--cache-root", str(tmp_path), "--dry-run")
     assert status == 0
     printed = _dry_run_config(out)
     assert (printed["recipe"], printed["loss"], printed["triplet_margin"], printed["label_smoothing"],
@@ -393,7 +383,7 @@ def test_recipe_bot_dry_run_prints_the_bag_of_tricks_configuration(capsys, tmp_p
 
 
 def test_recipe_triplet_dry_run_shows_trinets_head_and_the_soft_margin(capsys, tmp_path):
-    status, out, _ = _run_cli(capsys, "train", "--recipe", "triplet", "--cache-root", str(tmp_path), "--dry-run")
+    status, out, _ = run_cli(capsys, "train", "--recipe", "triplet", "--cache-root", str(tmp_path), "--dry-run")
     assert status == 0
     printed = _dry_run_config(out)
     assert (printed["recipe"], printed["loss"], printed["embedding_head"]) == ("triplet", "triplet-soft", "trinet")
@@ -415,7 +405,7 @@ def test_every_recipe_trains_the_tables_configuration(name):
 
 
 def test_explicit_settings_win_over_the_recipe(capsys, tmp_path):
-    status, out, _ = _run_cli(capsys, "train", "--recipe", "ce", "--set", "label_smoothing=0",
+    status, out, _ = run_cli(capsys, "train", "--recipe", "ce", "--set", "label_smoothing=0",
                               "--cache-root", str(tmp_path), "--dry-run")
     assert status == 0
     printed = _dry_run_config(out)
@@ -429,7 +419,7 @@ def test_explicit_settings_win_over_the_recipe(capsys, tmp_path):
     (["--recipe", "bot", "--set", "loss=sn"], "give --recipe or the loss"),
 ])
 def test_recipe_is_chosen_with_recipe_only(capsys, argv, message):
-    status, out, err = _run_cli(capsys, "train", *argv, "--dry-run")
+    status, out, err = run_cli(capsys, "train", *argv, "--dry-run")
     assert status == 2 and out == "" and message in err
     if "recipe=" in argv[-1]:
         assert ", ".join(RECIPES) in err
@@ -439,18 +429,18 @@ def test_recipe_is_chosen_with_recipe_only(capsys, argv, message):
 
 
 def test_dry_run_checks_a_named_data_sets_layout(capsys, tmp_path):
-    status, out, err = _run_cli(capsys, "train", "--dataset", "market1501", "--data-root", str(tmp_path),
+    status, out, err = run_cli(capsys, "train", "--dataset", "market1501", "--data-root", str(tmp_path),
                                 "--cache-root", str(tmp_path / "cache"), "--dry-run")
     assert status == 2 and out == ""
     assert err.startswith(f"snlib train: error: {tmp_path} does not have the market1501 layout: expected "
                           "bounding_box_train/")
-    status, _, err = _run_cli(capsys, "train", "--dataset", "market1501", "--data-root", str(tmp_path / "absent"),
+    status, _, err = run_cli(capsys, "train", "--dataset", "market1501", "--data-root", str(tmp_path / "absent"),
                               "--dry-run")
     assert status == 2 and "does not exist" in err
     for folder in ("bounding_box_train", "query", "bounding_box_test"):  # names only: the dry run reads no image
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "0002_c1s1_000451_03.jpg").write_bytes(b"")
-    status, out, _ = _run_cli(capsys, "train", "--dataset", "market1501", "--data-root", str(tmp_path),
+    status, out, _ = run_cli(capsys, "train", "--dataset", "market1501", "--data-root", str(tmp_path),
                               "--cache-root", str(tmp_path / "cache"), "--dry-run")
     assert status == 0 and _dry_run_config(out)["dataset"] == "market1501"
 

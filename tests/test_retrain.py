@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from _cli_helpers import run_cli
 from snlib import settings
-from snlib.__main__ import main as cli
 from snlib.data import load_dataset
 from snlib.engine import train
 from snlib.presets import get_preset
@@ -33,16 +33,6 @@ def recorded(tmp_path_factory):
     for record in records:
         write_record(record, folder)
     return root, folder, records
-
-
-def _cli(capsys, *argv):
-    try:
-        cli(list(argv))
-        status = 0
-    except SystemExit as exc:
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_first_loss_departure_by_hand():
@@ -73,7 +63,7 @@ def test_seed_records_are_the_same_configuration_with_any_seed(recorded, tmp_pat
 def test_retrain_on_the_machine_that_made_the_record_equals_it(recorded, capsys, monkeypatch):
     root, _, records = recorded
     monkeypatch.setattr(settings, "results_dir", lambda: root / "results")
-    status, out, err = _cli(capsys, "runs", records[0].hash[:9], "--retrain")
+    status, out, err = run_cli(capsys, "runs", records[0].hash[:9], "--retrain")
     assert status == 0, err
     checked = len([row for row in records[0].history if "loss" in row])
     assert f"training loss: equal to the record's at all {checked} recorded iterations" in out
@@ -97,7 +87,7 @@ def test_retrain_reports_where_an_altered_record_departs(recorded, capsys, monke
     path.write_text(json.dumps(data))
     before = path.read_bytes()
     monkeypatch.setattr(settings, "results_dir", lambda: results)
-    status, out, err = _cli(capsys, "runs", record.hash, "--retrain")
+    status, out, err = run_cli(capsys, "runs", record.hash, "--retrain")
     assert status == 0, err
     assert (f"training loss: equal up to iteration {data['history'][1]['iteration']}, first differs at iteration "
             f"{third['iteration']} (record {third['loss']:.6f}, here {third['loss'] - 0.5:.6f})") in out
@@ -108,14 +98,14 @@ def test_retrain_reports_where_an_altered_record_departs(recorded, capsys, monke
 
 def test_retrain_errors_are_one_line(recorded, capsys, monkeypatch, tmp_path):
     root, _, records = recorded
-    status, _, err = _cli(capsys, "runs", "--retrain")
+    status, _, err = run_cli(capsys, "runs", "--retrain")
     assert status == 2 and "--retrain needs the hash" in err
     monkeypatch.setattr(settings, "results_dir", lambda: root / "results")
-    status, _, err = _cli(capsys, "runs", "zzz", "--retrain")
+    status, _, err = run_cli(capsys, "runs", "zzz", "--retrain")
     assert status == 2 and "no run record 'zzz' in results/runs/" in err
     damaged = tmp_path / "results" / "runs" / "smoke" / f"{records[0].hash}.json"
     damaged.parent.mkdir(parents=True)
     damaged.write_text('{"format": "snlib-rec')
     monkeypatch.setattr(settings, "results_dir", lambda: tmp_path / "results")
-    status, _, err = _cli(capsys, "runs", records[0].hash, "--retrain")
+    status, _, err = run_cli(capsys, "runs", records[0].hash, "--retrain")
     assert status == 2 and "cannot be read" in err and "restore it from git" in err and "Traceback" not in err
