@@ -9,10 +9,15 @@
    against a bare loop of PIL decode + the same torchvision transform (the wrapper's overhead: ratio ~1).
 3. generate_synthetic with the default config: total time and images per second, against JPEG-encoding
    the same number of random images of that size (the floor any generator pays).
-4. The data pipeline's share of a training epoch (cpu preset on that synthetic set, one epoch): the DataLoader
-   iteration alone against the full epoch (forward, backward, Adam), and the test loaders alone against a whole
-   evaluation, for each ``decoded_cache`` (off = the file path, memory, disk), with ratios against the file path.
+4. The data pipeline's share of a training epoch (the cpu preset trained end to end, ``bench_train.END_TO_END``,
+   on that synthetic set, one epoch): the DataLoader iteration alone against the full epoch (forward, backward,
+   Adam), and the test loaders alone against a whole evaluation, for each ``decoded_cache`` (off = the file path,
+   memory, disk), with ratios against the file path.
    ``--only epoch`` runs this section alone.
+5. The content fingerprint that keys the decoded and trunk caches (``snlib.data.decoded.fingerprint``: sha256 of
+   every image's bytes, once a process; a later call stats the files only) against decoding the same images once
+   at 128x64 (what a cache saves), page cache warm. ``--only fingerprint --data-root DIR`` measures a real data
+   set's images (train, query, gallery) instead of the synthetic set's.
 """
 from __future__ import annotations
 
@@ -29,9 +34,10 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from bench_train import END_TO_END
 from snlib import distributed, engine, settings
-from snlib.data import ImageDataset, PKSampler, SyntheticConfig, build_transforms, decoded, generate_synthetic, \
-    load_dataset
+from snlib.data import ImageDataset, PKSampler, SyntheticConfig, build_transforms, decoded, detect_dataset, \
+    generate_synthetic, load_dataset
 from snlib.presets import get_preset
 from snlib.runs import RunFolder
 
@@ -109,7 +115,8 @@ def bench_epoch_share(root: Path, cache: Path) -> None:
     previous = os.environ.get(settings.CACHE_ENV)
     os.environ[settings.CACHE_ENV] = str(cache)  # the disk cache goes to the temporary folder
     try:
-        rows = {mode: _epoch_share(get_preset("cpu", data_root=str(root), decoded_cache=mode), cache / mode)
+        rows = {mode: _epoch_share(get_preset("cpu", data_root=str(root), decoded_cache=mode, **END_TO_END),
+                                   cache / mode)
                 for mode in decoded.MODES}
     finally:
         del os.environ[settings.CACHE_ENV]
@@ -147,11 +154,37 @@ def _epoch_share(config, run_dir: Path) -> dict:
             "eval": timed(lambda: engine.evaluate_model(trainer.model, data.query, data.gallery, config))}
 
 
+def bench_fingerprint(dataset, label: str) -> None:
+    paths = sorted({s.path for split in (dataset.train, dataset.query, dataset.gallery) for s in split})
+    size = sum(len(Path(path).read_bytes()) for path in paths)   # also warms the page cache
+
+    def first():
+        decoded._FILE_DIGESTS.clear()   # as in a new process: every file hashed
+        decoded.fingerprint(paths)
+
+    def decode():
+        for path in paths:
+            with Image.open(path) as image:
+                image.convert("RGB").resize((64, 128), Image.BILINEAR)
+
+    t_first, t_again, t_decode = timed(first), timed(lambda: decoded.fingerprint(paths)), timed(decode, repeat=1)
+    print(f"fingerprint of {len(paths)} images ({size / 1e6:.1f} MB) of {label}: "
+          f"first in a process {t_first:6.2f} s, again {1e3 * t_again:6.1f} ms (stat only)   decoding them at 128x64 "
+          f"{t_decode:6.2f} s   first fingerprint / decoding {t_first / t_decode:5.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=600, help="images decoded in the loading benchmark")
-    parser.add_argument("--only", choices=["epoch"], help="run one section only")
+    parser.add_argument("--only", choices=["epoch", "fingerprint"], help="run one section only")
+    parser.add_argument("--data-root", help="--only fingerprint: a data set's folder (default: the synthetic set)")
     args = parser.parse_args()
+    if args.data_root and args.only != "fingerprint":
+        parser.error("--data-root is read by --only fingerprint alone")
+    if args.data_root:
+        root = settings.user_path(args.data_root)
+        bench_fingerprint(load_dataset(detect_dataset(root), root), settings.portable_path(root))
+        return
     if args.only is None:
         bench_sampler()
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,7 +194,10 @@ def main() -> None:
             bench_loading(load_dataset("market1501", root).train, args.images)
         else:
             generate_synthetic(root, SyntheticConfig())
-        bench_epoch_share(root, Path(tmp) / "cache")
+        if args.only in (None, "fingerprint"):
+            bench_fingerprint(load_dataset("market1501", root), "the synthetic default")
+        if args.only in (None, "epoch"):
+            bench_epoch_share(root, Path(tmp) / "cache")
 
 
 if __name__ == "__main__":

@@ -445,3 +445,41 @@ def test_the_trunk_check_tables_what_has_landed_without_training(data_root, tmp_
     assert table.loc[("end to end 32x16", "sn"), "as end to end"] == "yes"
     assert set(table.loc["blocks.6 32x16", "as end to end"]) == {"n/a"}     # not compared with a part of the losses
     del sys.modules["trunk_check"]
+
+
+class _Captured(Exception):
+    pass
+
+
+def test_the_data_path_benchmarks_train_the_whole_network(monkeypatch, tmp_path):
+    """Channels-last and the decoded-image cache act only where images go through the whole network, so the
+    benchmarks that measure them (bench_train's ``cpu`` row and end-to-end comparison, bench_data's epoch share,
+    cpu_parity) run the ``cpu`` preset end to end, whatever frozen trunk the preset itself has."""
+    monkeypatch.syspath_prepend(str(settings.repo_root() / "benchmarks"))
+    bench_train = importlib.import_module("bench_train")
+    assert get_preset("cpu").train_from != ""      # else this test checks nothing
+    seen = []
+
+    def capture(config, *args, **kwargs):
+        seen.append(config)
+        raise _Captured
+
+    args = types.SimpleNamespace(paper_batch=None, models=["cpu"], also=[], size=None)
+    [(_, config)] = bench_train.model_rows(args, cuda=False)
+    seen.append(config)
+    monkeypatch.setattr(bench_train, "train", capture)
+    with pytest.raises(_Captured):
+        bench_train._end_to_end_worker({}, 1)
+    bench_data = importlib.import_module("bench_data")
+    monkeypatch.setattr(bench_data, "_epoch_share", capture)
+    with pytest.raises(_Captured):
+        bench_data.bench_epoch_share(tmp_path / "data", tmp_path / "cache")
+    cpu_parity = importlib.import_module("cpu_parity")
+    monkeypatch.setattr(cpu_parity, "train", capture)
+    with pytest.raises(_Captured):
+        cpu_parity.run_all(["sn"], [0], 1)
+    assert len(seen) == 4
+    for config in seen:
+        assert (config.preset, config.train_from, config.trunk_cache) == ("cpu", "", "off")
+    for name in ("bench_train", "bench_data", "cpu_parity"):
+        del sys.modules[name]
