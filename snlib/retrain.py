@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 
 from . import engine
-from .provenance import provenance
 from .errors import DamagedRecordError
+from .provenance import provenance
 from .records import RunRecord, compare_with_record, load_record
 
 #: Relative difference below which a retrained loss counts as the record's: the record keeps float32 losses
