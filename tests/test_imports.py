@@ -98,3 +98,15 @@ def test_the_graph_sees_lazy_and_relative_imports():
     assert "snlib.settings" in graph["snlib.study.plans"]             # from .. import settings
     assert "snlib.study.plans" in graph["snlib.study"]                # the lazy import of the package
     assert "snlib.data" in graph["snlib.engine"]                      # from .data import ...
+
+
+def test_readmes_module_map_names_every_module():
+    """README's "Where things are" is the map a newcomer trusts: every module of the package is named there, by
+    its path or, inside a package row (``snlib/data/``), by its file name."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    section = text[text.index("## Where things are"):text.index("\n## ", text.index("## Where things are") + 3)]
+    missing = [str(path.relative_to(root)) for path in sorted((root / "snlib").rglob("*.py"))
+               if path.name != "__init__.py" and str(path.relative_to(root)) not in section
+               and f"`{path.name}`" not in section]
+    assert not missing, f"modules README's map does not name: {missing}"
