@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import statistics
 import tempfile
 import time
 from collections import defaultdict
@@ -174,9 +175,12 @@ def recorded_keys(root: Path, version: int | None = None) -> set[str]:
     return keys
 
 
-def step_rate(config: TrainConfig, steps: int = 3, batch_ids: int | None = None) -> float:
+def step_rate(config: TrainConfig, steps: int = 3, batch_ids: int | None = None, warmup: int = 3,
+              min_seconds: float = 1.0) -> float:
     """Training images per second of ``config``'s model, loss and optimiser (random weights and images at its
-    input size and precision) over ``steps`` timed steps after one warm-up step, at ``batch_ids`` identities of
+    input size and precision): the batch over the median time of a step, timed one by one after ``warmup`` steps
+    (the first calls build the kernels' primitives and the allocator's pools) until at least ``steps`` steps and
+    ``min_seconds`` seconds (a cheap step timed a few times reads mostly noise), at ``batch_ids`` identities of
     ``config.k`` images (default: the config's P on a GPU or from a trunk cache, 2 on a CPU otherwise, where a
     full batch of ResNet-50 takes many seconds; a small batch underestimates the rate of a cheap step). With a
     frozen trunk (``train_from``) the optimiser holds only what trains; with its cache (``trunk_cache``) the steps
@@ -221,15 +225,19 @@ def step_rate(config: TrainConfig, steps: int = 3, batch_ids: int | None = None)
         loss.backward()
         optimizer.step()
 
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
+    def timed_step() -> float:
+        start = time.perf_counter()
         step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return steps * len(images) / (time.perf_counter() - start)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    for _ in range(warmup):
+        timed_step()
+    times = []
+    while len(times) < steps or sum(times) < min_seconds:
+        times.append(timed_step())
+    return len(images) / statistics.median(times)
 
 
 def plan_reproduction(preset: str, dataset: str, data_root, notebooks: list[str] | None = None,

@@ -130,3 +130,32 @@ def test_the_cpu_plan_counts_the_pilot_then_takes_its_budget(market, tmp_path, m
     rows = {row["notebook"]: row for row in again["notebooks"]}
     assert rows["pilot"]["to_train"] == 0 and rows["00_lr_selection.ipynb"]["iterations"] == 60 * 1800
     assert rows["12_claims.ipynb"]["iterations"] == 1800 * (55 + 27) + 3600 * 12
+
+
+class _Clock:
+    """A ``time`` stand-in whose ``perf_counter`` makes each timed step last the next of ``durations`` seconds."""
+
+    def __init__(self, durations):
+        self.readings = [value for d in durations for value in (0.0, d)]
+        self.calls = 0
+
+    def perf_counter(self):
+        self.calls += 1
+        return self.readings.pop(0)
+
+
+def test_the_step_rate_is_the_batch_over_the_median_step_after_the_warm_up(monkeypatch):
+    """Scripted step times: a slow warm-up step is left out, the rate is the batch (2 identities x K on a CPU
+    without a trunk cache) over the median of the timed steps, and steps are timed until ``min_seconds``."""
+    from snlib.presets import get_preset
+
+    config = get_preset("smoke", height=32, width=16, pretrained=False)
+    batch = 2 * config.k
+    clock = _Clock([10.0, 1.0, 3.0, 2.0])
+    monkeypatch.setattr(reproduce_plan, "time", clock)
+    rate = reproduce_plan.step_rate(config, steps=3, warmup=1, min_seconds=0.0)
+    assert rate == pytest.approx(batch / 2.0) and clock.calls == 8
+    clock = _Clock([0.1] * 6)
+    monkeypatch.setattr(reproduce_plan, "time", clock)
+    rate = reproduce_plan.step_rate(config, steps=1, warmup=2, min_seconds=0.35)
+    assert rate == pytest.approx(batch / 0.1) and clock.calls == 2 * (2 + 4)   # 4 steps reach 0.35 s
