@@ -6,8 +6,9 @@ depends on the instruction set torch dispatches to (``cpu_capability`` in a reco
 retrained where it was made gives the same losses and network, and elsewhere the loss departs after a few
 iterations and the network drifts by about the spread between seeds. :func:`retrain_check` trains the record's
 configuration in a temporary folder (no run is added to the run cache, whose trunk and decoded-image caches serve
-it as any run; the record is never written), then reports the first recorded iteration whose training loss differs, the difference in rank-1 / mAP and whether the retrained
-values lie inside the range of the recipe's recorded seeds (:func:`snlib.records.compare_with_record`).
+it as any run; the record is never written), then reports the first recorded iteration whose training loss
+differs, the difference in rank-1 / mAP and whether the retrained values lie inside the range of the recipe's
+recorded seeds (:func:`snlib.records.compare_with_record`).
 """
 from __future__ import annotations
 
