@@ -16,6 +16,7 @@ PYTHONPATH="$PWD" SNLIB_CACHE="$scratch/cache" "$repo/.venv/bin/python" -m snlib
     --data-root data --name synthetic > "$scratch/log.txt" 2>&1 || { tail -20 "$scratch/log.txt"; exit 1; }
 wall=$(( $(date +%s) - start ))
 changed=$(git status --short)
+tables=$(echo "$changed" | grep -E '\.(csv|md|png)$' || true)   # what must come back byte for byte
 retrained=$("$repo/.venv/bin/python" -c '
 import json
 for c in json.load(open("results/cpu/synthetic/manifest.json")).get("retrained_runs", {}).values():
@@ -39,10 +40,12 @@ cd "$repo"
   echo "${retrained:-(none)}"
   echo '```'
   echo
-  echo "Files it left changed or new (\`git status --short\`; the tables .csv / .md must not be among them):"
+  echo "Tables and figures (.csv, .md, .png) it changed: ${tables:+**}${tables:-none}${tables:+**}."
+  echo
+  echo "Files it left changed or new (\`git status --short\`):"
   echo
   echo '```'
   echo "${changed:-(none)}"
   echo '```'
 } > results/benchmarks/fresh_clone_cpu.md
-echo "fresh clone: $wall s; written to results/benchmarks/fresh_clone_cpu.md"
+echo "fresh clone: $wall s; tables and figures changed: ${tables:-none}; written to results/benchmarks/fresh_clone_cpu.md"
