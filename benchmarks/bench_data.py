@@ -12,8 +12,8 @@
 4. The data pipeline's share of a training epoch (the cpu preset trained end to end, ``bench_train.END_TO_END``,
    on that synthetic set, one epoch): the DataLoader iteration alone against the full epoch (forward, backward,
    Adam), and the test loaders alone against a whole evaluation, for each ``decoded_cache`` (off = the file path,
-   memory, disk), with ratios against the file path.
-   ``--only epoch`` runs this section alone.
+   memory, disk), with ratios against the file path, measured first and again last (the two show what the order
+   alone changes). ``--only epoch`` runs this section alone.
 5. The content fingerprint that keys the decoded and trunk caches (``snlib.data.decoded.fingerprint``: sha256 of
    every image's bytes, once a process; a later call stats the files only) against decoding the same images once
    at 128x64 (what a cache saves), page cache warm. ``--only fingerprint --data-root DIR`` measures a real data
@@ -114,18 +114,20 @@ def bench_generation(root: Path) -> None:
 def bench_epoch_share(root: Path, cache: Path) -> None:
     previous = os.environ.get(settings.CACHE_ENV)
     os.environ[settings.CACHE_ENV] = str(cache)  # the disk cache goes to the temporary folder
+    # the file path first and again last: a difference between its two rows is the order's, not a cache's
+    order = [("off", "off"), *((mode, mode) for mode in decoded.MODES if mode != "off"), ("off again", "off")]
     try:
-        rows = {mode: _epoch_share(get_preset("cpu", data_root=str(root), decoded_cache=mode, **END_TO_END),
-                                   cache / mode)
-                for mode in decoded.MODES}
+        rows = {label: _epoch_share(get_preset("cpu", data_root=str(root), decoded_cache=mode, **END_TO_END),
+                                    cache / label.replace(" ", "-"))
+                for label, mode in order}
     finally:
         del os.environ[settings.CACHE_ENV]
         if previous is not None:
             os.environ[settings.CACHE_ENV] = previous
     base = rows["off"]
     print("cpu preset, one epoch (train) / one evaluation (query + gallery); data = the DataLoader iteration alone")
-    for mode, row in rows.items():
-        print(f"  decoded_cache={mode:<6}  build {row['build']:5.2f} s   train data {row['data']:5.2f} s of epoch "
+    for label, row in rows.items():
+        print(f"  decoded_cache={label:<9}  build {row['build']:5.2f} s   train data {row['data']:5.2f} s of epoch "
               f"{row['epoch']:5.2f} s ({100 * row['data'] / row['epoch']:4.1f} %)   test data {row['test_data']:5.2f} s"
               f" of evaluation {row['eval']:5.2f} s ({100 * row['test_data'] / row['eval']:4.1f} %)   vs off: "
               f"data {base['data'] / row['data']:5.1f}x, epoch {base['epoch'] / row['epoch']:4.2f}x, "
