@@ -11,14 +11,10 @@ from _cli_helpers import run_cli
 from snlib import settings
 from snlib.data import load_dataset
 from snlib.engine import train
-from snlib.presets import get_preset
-from snlib.records import RunRecord, record_path, thin_history, write_record
+from snlib.presets import PROTOCOL_VERSION, get_preset
+from snlib.records import RunRecord, record_path, write_record
 from snlib.retrain import first_loss_departure, seed_records
-
-
-def _record_of(run) -> RunRecord:
-    return RunRecord(config=run.config, dataset=run.config.dataset, split=run.config.split, metrics=run.metrics,
-                     evaluations=run.evaluations, history=thin_history(run.history), wall_time_s=run.wall_time_s)
+from snlib.study.recorded import _record_of
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +24,8 @@ def recorded(tmp_path_factory):
     config = get_preset("smoke", data_root=str(root / "synthetic-smoke"), iterations=12, height=32, width=16, p=4)
     load_dataset(config.dataset, config.data_root, **config.dataset_options)
     folder = root / "results" / "runs" / "smoke"
-    records = [_record_of(train(config.replace(seed=seed), cache_root=root / "cache", progress=False))
-               for seed in (0, 1)]
+    records = [_record_of(train(config.replace(seed=seed), cache_root=root / "cache", progress=False), {},
+                          PROTOCOL_VERSION) for seed in (0, 1)]
     for record in records:
         write_record(record, folder)
     return root, folder, records
