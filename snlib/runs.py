@@ -334,7 +334,7 @@ def diagnostics_lines(history: list[dict], last: int = 5) -> list[str]:
     if evidence is not None:
         verdict = "collapsed" if evidence["collapsed"] else "not collapsed"
         lines.append(f"collapse rule: {verdict} (from iteration {evidence['tail_from']}: hard_gap / pair_dist "
-                     f"{evidence['gap_ratio']:.3f}, limit {GAP_TOLERANCE}; pair_dist / first {evidence['shrink']:.3f}, "
+                     f"{evidence['gap_ratio']:.3f}, limit {GAP_TOLERANCE}; pair_dist / first {evidence['shrink']:.3g}, "
                      f"limit {SHRINK_RATIO})")
     return lines
 

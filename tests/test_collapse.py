@@ -117,8 +117,9 @@ def _history(pair_dist, hard_gap, iterations=1000, rows=50):
 
 
 def test_the_rule_on_a_collapsed_and_a_healthy_history():
-    # collapsed: the spread falls from 10 to 0.2 and the hardest negative stays no farther than the hardest positive
-    fell = _history(lambda x: 10 * (1 - x) + 0.2, lambda x: -0.5 * (1 - x) - 0.01)
+    # collapsed: the spread runs down from 10 to 1e-4 (the features merge) and the hardest negative stays no
+    # farther than the hardest positive
+    fell = _history(lambda x: 10 * 1e-5 ** x, lambda x: -0.5 * 1e-5 ** x)
     evidence = collapse_evidence(fell)
     assert evidence["collapsed"] and history_collapsed(fell)
     assert evidence["tail_from"] == 820 and evidence["gap_ratio"] < 0 and evidence["shrink"] < SHRINK_RATIO
@@ -130,8 +131,27 @@ def test_the_rule_on_a_collapsed_and_a_healthy_history():
     assert not history_collapsed(_history(lambda x: 10 * (1 - x) + 0.5, lambda x: 0.2 * (1 - x) + 0.1))
     # ... nor a slow run whose hardest pairs are not yet separated while the spread holds
     assert not history_collapsed(_history(lambda x: 10.0, lambda x: -1.0))
+    # ... nor a scale falling tenfold with the gap near 0 (SN at its best rate on cuhk03p1: 0.15 of its spread,
+    # gap ratio 0.03, validation rank-1 33)
+    scaled = _history(lambda x: 10 * (1 - 0.85 * x), lambda x: 0.03 * 10 * (1 - 0.85 * x))
+    evidence = collapse_evidence(scaled)
+    assert not evidence["collapsed"] and evidence["gap_ratio"] <= GAP_TOLERANCE and 0.1 < evidence["shrink"] < 0.25
     # the spread falling to 0 with no separation left
-    assert history_collapsed(_history(lambda x: 10 * (1 - x), lambda x: 0.0))
+    assert history_collapsed(_history(lambda x: 10 * (1 - x) ** 6, lambda x: 0.0))
+
+
+def test_the_rule_is_not_knife_edge_on_the_committed_records():
+    """Every committed record with diagnostics keeps its spread ratio at least fivefold away from the limit on
+    either side (module docstring: the merged runs at most 1.4e-4, all others at least 1.1e-2); a record near the
+    limit means the rule must be measured again."""
+    ratios = []
+    for path in sorted((settings.repo_root() / "results" / "runs" / "cpu").glob("*.json")):
+        evidence = collapse_evidence(load_record(path).history)
+        if evidence is not None:
+            ratios.append((evidence["shrink"], path.stem))
+    assert len(ratios) > 100 and min(ratios)[0] < SHRINK_RATIO   # the published studies hold merged runs too
+    near = [(round(r, 5), name) for r, name in ratios if SHRINK_RATIO / 5 < r < SHRINK_RATIO * 5]
+    assert not near, near
 
 
 def test_records_without_diagnostics_still_read_and_do_not_collapse_by_the_rule():
@@ -154,6 +174,7 @@ def test_the_protocol_counts_a_run_collapsed_by_the_rule():
         return RunRecord(config=config, dataset="synthetic", split="val", metrics={"rank1": 50.0, "mAP": 40.0},
                          evaluations=[], history=history, wall_time_s=1.0)
 
-    assert collapsed(record(_history(lambda x: 10 * (1 - x) + 0.2, lambda x: -0.1)), floor)
+    assert collapsed(record(_history(lambda x: 10 * 1e-5 ** x, lambda x: -0.1 * 1e-5 ** x)), floor)
+    assert not collapsed(record(_history(lambda x: 10 * (1 - x) + 0.2, lambda x: -0.1)), floor)   # shrunk 0.04
     assert not collapsed(record(_history(lambda x: 10 + 4 * x, lambda x: -2 + 5 * x)), floor)
     assert not collapsed(record([{"iteration": 1, "loss": 0.3}]), floor)   # a record of before: the floor alone

@@ -58,4 +58,3 @@ def test_the_baselines_checks_collapse_and_floor_columns_follow_from_the_records
         assert row["collapsed (rule)"] == ("yes" if evidence and evidence["collapsed"] else "no"), row["run"]
         above = row["final mAP"] > floor_map and row["final rank1"] > floor_rank1
         assert row["above untrained"] == ("yes" if above else "no"), row["run"]
-    assert set(table["collapsed (rule)"]) == {"yes", "no"}     # the rule separates: one collapse among the runs
