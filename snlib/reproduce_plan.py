@@ -6,7 +6,8 @@ Per notebook (the plan its ``setup`` call names, ``snlib.study.plans``): the run
 with an earlier notebook (e.g. notebook 12 reads notebook 01's runs) is counted where it first trains. Where the
 protocol selects the learning rates on validation (``cpu``), the rate of a final run is not known before the
 selection: such a run counts as recorded when a record of the same configuration at any rate exists, and the
-selection's count is a minimum (a collapsed run is rerun, a rate at the grid's edge extended). Where the protocol
+selection's count is a minimum (a collapsed run is rerun, a rate at the grid's edge extended, midpoints around the
+best rate refined). Where the protocol
 chooses its budget by a pilot (``Protocol.pilot_iterations``), the pilot's runs come first (every notebook's set-up
 trains or reads them); when all of them are recorded the budget is the pilot's (read from its records), else it is
 not known before the pilot and every protocol run is counted at its largest, the pilot's length (the budget is at
@@ -306,7 +307,8 @@ def describe_plan(plan: dict, study) -> str:
              f"records: {plan['records']} (a recorded run is read, not trained)"]
     if not study.protocol.rates:
         lines.append("rates selected on validation: the selection's runs are a minimum (a collapsed run is rerun, a "
-                     "rate at the grid's edge extended); a final run counts as recorded at any rate")
+                     "rate at the grid's edge extended, the best rate refined); a final run counts as recorded at "
+                     "any rate")
     for row in plan["notebooks"]:
         lines.append(f"{row['notebook']} ({row['plan']}): {row['to_train']} run(s) to train, "
                      f"{row['iterations']} iterations")

@@ -2,6 +2,7 @@
 selection and the claims computed from records."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from types import SimpleNamespace
@@ -338,6 +339,34 @@ def test_selection_extends_the_grid_at_most_edge_extensions_times(monkeypatch):
     assert P.selected_lr(table, "sn") == pytest.approx(4e-3)
 
 
+def test_selection_refines_around_the_best_rate_and_finds_a_narrow_optimum(monkeypatch):
+    monkeypatch.setattr(P, "untrained", lambda study, split: {"rank1": 0.0, "mAP": 0.0})
+    # a narrow peak at 5.5e-4 between the grid's 3e-4 and 1e-3 (as cuhk03p1's hard-margin triplet): the grid alone
+    # picks 1e-3; one refinement tries sqrt(1e-3 x 3e-4) = 5.5e-4 and sqrt(1e-3 x 3e-3) = 1.7e-3
+    scores = {1e-4: 5.0, 3e-4: 10.0, 5.5e-4: 24.0, 1e-3: 12.0, 1.7e-3: 6.0, 3e-3: 2.0}
+    grid = P.Protocol(selection=("triplet-0.3",), lrs=(1e-4, 3e-4, 1e-3, 3e-3), selection_seeds=(0, 1))
+    plain = P.select_rates(_FakeStudy(lambda loss, lr, seed: scores[lr], grid))
+    assert P.selected_lr(plain, "triplet-0.3") == 1e-3 and not plain["refined"].any()
+    study = _FakeStudy(lambda loss, lr, seed: scores[lr], dataclasses.replace(grid, refinements=1))
+    table = P.select_rates(study)
+    assert table["lr"].tolist() == [1e-4, 3e-4, 5.5e-4, 1e-3, 1.7e-3, 3e-3]
+    assert table[table["refined"]]["lr"].tolist() == [5.5e-4, 1.7e-3] and not table["extended"].any()
+    assert {(lr, seed) for _, lr, seed in study.calls} >= {(5.5e-4, 0), (5.5e-4, 1), (1.7e-3, 0), (1.7e-3, 1)}
+    assert P.selected_lr(table, "triplet-0.3") == 5.5e-4
+    # a second round refines around the new best: sqrt(5.5e-4 x 3e-4) = 4.1e-4, sqrt(5.5e-4 x 1e-3) = 7.4e-4
+    scores.update({4.1e-4: 11.0, 7.4e-4: 13.0})
+    table = P.select_rates(_FakeStudy(lambda loss, lr, seed: scores[lr], dataclasses.replace(grid, refinements=2)))
+    assert table[table["refined"]]["lr"].tolist() == [4.1e-4, 5.5e-4, 7.4e-4, 1.7e-3]
+
+
+def test_refined_rates_are_midpoints_rounded_and_new():
+    assert P.refined_rates([1e-4, 3e-4, 1e-3], 3e-4) == [1.7e-4, 5.5e-4]
+    assert P.refined_rates([1e-4, 3e-4, 1e-3], 1e-3) == [5.5e-4]             # an edge: one neighbour
+    assert P.refined_rates([1e-4, 1.7e-4, 3e-4, 5.5e-4], 1.7e-4) == [1.3e-4, 2.3e-4]
+    assert P.refined_rates([1e-3, 1.05e-3], 1e-3) == []                      # the midpoint rounds to a rate tried
+    assert P.refined_rates([1e-3], 1e-3) == []
+
+
 def test_a_diverged_selection_run_counts_as_collapsed_and_is_never_selected(monkeypatch):
     monkeypatch.setattr(P, "untrained", lambda study, split: {"rank1": 10.0, "mAP": 10.0})
     scores = {1e-3: 40.0, 2e-3: 50.0, 4e-3: None}
@@ -591,3 +620,9 @@ def test_stability_claims_count_the_runs_that_did_not_collapse(monkeypatch):
     assert row["per_seed"] == "sn 56/70, triplet 48/80" and row["delta"] == pytest.approx(20.0)
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((5.24, 33.39), abs=0.01)
     assert row["verdict"] == "supported"
+    # the refined midpoints (runs next to each recipe's best rate) are not counted
+    refined = pd.concat([selection.assign(refined=False),
+                         pd.DataFrame({"loss": ["triplet"], "runs": [2], "collapsed": [0.0], "refined": [True],
+                                       "records": ["aaaa bbbb"]})], ignore_index=True)
+    (again,) = P.stability_claims(SimpleNamespace(**{**vars(study), "selection": refined})).to_dict("records")
+    assert again["per_seed"] == "sn 56/70, triplet 48/80"

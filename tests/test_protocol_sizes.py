@@ -63,7 +63,8 @@ def test_the_smoke_preset_keeps_the_sizes_it_had_before_it_became_data(own_distr
 
 
 CONVERGED = dict(version=2, pilot_iterations=2000, pilot_seeds=(0, 1), pilot_evaluations=20, pilot_rate_factor=3.0,
-                 lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2), selection_seeds=(0, 1), seeds=(0, 1, 2, 3, 4), long_factor=2,
+                 lrs=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2), refinements=1, selection_seeds=(0, 1), seeds=(0, 1, 2, 3, 4),
+                 long_factor=2,
                  long_seeds=(0, 1), convergence_seeds=(0, 1, 2))
 
 

@@ -392,6 +392,14 @@ def test_plots_draw_the_long_tables():
     curves = pd.DataFrame({"loss": ["sn"] * 4, "seed": [0, 0, 1, 1], "epoch": [1, 2, 1, 2], "train_fraction": 1.0,
                            "train_loss_rel": [1.0, 0.5, 1.0, 0.6], "rank1": [10.0, 20, 12, 18]})
     assert len(figures.training_curves(curves, col="train_fraction").axes) == 2
+    # the selection's curves: one panel per recipe, each with its own rates in its own legend, a rate's colour the
+    # same in every panel
+    rates = pd.DataFrame({"loss": ["sn", "sn", "ce", "ce"], "lr": [1e-3, 1e-2, 1e-4, 1e-3], "seed": 0,
+                          "iteration": 10, "rank1": [1.0, 2, 3, 4]})
+    sn, ce = figures.training_curves(rates, y=("rank1",), col="loss", hue="lr", x="iteration").axes
+    assert [t.get_text() for t in sn.get_legend().get_texts()] == ["0.001", "0.01"]
+    assert [t.get_text() for t in ce.get_legend().get_texts()] == ["0.0001", "0.001"]
+    assert sn.lines[0].get_color() is not None and np.allclose(sn.lines[0].get_color(), ce.lines[2].get_color())
     gallery = pd.DataFrame({"loss": ["sn", "sn"], "seed": 0, "gallery_size": [100, 400], "mAP": [50.0, 40],
                             "rank1": [70.0, 60]})
     assert len(figures.gallery_curves(gallery, published=published("figure4")).axes) == 2

@@ -114,8 +114,9 @@ def training_curves(curves: pd.DataFrame, y: Sequence[str] = ("train_loss_rel", 
                     col: str | None = None, x: str = "epoch"):
     """Training curves (``Study.curves`` rows): one row of panels per ``y`` column, one panel per ``col``
     value (e.g. the training fraction), one colour per ``hue`` value (the loss); mean over seeds with a
-    one-standard-deviation band and thin per-seed lines. No rows (no runs, e.g. no selection): one empty panel
-    that says so."""
+    one-standard-deviation band and thin per-seed lines; a legend on every panel of the first row where the
+    panels hold different ``hue`` values (e.g. each recipe's own rates), else on the last. No rows (no runs, e.g.
+    no selection): one empty panel that says so."""
     if curves.empty:
         fig, ax = plt.subplots(figsize=(4.2, 1.2))
         ax.text(0.5, 0.5, "no runs", ha="center", va="center")
@@ -123,20 +124,30 @@ def training_curves(curves: pd.DataFrame, y: Sequence[str] = ("train_loss_rel", 
         return fig
     columns = list(curves[col].drop_duplicates()) if col else [None]
     hues = list(curves[hue].drop_duplicates())
+    if pd.api.types.is_numeric_dtype(curves[hue]):    # e.g. rates: ordered, one colour each along viridis
+        hues.sort()
+        colors = list(plt.cm.viridis(np.linspace(0, 0.9, len(hues))))
+    else:
+        colors = [f"C{h}" for h in range(len(hues))]
     fig, grid = plt.subplots(len(y), len(columns), figsize=(4.2 * len(columns), 3.2 * len(y)), squeeze=False,
                              sharey="row")
-    for j, value in enumerate(columns):
-        subset = curves if col is None else curves[curves[col] == value]
+    panels = [curves if col is None else curves[curves[col] == value] for value in columns]
+    own_hues = any(set(subset[hue]) != set(hues) for subset in panels)
+    for j, (value, subset) in enumerate(zip(columns, panels)):
         for i, metric in enumerate(y):
             ax = grid[i][j]
-            for h, name in enumerate(hues):
-                _band(ax, subset[subset[hue] == name], x, metric, f"C{h}", loss_label(name))
+            for name, color in zip(hues, colors):
+                if (subset[hue] == name).any():
+                    _band(ax, subset[subset[hue] == name], x, metric, color, loss_label(name))
             ax.set_xlabel(x)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(metric_label(metric) if j == 0 else "")
             if col is not None and i == 0:
-                ax.set_title(f"{col} = {value}")
-    grid[0][-1].legend(fontsize=8, loc="best")
+                ax.set_title(f"{col} = {loss_label(value)}")
+        if own_hues:
+            grid[0][j].legend(fontsize=7, loc="best", title=hue, title_fontsize=7)
+    if not own_hues:
+        grid[0][-1].legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
 

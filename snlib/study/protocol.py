@@ -10,7 +10,10 @@ budgets, several seeds, every run a record (``snlib.records``).
    a single selection seed it is run again with seed 1 and both runs are kept. The selected rate of a recipe has
    the highest mean validation ``Protocol.metric`` over its runs (ties: the smaller rate); when it lies at an
    edge of the grid, the grid is extended outwards by ``edge_factor`` (at most ``edge_extensions`` times;
-   ``extended`` marks those rates), so that a selected rate is an optimum, not a bound. The selected row also
+   ``extended`` marks those rates), so that a selected rate is an optimum, not a bound; then, ``refinements``
+   times, the geometric midpoints between the best rate and its neighbours among the rates tried are tried too
+   (two significant digits; ``refined`` marks them), so that a recipe whose optimum is narrower than the grid's
+   step is not judged between two of its poorer rates. The selected row also
    says by how much it beats the runner-up rate, paired per validation query and seed, with its interval, and
    whether that choice is distinguishable (``runner_up_margin``). SN's variants take SN's rate.
 2. **Final runs** (``final_records``): every recipe at its selected rate, ``Protocol.seeds``, the same budget,
@@ -63,6 +66,7 @@ class Protocol:
     lrs: tuple[float, ...] = (1e-4, 3e-4, 1e-3, 2e-3)
     edge_extensions: int = 3      # a best rate at the grid's edge: up to this many more rates outwards ...
     edge_factor: float = 2.0      # ... each this factor beyond the last
+    refinements: int = 0          # rounds of midpoints between the best rate and its neighbours (0: none)
     selection_seeds: tuple[int, ...] = (0,)   # every (recipe, rate) of the selection trains each of these
     iterations: int = 100
     epochs: int | None = None     # the budget as passes over the training identities, whence ``iterations``
@@ -214,10 +218,16 @@ def select_rates(study: Study, progress: bool = True) -> pd.DataFrame:
                 break
             lr = max(lrs) * protocol.edge_factor if best == max(lrs) else min(lrs) / protocol.edge_factor
             mine.append({**_selection_row(study, protocol, loss, lr, floor, progress), "extended": True})
+        for _ in range(protocol.refinements):  # the optimum may lie between the best rate and a neighbour
+            new = refined_rates([row["lr"] for row in mine], _best(mine, protocol.metric)["lr"])
+            if not new:
+                break
+            mine += [{**_selection_row(study, protocol, loss, lr, floor, progress), "refined": True} for lr in new]
         rows += sorted(mine, key=lambda row: row["lr"])
     runs = [row.pop("_runs") for row in rows]
     table = pd.DataFrame(rows)
-    table["extended"] = table["extended"].fillna(False).astype(bool) if "extended" in table else False
+    for column in ("extended", "refined"):
+        table[column] = table[column].fillna(False).astype(bool) if column in table else False
     ranked = table.sort_values([protocol.metric, "lr"], ascending=[False, True])
     best = ranked.groupby("loss").head(1).index
     table.insert(5, "selected", table.index.isin(best))
@@ -249,6 +259,15 @@ def runner_up_margin(chosen: list[RunRecord], runner_up: list[RunRecord], runner
     d = paired_difference(a, b)
     return {"runner_up_lr": runner_up_lr, "margin": 100 * d.delta, "margin_low": 100 * d.ci_low,
             "margin_high": 100 * d.ci_high, "distinguishable": bool(d.ci_low > 0)}
+
+
+def refined_rates(tried, best: float) -> list[float]:
+    """The geometric midpoints sqrt(best x neighbour) between ``best`` and its neighbours among the ``tried`` rates,
+    rounded to two significant digits (a rate a user would type), leaving out any already tried."""
+    rates = sorted(set(tried))
+    i = rates.index(best)
+    midpoints = [float(f"{np.sqrt(best * rates[j]):.2g}") for j in (i - 1, i + 1) if 0 <= j < len(rates)]
+    return [lr for lr in midpoints if not any(np.isclose(lr, r, rtol=1e-6, atol=0) for r in rates)]
 
 
 def _best(rows: list[dict], metric: str) -> dict:
@@ -475,16 +494,19 @@ def evaluation_step(curves: pd.DataFrame) -> float:
 def stability_claims(study: Study) -> pd.DataFrame:
     """SN collapses less often than each baseline over the selection's rates: the share of selection runs that
     did not end below the untrained network, with Newcombe's interval for a difference of proportions (``seeds``
-    counts SN's selection runs; the per-seed condition does not apply). None without a selection (a forced
-    rate, or rates fixed by the protocol)."""
+    counts SN's selection runs; the per-seed condition does not apply). The grid and its edge extensions count,
+    not the ``refined`` midpoints (runs placed next to each recipe's best rate would weigh its optimum). None
+    without a selection (a forced rate, or rates fixed by the protocol)."""
     selection = study.selection
     if selection is None:
         print("stability claims skipped: no selection was run (the rates are "
               + ("forced by the overrides)" if "lr" in study.overrides else "fixed by the protocol: the literature's)"))
         return pd.DataFrame(columns=list(COLUMNS))
+    refined = selection["refined"] if "refined" in selection else pd.Series(False, index=selection.index)
     counts = {loss: (int(round((rows["runs"] * (1 - rows["collapsed"])).sum())), int(rows["runs"].sum()))
-              for loss, rows in selection.groupby("loss")}
-    runs = selection_records(study)
+              for loss, rows in selection[~refined].groupby("loss")}
+    midpoints = set(" ".join(selection.loc[refined, "records"]).split()) if refined.any() else set()
+    runs = [r for r in selection_records(study) if r.hash not in midpoints]
     return pd.DataFrame([count_claim(f"SN collapses less often than {b} over the rates", "sn", b,
                                      "selection runs not collapsed (%)", counts["sn"], counts[b],
                                      [r for r in runs if r.name in ("sn", b)])
