@@ -137,8 +137,8 @@ def training_curves(curves: pd.DataFrame, y: Sequence[str] = ("train_loss_rel", 
         for i, metric in enumerate(y):
             ax = grid[i][j]
             for name, color in zip(hues, colors):
-                if (subset[hue] == name).any():
-                    _band(ax, subset[subset[hue] == name], x, metric, color, loss_label(name))
+                if len(part := subset[subset[hue] == name]):
+                    _band(ax, part, x, metric, color, loss_label(name))
             ax.set_xlabel(x)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(metric_label(metric) if j == 0 else "")
