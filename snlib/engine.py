@@ -387,6 +387,7 @@ class _Trainer:
         self.sampler.set_epoch(self.epoch)
         return torch.utils.data.DataLoader(
             self.train_set, batch_size=self.batch_size, sampler=self.sampler, drop_last=True,
+            collate_fn=self.train_set.collate if isinstance(self.train_set, trunk.TrunkDataset) else None,
             num_workers=num_workers(config), pin_memory=self.device.type == "cuda",
             generator=torch.Generator().manual_seed(config.seed * 100_003 + self.epoch * 101 + self.info.rank))
 

@@ -5,13 +5,14 @@ Per notebook (the plan its ``setup`` call names, ``snlib.study.plans``): the run
 (``results/runs/<preset>/`` or ``--records-root``) and so will not train, and the time of the rest. A run shared
 with an earlier notebook (e.g. notebook 12 reads notebook 01's runs) is counted where it first trains. Where the
 protocol selects the learning rates on validation (``cpu``), the rate of a final run is not known before the
-selection: such a run counts as recorded when a record of the same configuration at any rate exists, and the
-selection's count is a minimum (a collapsed run is rerun, a rate at the grid's edge extended, midpoints around the
-best rate refined). Where the protocol
-chooses its budget by a pilot (``Protocol.pilot_iterations``), the pilot's runs come first (every notebook's set-up
-trains or reads them); when all of them are recorded the budget is the pilot's (read from its records), else it is
-not known before the pilot and every protocol run is counted at its largest, the pilot's length (the budget is at
-most that: ``snlib.study.pilot.budget``), so the time is an upper bound.
+selection: such a run counts as recorded when a record of the same configuration at any rate exists. The selection
+counts its grid and its refinement midpoints (``Protocol.refinements`` rounds of two midpoints a recipe and
+selection seed, whose rates follow from the grid's results: :func:`refinement_runs`); it is still a minimum, since a
+collapsed run's rerun and a best rate's extensions past the grid's edge are not known before the grid has run.
+Where the protocol chooses its budget by a pilot (``Protocol.pilot_iterations``), the pilot's runs come first
+(every notebook's set-up trains or reads them); when all of them are recorded the budget is the pilot's (read from
+its records), else it is not known before the pilot and every protocol run is counted at its largest, the pilot's
+length (the budget is at most that: ``snlib.study.pilot.budget``), so the time is an upper bound.
 
 The time is ``iterations x P x K / images per second``, the rate measured here by :func:`step_rate` (a few training
 steps of the preset's model on random images: the step only, not the data loading, the evaluations or the building
@@ -162,18 +163,47 @@ def _other_datasets(study, made) -> list[PlannedRun]:
     return runs
 
 
-def recorded_keys(root: Path, version: int | None = None) -> set[str]:
-    """Every record's hash and its hash without the rate (:attr:`PlannedRun.key`) in the folder ``root``; with
-    ``version``, of the records of that protocol version only (a study refuses the others)."""
-    keys = set()
+def recorded_configs(root: Path, version: int | None = None) -> list[TrainConfig]:
+    """The configuration of every record in the folder ``root``; with ``version``, of the records of that protocol
+    version only (a study refuses the others)."""
+    configs = []
     for path in sorted(Path(root).glob("*.json")) if Path(root).is_dir() else []:
         try:
             record = load_record(path)
         except Exception:   # a damaged record: the study names it when it reads it
             continue
         if version is None or record.protocol_version == version:
-            keys |= {config_hash(record.config), config_hash(record.config.replace(lr=1.0))}
-    return keys
+            configs.append(record.config)
+    return configs
+
+
+def recorded_keys(configs: list[TrainConfig]) -> set[str]:
+    """Each configuration's hash and its hash without the rate (:attr:`PlannedRun.key`)."""
+    return {key for c in configs for key in (config_hash(c), config_hash(c.replace(lr=1.0)))}
+
+
+def refinement_runs(grid: list[PlannedRun], protocol, configs: list[TrainConfig]) -> list[dict]:
+    """``[{recipe, runs, iterations}]``: per recipe of the selection ``grid`` (its planned runs on the grid), the
+    refinement runs still to train: ``protocol.refinements`` rounds x 2 midpoints x the selection seeds (an upper
+    bound: a best rate at an edge of the rates tried has one neighbour, a midpoint already tried is not trained
+    again), less those recorded: validation runs of the recipe at the grid's budget and seeds whose rate is neither
+    on the grid nor one of its edge extensions (``snlib.study.protocol.select_rates``)."""
+    if not protocol.refinements or not grid:
+        return []
+    lrs = sorted(protocol.lrs)
+    known = [*lrs, *(lrs[-1] * protocol.edge_factor ** n for n in range(1, protocol.edge_extensions + 1)),
+             *(lrs[0] / protocol.edge_factor ** n for n in range(1, protocol.edge_extensions + 1))]
+    out = []
+    for recipe in dict.fromkeys(r.config.label for r in grid):
+        planned = next(r for r in grid if r.config.label == recipe)
+        same = config_hash(planned.config.replace(lr=1.0, seed=0))
+        refined = [c for c in configs if c.seed in protocol.selection_seeds
+                   and config_hash(c.replace(lr=1.0, seed=0)) == same
+                   and not any(abs(c.lr - lr) <= 1e-6 * lr for lr in known)]
+        expected = protocol.refinements * 2 * len(protocol.selection_seeds)
+        if (runs := max(0, expected - len(refined))):
+            out.append({"recipe": recipe, "runs": runs, "iterations": planned.iterations})
+    return out
 
 
 def step_rate(config: TrainConfig, steps: int = 3, batch_ids: int | None = None, warmup: int = 3,
@@ -259,7 +289,8 @@ def plan_reproduction(preset: str, dataset: str, data_root, notebooks: list[str]
         study = open_study(preset, dataset, settings.user_path(data_root), scratch, **overrides)
         root = settings.user_path(records_root) / preset if records_root else study.records_root
         protocol = plans.study_protocol(study, sizes)
-        recorded = recorded_keys(root, protocol.version)
+        configs = recorded_configs(root, protocol.version)
+        recorded = recorded_keys(configs)
         study, piloted, budget_known = settle_for_plan(study, protocol, root, recorded)
         seen = {r.key for r in piloted}
         rows = [_notebook_row("pilot", "pilot", piloted, recorded)] if piloted else []
@@ -268,7 +299,9 @@ def plan_reproduction(preset: str, dataset: str, data_root, notebooks: list[str]
             made = plans.PLANS[name](study, **{k: v for k, v in parameters.items() if k not in _SETUP_PARAMETERS})
             runs = [r for r in planned_runs(name, study, made) if r.key not in seen]
             seen |= {r.key for r in runs}
-            rows.append(_notebook_row(nb.name, name, runs, recorded))
+            grid = [r for r in runs if r.config.split == "val" and name in ("lr_selection", "later_losses")]
+            rows.append(_notebook_row(nb.name, name, runs, recorded,
+                                      refinement_runs(grid, study.protocol, configs)))
         rate = step_rate(study.config("sn"), steps=steps)
         batch = study.base.p * study.base.k
     total = sum(row["iterations"] for row in rows)
@@ -282,7 +315,8 @@ def plan_reproduction(preset: str, dataset: str, data_root, notebooks: list[str]
     return plan
 
 
-def _notebook_row(notebook: str, plan_name: str, runs: list[PlannedRun], recorded: set[str]) -> dict:
+def _notebook_row(notebook: str, plan_name: str, runs: list[PlannedRun], recorded: set[str],
+                  refinements: list[dict] | None = None) -> dict:
     groups = defaultdict(list)
     for r in runs:
         groups[(r.config.label, r.iterations, r.config.split, r.config.train_fraction)].append(r)
@@ -290,9 +324,11 @@ def _notebook_row(notebook: str, plan_name: str, runs: list[PlannedRun], recorde
               "split": split, "train_fraction": fraction, "runs": len(members),
               "recorded": sum(r.key in recorded for r in members)}
              for (recipe, iterations, split, fraction), members in groups.items()]
-    return {"notebook": notebook, "plan": plan_name, "runs": table,
-            "to_train": sum(r.key not in recorded for r in runs),
-            "iterations": sum(r.iterations for r in runs if r.key not in recorded)}
+    refinements = refinements or []
+    return {"notebook": notebook, "plan": plan_name, "runs": table, "refinements": refinements,
+            "to_train": sum(r.key not in recorded for r in runs) + sum(g["runs"] for g in refinements),
+            "iterations": (sum(r.iterations for r in runs if r.key not in recorded)
+                           + sum(g["runs"] * g["iterations"] for g in refinements))}
 
 
 def describe_plan(plan: dict, study) -> str:
@@ -306,9 +342,9 @@ def describe_plan(plan: dict, study) -> str:
              f"budget of a protocol run: {budget}; seeds {protocol['seeds']}; rates: {json.dumps(protocol['rates'])}",
              f"records: {plan['records']} (a recorded run is read, not trained)"]
     if not study.protocol.rates:
-        lines.append("rates selected on validation: the selection's runs are a minimum (a collapsed run is rerun, a "
-                     "rate at the grid's edge extended, the best rate refined); a final run counts as recorded at "
-                     "any rate")
+        lines.append("rates selected on validation: the selection counts its grid and the midpoints that refine "
+                     "each recipe's best rate (at most 2 a seed and round), still a minimum (a collapsed run is "
+                     "rerun, a best rate at the grid's edge extended); a final run counts as recorded at any rate")
     for row in plan["notebooks"]:
         lines.append(f"{row['notebook']} ({row['plan']}): {row['to_train']} run(s) to train, "
                      f"{row['iterations']} iterations")
@@ -316,6 +352,9 @@ def describe_plan(plan: dict, study) -> str:
             share = f", {g['train_fraction']:.0%} of the identities" if g["train_fraction"] != 1 else ""
             lines.append(f"    {g['recipe']:<14} seeds {g['seeds']}  {g['iterations']} iterations, {g['split']} "
                          f"split{share}: {g['runs']} run(s), {g['recorded']} recorded")
+        for g in row["refinements"]:
+            lines.append(f"    {g['recipe']:<14} midpoints around its best rate (rates from the grid's results), "
+                         f"{g['iterations']} iterations, val split: at most {g['runs']} run(s) to train")
     lines.append(f"step rate here: {plan['images_per_s']:.1f} images/s (the training step of {study.base.model} at "
                  f"{study.base.height}x{study.base.width}; no data loading, no evaluation)")
     lines.append(f"estimated training time: {plan['hours']:.1f} h for "

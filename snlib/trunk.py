@@ -143,6 +143,21 @@ def _output_shape(trunk: nn.Module, config, device: torch.device) -> tuple[int, 
     return tuple(trunk(probe).shape[1:])
 
 
+def _identity(model: nn.Module, trunk: nn.Sequential, config, device: torch.device) -> tuple[str, tuple[int, ...]]:
+    """``(weights_digest(trunk), output shape)`` at ``config``'s size, computed once per model as long as its trunk
+    holds the same tensors unchanged (the same storage and in-place version counter: ``load_state_dict`` or any
+    other in-place change computes them again). A run asks at every evaluation; hashing a trunk's weights costs
+    tens of milliseconds, the head-only steps of the synthetic study a few."""
+    stamp = (config.train_from, config.height, config.width, str(device),
+             tuple((name, t.data_ptr(), t._version) for name, t in trunk.state_dict(keep_vars=True).items()))
+    owner = unwrap(model)
+    memo = owner.__dict__.get("_trunk_identity")
+    if memo is None or memo[0] != stamp:
+        memo = (stamp, weights_digest(trunk), _output_shape(trunk, config, device))
+        owner.__dict__["_trunk_identity"] = memo
+    return memo[1], memo[2]
+
+
 @torch.no_grad()
 def _trunk_batches(trunk: nn.Module, samples: Sequence[Sample], config, device: torch.device,
                    precision: Precision, mirror: bool, workers: int, desc: str):
@@ -184,8 +199,9 @@ def trunk_outputs(model: nn.Module, samples: Sequence[Sample], config, device: t
     modes = [m.training for m in trunk.modules()]
     trunk.eval()
     try:
-        key, content = cache_key(paths, config, weights_digest(trunk), precision, mirror), fingerprint(paths)
-        shape = (len(paths), 2 if mirror else 1, *_output_shape(trunk, config, device))
+        digest, output_shape = _identity(model, trunk, config, device)
+        key, content = cache_key(paths, config, digest, precision, mirror), fingerprint(paths)
+        shape = (len(paths), 2 if mirror else 1, *output_shape)
         nbytes = 4 * int(np.prod(shape))
         label = (f"{len(paths)} {desc}{' and mirrors' if mirror else ''} to {config.train_from} at {config.height}x"
                  f"{config.width} ({_gb(nbytes)}, {nbytes / max(1, len(paths)) / 1e3:.1f} KB an image)")
@@ -226,13 +242,20 @@ def _from_disk(folder: Path, key, content, shape, label, batches) -> torch.Tenso
 class TrunkDataset(torch.utils.data.Dataset):
     """``(trunk output, pid, camid, index)`` of each sample (row ``i`` of ``outputs`` = ``samples[i]``): the
     image's (view 0), or with ``flip`` its mirror's (view 1) with probability 1/2, drawn from torch's generator
-    as ``torchvision.transforms.RandomHorizontalFlip`` draws it (one ``torch.rand(1)`` a sample)."""
+    as ``torchvision.transforms.RandomHorizontalFlip`` draws it (one ``torch.rand(1)`` a sample).
+
+    A loader fetches a whole batch at once (:meth:`__getitems__`, which torch's ``DataLoader`` calls instead of
+    ``__getitem__`` for each index, then :meth:`collate`): one ``torch.rand(B)``, which draws what ``B`` calls of
+    ``torch.rand(1)`` draw (tested), so the flips are the per-sample ones, and one gather instead of ``B`` copies
+    (written for the head-only runs of the synthetic study, whose steps take milliseconds)."""
 
     def __init__(self, samples: Sequence[Sample], outputs: torch.Tensor, flip: bool):
         if outputs.dim() != 5 or len(outputs) != len(samples) or outputs.shape[1] < (2 if flip else 1):
             raise ValueError(f"outputs {tuple(outputs.shape)} must be (N, views, C, h, w) with N = {len(samples)} "
                              f"samples{' and 2 views (flip)' if flip else ''}")
         self.samples, self.outputs, self.flip = list(samples), outputs, flip
+        self.pids = torch.tensor([s.pid for s in self.samples], dtype=torch.long)
+        self.camids = torch.tensor([s.camid for s in self.samples], dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -241,6 +264,19 @@ class TrunkDataset(torch.utils.data.Dataset):
         _, pid, camid = self.samples[index]
         view = 1 if self.flip and torch.rand(1) < 0.5 else 0
         return self.outputs[index, view], pid, camid, index
+
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        """The batch of ``indices``: ``(outputs (B, C, h, w), pids, camids, indices)``, as the default collation of
+        ``__getitem__`` for each gives it."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        views = ((torch.rand(len(index)) < 0.5).long() if self.flip
+                 else torch.zeros(len(index), dtype=torch.long))
+        return self.outputs[index, views], self.pids[index], self.camids[index], index
+
+    @staticmethod
+    def collate(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        """The loader's ``collate_fn``: :meth:`__getitems__` already gives the batch."""
+        return batch
 
 
 def training_set(model: nn.Module, samples: Sequence[Sample], config, device: torch.device, precision: Precision,
@@ -264,7 +300,7 @@ def test_features(model: nn.Module, samples: Sequence[Sample], config, device: t
 
     def embed(view: int):
         views = TrunkDataset(samples, outputs[:, view:view + 1], flip=False)
-        loader = torch.utils.data.DataLoader(views, batch_size=config.eval_batch_size)
+        loader = torch.utils.data.DataLoader(views, batch_size=config.eval_batch_size, collate_fn=views.collate)
         return extract_features(head, loader, device, normalize=False, desc=desc,
                                 channels_last=precision.channels_last, amp_dtype=precision.dtype)
 

@@ -107,7 +107,9 @@ def test_the_cpu_plan_counts_the_pilot_then_takes_its_budget(market, tmp_path, m
     pilot, selection, claims = rows["pilot"], rows["00_lr_selection.ipynb"], rows["12_claims.ipynb"]
     assert (pilot["to_train"], pilot["iterations"]) == (12, 12 * 4000)
     assert all(g["seeds"] == [0, 1] and g["iterations"] == 4000 for g in pilot["runs"])
-    assert (selection["to_train"], selection["iterations"]) == (60, 60 * 4000)
+    # the grid, 6 recipes x 5 rates x 2 seeds, and one round of 2 midpoints around each best rate at 2 seeds
+    assert (selection["to_train"], selection["iterations"]) == (60 + 24, (60 + 24) * 4000)
+    assert {g["recipe"]: g["runs"] for g in selection["refinements"]} == {r: 4 for r in Protocol().selection}
     assert claims["to_train"] == 55 + 12 + 27
     assert claims["iterations"] == 4000 * (55 + 27) + 8000 * 12
     assert sorted(g["seeds"] for g in claims["runs"] if g["iterations"] == 8000) == [[0, 1]] * 6
@@ -128,8 +130,22 @@ def test_the_cpu_plan_counts_the_pilot_then_takes_its_budget(market, tmp_path, m
     again = plan()
     assert again["protocol"]["budget_known"] is True and again["protocol"]["iterations"] == 1800
     rows = {row["notebook"]: row for row in again["notebooks"]}
-    assert rows["pilot"]["to_train"] == 0 and rows["00_lr_selection.ipynb"]["iterations"] == 60 * 1800
+    assert rows["pilot"]["to_train"] == 0 and rows["00_lr_selection.ipynb"]["iterations"] == (60 + 24) * 1800
     assert rows["12_claims.ipynb"]["iterations"] == 1800 * (55 + 27) + 3600 * 12
+
+    # SN's midpoints recorded at both seeds count as trained; a rate past the grid's edge (an extension) does not
+    configs = reproduce_plan.recorded_configs(tmp_path / "cpu", version=2)
+    settled, _, _ = reproduce_plan.settle_for_plan(study, plans.study_protocol(study, SIZES), tmp_path / "cpu",
+                                                   reproduce_plan.recorded_keys(configs))
+    for lr, seed in ((5.5e-4, 0), (5.5e-4, 1), (2e-2, 0)):
+        config = settled.config("sn", seed=seed, split="val", lr=lr, **settled.protocol.budget(curves=True))
+        write_record(RunRecord(config=config, dataset="market1501", split="val", metrics={"rank1": 1.0, "mAP": 1.0},
+                               evaluations=[], history=[], wall_time_s=1.0, protocol_version=2), tmp_path / "cpu")
+    selection = {row["notebook"]: row for row in plan()["notebooks"]}["00_lr_selection.ipynb"]
+    assert {g["recipe"]: g["runs"] for g in selection["refinements"]} == {**{r: 4 for r in Protocol().selection},
+                                                                          "sn": 2}
+    assert selection["to_train"] == 60 + 22
+    assert "sn             midpoints around its best rate" in capsys.readouterr().out
 
 
 class _Clock:

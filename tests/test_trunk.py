@@ -17,10 +17,11 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import default_collate
 
 from snlib import engine, settings, trunk
 from snlib.__main__ import main as cli
-from snlib.data import PAPER_MEAN, PAPER_STD, decoded, load_dataset
+from snlib.data import PAPER_MEAN, PAPER_STD, Sample, decoded, load_dataset
 from snlib.data.decoded import clear_memory as clear_decoded
 from snlib.distributed import DistInfo
 from snlib.errors import ConfigError
@@ -233,6 +234,46 @@ def test_cached_batches_and_flips_are_the_uncached_ones(smoke, tmp_path):
             assert torch.all(flipped ^ unflipped)
             flips += int(flipped.sum())
     assert 0 < flips < 2 * plain.iters_per_epoch * len(index)              # both decisions occur
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_a_batch_fetched_at_once_is_its_samples_fetched_one_by_one(flip):
+    samples = [Sample(f"{i}.png", i % 7, i % 3) for i in range(300)]
+    data = trunk.TrunkDataset(samples, torch.randn(300, 2, 3, 2, 1), flip)
+    for size in (1, 7, 64, 128, 256):
+        indices = torch.randperm(300, generator=torch.Generator().manual_seed(size))[:size].tolist()
+        torch.manual_seed(size)
+        one_by_one = default_collate([data[i] for i in indices])
+        after = torch.rand(1)
+        torch.manual_seed(size)
+        at_once = data.collate(data.__getitems__(indices))
+        assert len(at_once) == 4 and all(torch.equal(a, b) for a, b in zip(one_by_one, at_once))
+        assert torch.equal(torch.rand(1), after)                        # the generator moved on alike
+    views = (at_once[0] == data.outputs[at_once[3], 1]).flatten(1).all(1)
+    assert 0 < int(views.sum()) < size if flip else not views.any()     # both decisions occur with flips
+
+
+def test_the_trunk_is_hashed_once_while_its_weights_stay(smoke, data_root, monkeypatch):
+    config, device = smoke.replace(trunk_cache="memory"), torch.device("cpu")
+    precision = resolve_precision(config, device, training=False)
+    samples = load_dataset(config.dataset, data_root, **config.dataset_options).gallery[:4]
+    model = initial_model(config)
+    trunk.freeze(model, config.train_from)
+    hashed, real = [], trunk.weights_digest
+    monkeypatch.setattr(trunk, "weights_digest", lambda t: hashed.append(1) or real(t))
+
+    def outputs():
+        return trunk.trunk_outputs(model, samples, config, device, precision, mirror=False).clone()
+
+    first = outputs()
+    assert torch.equal(outputs(), first) and torch.equal(outputs(), first) and hashed == [1]
+    with torch.no_grad():                                                # weights changed in place: hashed again
+        next(trunk.split(model, config.train_from)[0].parameters()).mul_(0.5)
+    changed = outputs()
+    assert len(hashed) == 2 and not torch.allclose(changed, first, rtol=1e-2, atol=1e-2)
+    model.load_state_dict(initial_model(config).state_dict())           # the first weights again: their cache
+    again = outputs()
+    assert torch.equal(again, first) and len(hashed) == 3
 
 
 def test_cached_and_uncached_frozen_runs_give_the_same_losses(smoke, tmp_path):
