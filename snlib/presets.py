@@ -469,8 +469,8 @@ PROTOCOLS = {
     # at 6e-4 scored twice its best grid rate; the records stay valid, so the version does not change), 5 final
     # seeds, long runs at 2x the budget with 2 seeds, convergence curves with 3 seeds. On the synthetic set (make
     # reproduce's default) every run trains only the head (train_from="head": the 1x1 conv to 1280, its BatchNorm,
-    # the classifier) on a cached 64x32 trunk (25-30 iterations a second against about 10 from blocks.6: the
-    # whole protocol in about 2 h 15 min here, README), a pilot of at most 600 iterations, with 3000 generated
+    # the classifier) on a cached 64x32 trunk (about 60 iterations a second against about 10 from blocks.6: from no
+    # records, 68 min here with the later losses, README), a pilot of at most 600 iterations, with 3000 generated
     # distractors. (Version 1, the published 100-iteration cuhk03p1 study and the superseded version-1 synthetic
     # runs: the Protocol's defaults otherwise.)
     "cpu": {"version": 2, "pilot_iterations": 2000, "pilot_seeds": (0, 1), "pilot_evaluations": 20,

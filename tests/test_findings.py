@@ -1,5 +1,5 @@
-"""The findings README leads with (snlib.study.findings): verdicts by outcome from a hand-made claims table, and
-the regime of a study's runs."""
+"""The findings README leads with (snlib.study.findings): the decided claims named by outcome and the unresolved
+counted, from a hand-made claims table, and the regime of a study's runs."""
 from __future__ import annotations
 
 import dataclasses
@@ -15,15 +15,21 @@ def _claims(rows):
     return pd.DataFrame(rows, columns=["claim", "metric", "verdict"])
 
 
-def test_verdicts_are_listed_by_outcome_on_map_with_a_differing_rank1_in_brackets():
+def test_decided_claims_are_named_by_outcome_on_map_and_the_unresolved_counted():
     claims = _claims([("SN beats ce", "rank1", "supported"), ("SN beats ce", "mAP", "supported"),
                       ("SN beats triplet", "rank1", "unresolved"), ("SN beats triplet", "mAP", "refuted"),
+                      ("SN beats bot", "rank1", "supported"), ("SN beats bot", "mAP", "unresolved"),
+                      ("SN beats pair", "rank1", "unresolved"), ("SN beats pair", "mAP", "unresolved"),
                       ("SN converges sooner than triplet", "iterations to 90% (fewer)", "unresolved")])
-    assert verdict_lines(claims) == ["**supported**: SN beats ce", "**refuted**: SN beats triplet (rank-1: unresolved)",
-                                     "**unresolved**: SN converges sooner than triplet"]
-    text = findings_markdown(claims, "cuhk03p1", "a regime")
-    assert text.startswith("**cuhk03p1** (a regime): 1 supported, 1 refuted, 1 unresolved.")
-    assert text.count("\n- ") == 3
+    assert verdict_lines(claims) == [
+        "**supported**: SN beats ce; SN beats bot (rank-1 only)",
+        "**refuted**: SN beats triplet (rank-1: unresolved)",
+        "**unresolved** on every metric: 2 claims (`claims.md`)"]
+    text = findings_markdown(claims, "cuhk03p1", "a regime", "later_losses.md")
+    assert text.startswith("**cuhk03p1** (a regime): 1 supported, 1 refuted, 3 unresolved.")
+    assert text.count("\n- ") == 3 and text.endswith("2 claims (`later_losses.md`)\n")
+    one = _claims([("SN beats ce", "mAP", "unresolved")])
+    assert verdict_lines(one) == ["**unresolved** on every metric: 1 claim (`claims.md`)"]
 
 
 def test_the_regime_is_that_of_the_runs(tmp_path):

@@ -1,8 +1,11 @@
 """What a study found, in a few lines: the regime it was measured in and its verdicts, generated from its claims
 (``findings.md`` beside ``claims.md``; README's first section includes it, never typed by hand).
 
-The verdicts are listed by outcome on mAP (the claims with another metric, e.g. convergence in iterations, on
-theirs); where the rank-1 verdict of a claim differs, it is given in brackets.
+The supported and refuted claims are named, by their outcome on mAP (the claims with another metric, e.g.
+convergence in iterations, on theirs); where the rank-1 verdict of a claim differs, it is given in brackets, and a
+claim unresolved on mAP but decided on rank-1 is named under its rank-1 outcome ("rank-1 only"). The claims
+unresolved on every metric are counted, not named (the claims table lists them), so that the README's first screen
+carries what was shown.
 """
 from __future__ import annotations
 
@@ -30,27 +33,36 @@ def regime(study) -> str:
             f"{budget}, {len(protocol.seeds)} seeds")
 
 
-def verdict_lines(claims: pd.DataFrame) -> list[str]:
-    """One line per outcome that occurs: ``**supported**: claim, claim (rank-1: refuted), ...``."""
-    main = claims[claims["metric"] != "rank1"]
-    rank1 = claims[claims["metric"] == "rank1"].set_index("claim")["verdict"]
+def verdict_lines(claims: pd.DataFrame, listed_in: str = "claims.md") -> list[str]:
+    """``**supported**: claim; claim (rank-1: refuted); claim (rank-1 only)``, the same for refuted (each where it
+    occurs), then ``**unresolved** on every metric: n claim(s) (`listed_in`)``."""
+    main = claims[claims["metric"] != "rank1"].drop_duplicates("claim").set_index("claim")["verdict"]
+    rank1 = claims[claims["metric"] == "rank1"].drop_duplicates("claim").set_index("claim")["verdict"]
     lines = []
-    for outcome in OUTCOMES:
+    for outcome in OUTCOMES[:2]:
         names = []
-        for claim in main.loc[main["verdict"] == outcome, "claim"].drop_duplicates():
+        for claim, verdict in main.items():
             other = rank1.get(claim)
-            names.append(claim if other is None or other == outcome else f"{claim} (rank-1: {other})")
+            if verdict == outcome:
+                names.append(claim if other is None or other == outcome else f"{claim} (rank-1: {other})")
+            elif verdict == "unresolved" and other == outcome:
+                names.append(f"{claim} (rank-1 only)")
         if names:
             lines.append(f"**{outcome}**: " + "; ".join(names))
+    rest = [c for c, v in main.items() if v == "unresolved" and rank1.get(c) in (None, "unresolved")]
+    if rest:
+        lines.append(f"**unresolved** on every metric: {len(rest)} claim{'s' if len(rest) > 1 else ''} "
+                     f"(`{listed_in}`)")
     return lines
 
 
-def findings_markdown(claims: pd.DataFrame, title: str, regime_text: str) -> str:
-    """The study's findings: a title line with its regime, then :func:`verdict_lines`."""
-    counts = claims[claims["metric"] != "rank1"]["verdict"].value_counts()
+def findings_markdown(claims: pd.DataFrame, title: str, regime_text: str, listed_in: str = "claims.md") -> str:
+    """The study's findings: a title line with its regime and the count of each outcome (on mAP), then
+    :func:`verdict_lines`."""
+    counts = claims[claims["metric"] != "rank1"].drop_duplicates("claim")["verdict"].value_counts()
     summary = ", ".join(f"{counts.get(o, 0)} {o}" for o in OUTCOMES)
-    return "\n".join([f"**{title}** ({regime_text}): {summary}.", "", *(f"- {line}" for line in
-                                                                         verdict_lines(claims))]) + "\n"
+    return "\n".join([f"**{title}** ({regime_text}): {summary}.", "",
+                      *(f"- {line}" for line in verdict_lines(claims, listed_in))]) + "\n"
 
 
 def save_findings(claims: pd.DataFrame, study, title: str | None = None) -> Path:

@@ -137,4 +137,5 @@ def save_later_findings(table: pd.DataFrame, study: Study, runs: dict[str, list[
     title = f"{Path(study.output_dir).name}, the losses after SN"
     regime = (f"Table 1's regime, {len(study.protocol.seeds)} seeds; the strongest baseline of the paper's time: "
               f"{strongest}")
-    return settings.atomic_write(Path(study.output_dir) / FINDINGS_FILE, findings_markdown(table, title, regime))
+    return settings.atomic_write(Path(study.output_dir) / FINDINGS_FILE,
+                                 findings_markdown(table, title, regime, f"{LATER_FILE}.md"))
