@@ -31,7 +31,7 @@ from snlib.study.protocol import Protocol
 
 
 def study_run(iterations: int):
-    """The configuration of one synthetic selection run of the ``cpu`` study (SN at its literature's rate)."""
+    """The configuration of one synthetic selection run of the ``cpu`` study (SN at the preset's rate)."""
     protocol = Protocol(overrides=PROTOCOLS["cpu"]["on_synthetic"]["overrides"], iterations=iterations)
     return run_config(get_preset("cpu", split="val"), "sn", budget=protocol.budget(curves=True))
 

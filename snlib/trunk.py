@@ -146,8 +146,8 @@ def _output_shape(trunk: nn.Module, config, device: torch.device) -> tuple[int, 
 def _identity(model: nn.Module, trunk: nn.Sequential, config, device: torch.device) -> tuple[str, tuple[int, ...]]:
     """``(weights_digest(trunk), output shape)`` at ``config``'s size, computed once per model as long as its trunk
     holds the same tensors unchanged (the same storage and in-place version counter: ``load_state_dict`` or any
-    other in-place change computes them again). A run asks at every evaluation; hashing a trunk's weights costs
-    tens of milliseconds, the head-only steps of the synthetic study a few."""
+    other in-place change computes them again). A run asks at every evaluation; the hash and the probe's pass
+    through the trunk take longer than a whole step of the synthetic study's head-only runs."""
     stamp = (config.train_from, config.height, config.width, str(device),
              tuple((name, t.data_ptr(), t._version) for name, t in trunk.state_dict(keep_vars=True).items()))
     owner = unwrap(model)
