@@ -187,21 +187,22 @@ def refinement_runs(grid: list[PlannedRun], protocol, configs: list[TrainConfig]
     refinement runs still to train: ``protocol.refinements`` rounds x 2 midpoints x the selection seeds (an upper
     bound: a best rate at an edge of the rates tried has one neighbour, a midpoint already tried is not trained
     again), less those recorded: validation runs of the recipe at the grid's budget and seeds whose rate is neither
-    on the grid nor one of its edge extensions (``snlib.study.protocol.select_rates``)."""
+    on the grid nor one of its edge extensions (``snlib.study.protocol.edge_rates``)."""
+    from .study.protocol import edge_rates
+
     if not protocol.refinements or not grid:
         return []
-    lrs = sorted(protocol.lrs)
-    known = [*lrs, *(lrs[-1] * protocol.edge_factor ** n for n in range(1, protocol.edge_extensions + 1)),
-             *(lrs[0] / protocol.edge_factor ** n for n in range(1, protocol.edge_extensions + 1))]
+    up, down = edge_rates(protocol)
+    known = [*protocol.lrs, *up, *down]
+    off_grid = defaultdict(int)   # configuration without rate and seed -> its recorded off-grid runs
+    for c in configs:
+        if c.seed in protocol.selection_seeds and not any(abs(c.lr - lr) <= 1e-6 * lr for lr in known):
+            off_grid[config_hash(c.replace(lr=1.0, seed=0))] += 1
+    expected = protocol.refinements * 2 * len(protocol.selection_seeds)
     out = []
     for recipe in dict.fromkeys(r.config.label for r in grid):
         planned = next(r for r in grid if r.config.label == recipe)
-        same = config_hash(planned.config.replace(lr=1.0, seed=0))
-        refined = [c for c in configs if c.seed in protocol.selection_seeds
-                   and config_hash(c.replace(lr=1.0, seed=0)) == same
-                   and not any(abs(c.lr - lr) <= 1e-6 * lr for lr in known)]
-        expected = protocol.refinements * 2 * len(protocol.selection_seeds)
-        if (runs := max(0, expected - len(refined))):
+        if (runs := max(0, expected - off_grid[config_hash(planned.config.replace(lr=1.0, seed=0))])):
             out.append({"recipe": recipe, "runs": runs, "iterations": planned.iterations})
     return out
 

@@ -208,15 +208,15 @@ def select_rates(study: Study, progress: bool = True) -> pd.DataFrame:
                         for loss in protocol.selection for lr in protocol.lrs
                         for seed in sorted({*protocol.selection_seeds, 0, 1}))
     floor = untrained(study, "val")
-    rows = []
+    rows, (up, down) = [], edge_rates(protocol)
     for loss in protocol.selection:
         mine = [_selection_row(study, protocol, loss, lr, floor, progress) for lr in protocol.lrs]
-        for _ in range(protocol.edge_extensions):  # the best rate at an edge of the grid: one more step outwards
+        for step in range(protocol.edge_extensions):  # the best rate at an edge of the grid: one more step outwards
             lrs = [row["lr"] for row in mine]
             best = _best(mine, protocol.metric)["lr"]
             if best not in (min(lrs), max(lrs)) or len(lrs) < 2:
                 break
-            lr = max(lrs) * protocol.edge_factor if best == max(lrs) else min(lrs) / protocol.edge_factor
+            lr = up[step] if best == max(lrs) else down[step]
             mine.append({**_selection_row(study, protocol, loss, lr, floor, progress), "extended": True})
         for _ in range(protocol.refinements):  # the optimum may lie between the best rate and a neighbour
             new = refined_rates([row["lr"] for row in mine], _best(mine, protocol.metric)["lr"])
@@ -259,6 +259,18 @@ def runner_up_margin(chosen: list[RunRecord], runner_up: list[RunRecord], runner
     d = paired_difference(a, b)
     return {"runner_up_lr": runner_up_lr, "margin": 100 * d.delta, "margin_low": 100 * d.ci_low,
             "margin_high": 100 * d.ci_high, "distinguishable": bool(d.ci_low > 0)}
+
+
+def edge_rates(protocol: Protocol) -> tuple[list[float], list[float]]:
+    """``(upwards, downwards)``: the rates :func:`select_rates` can add past the grid's largest and smallest rate,
+    ``edge_extensions`` steps of ``edge_factor`` each (each step from the last, so the rates are those its records
+    hold)."""
+    up, down, upwards, downwards = max(protocol.lrs), min(protocol.lrs), [], []
+    for _ in range(protocol.edge_extensions):
+        up, down = up * protocol.edge_factor, down / protocol.edge_factor
+        upwards.append(up)
+        downwards.append(down)
+    return upwards, downwards
 
 
 def refined_rates(tried, best: float) -> list[float]:
