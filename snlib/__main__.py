@@ -373,14 +373,25 @@ def _reproduce(args) -> None:
 
 
 def _readme(args, under=None) -> None:
-    """README's generated sections (``reporting.update_includes``); after a reproduction, those of its folder."""
+    """README's generated sections (``reporting.update_includes``); after a reproduction, those of its folder. First
+    the side-by-side verdicts of each preset folder of ``results/`` (after a reproduction: of its folder's preset
+    folder, where that lies in ``results/``; ``findings.save_claims_by_study``)."""
     from . import settings
     from .reporting import update_includes
+    from .study.findings import save_claims_by_study
 
+    results = settings.repo_root() / "results"
+    if under is None:
+        presets = [p for p in sorted(results.iterdir()) if p.is_dir() and not p.is_symlink()] if results.is_dir() else []
+    else:
+        parent = Path(under).resolve().parent
+        presets = [parent] if parent.is_relative_to(results.resolve()) else []
+    compared = [path for path in map(save_claims_by_study, presets) if path is not None]
     readme = settings.repo_root() / "README.md"
     if readme.is_file():
-        for path in update_includes(readme, under):
-            print(f"README.md: the section from {path} regenerated")
+        for folder in [under, *(path.with_suffix(".md") for path in compared)] if under is not None else [None]:
+            for path in update_includes(readme, folder):
+                print(f"README.md: the section from {path} regenerated")
 
 
 def _demo(args) -> None:

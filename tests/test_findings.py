@@ -1,12 +1,16 @@
 """The findings README leads with (snlib.study.findings): the decided claims named by outcome and the unresolved
-counted, from a hand-made claims table, and the regime of a study's runs."""
+counted, from a hand-made claims table, the regime of a study's runs, and the claims of two studies side by side."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pandas as pd
+import pytest
 
-from snlib.study.findings import findings_markdown, regime, verdict_lines
+from snlib.settings import repo_root
+from snlib.study.findings import (CLAIMS_BY_STUDY, claims_by_study, findings_markdown, regime, save_claims_by_study,
+                                  verdict_lines)
 from snlib.study.protocol import Protocol
 from snlib.study.study import open_study
 
@@ -48,3 +52,51 @@ def test_the_regime_names_the_recipes_that_had_not_plateaued_within_the_pilot(tm
         dataclasses.replace(study, pilot=table))
     assert "600 iterations (the pilot's choice: every recipe plateaued), 2 seeds" in regime(
         dataclasses.replace(study, pilot=table.assign(plateaued=True)))
+
+
+def _full_claims(rows):
+    return pd.DataFrame(rows, columns=["claim", "metric", "delta", "ci_low", "ci_high", "verdict"])
+
+
+def test_claims_side_by_side_align_by_claim_and_metric_kind_and_say_where_verdicts_differ():
+    synthetic = _full_claims([("SN beats ce", "mAP", 5.561, 4.53, 6.62, "supported"),
+                              ("SN degrades less", "relative mAP drop (distractors-3000)", -0.07, -3.39, 3.15,
+                               "unresolved"),
+                              ("SN beats ce", "rank1", 7.4, 4.4, 10.5, "supported"),
+                              ("SN beats ce at 2x the budget", "mAP", 7.1, 3.9, 10.4, "supported")])
+    real = _full_claims([("SN degrades less", "relative mAP drop (distractors-7239)", 5.63, -3.91, 15.26,
+                          "unresolved"),
+                         ("SN beats ce", "mAP", -1.0, -2.5, -0.1, "refuted"),
+                         ("SN beats ce at 3x the budget", "mAP", -0.94, -3.99, 2.16, "unresolved")])
+    table = claims_by_study({"synthetic": synthetic, "cuhk03p1": real})
+    assert list(table.columns) == ["claim", "metric", "synthetic", "cuhk03p1", "same verdict"]
+    rows = {(r.claim, r.metric): r for r in table.itertuples(index=False)}
+    assert rows["SN beats ce", "mAP"].synthetic == "+5.56 [+4.53, +6.62] supported"
+    assert rows["SN beats ce", "mAP"].cuhk03p1 == "-1.00 [-2.50, -0.10] refuted"
+    assert rows["SN beats ce", "mAP"][-1] == "no"
+    assert rows["SN degrades less", "relative mAP drop"][-1] == "yes"   # one comparison despite the gallery sizes
+    assert rows["SN beats ce at 2x the budget", "mAP"].cuhk03p1 == "-"
+    assert rows["SN beats ce at 3x the budget", "mAP"].synthetic == "-"
+    assert rows["SN beats ce at 3x the budget", "mAP"][-1] == "-"
+    assert list(table["claim"])[:3] == ["SN beats ce", "SN beats ce", "SN degrades less"]   # a claim's metrics adjacent
+    assert list(table["metric"])[:2] == ["mAP", "rank1"]
+
+
+def test_the_side_by_side_file_needs_two_studies_and_rebuilds_the_committed_one(tmp_path):
+    one = tmp_path / "one"
+    (one / "synthetic").mkdir(parents=True)
+    columns = ["claim", "metric", "delta", "ci_low", "ci_high", "verdict"]
+    pd.DataFrame([("SN beats ce", "mAP", 1.0, 0.5, 1.5, "supported")], columns=columns).to_csv(
+        one / "synthetic" / "claims.csv", index=False)
+    assert save_claims_by_study(one) is None and not (one / f"{CLAIMS_BY_STUDY}.md").exists()
+    committed = repo_root() / "results" / "cpu"
+    studies = sorted(committed.glob("*/claims.csv"))
+    if len(studies) < 2 or not (committed / f"{CLAIMS_BY_STUDY}.md").is_file():
+        pytest.skip("fewer than two published studies")
+    for claims in studies:
+        (tmp_path / "cpu" / claims.parent.name).mkdir(parents=True)
+        shutil.copy(claims, tmp_path / "cpu" / claims.parent.name / "claims.csv")
+    save_claims_by_study(tmp_path / "cpu")
+    for suffix in (".csv", ".md"):
+        assert (tmp_path / "cpu" / f"{CLAIMS_BY_STUDY}{suffix}").read_bytes() == (
+            committed / f"{CLAIMS_BY_STUDY}{suffix}").read_bytes()

@@ -6,14 +6,20 @@ convergence in iterations, on theirs); where the rank-1 verdict of a claim diffe
 claim unresolved on mAP but decided on rank-1 is named under its rank-1 outcome ("rank-1 only"). The claims
 unresolved on every metric are counted, not named (the claims table lists them), so that the README's first screen
 carries what was shown.
+
+Across studies (:func:`claims_by_study`): each claim's delta, interval and verdict in every study of a preset's
+results folder side by side, so that where real images and the synthetic set agree or differ is read from code,
+each column holding for its own study's regime only.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from .. import settings
+from ..reporting import save_table
 
 OUTCOMES = ("supported", "refuted", "unresolved")
 
@@ -70,3 +76,42 @@ def save_findings(claims: pd.DataFrame, study, title: str | None = None) -> Path
     folder (the data set's folder name: ``cuhk03p1``, ``synthetic``) and the preset."""
     text = findings_markdown(claims, title or f"{Path(study.output_dir).name}, `{study.preset}` preset", regime(study))
     return settings.atomic_write(Path(study.output_dir) / "findings.md", text)
+
+
+#: The file :func:`save_claims_by_study` writes into a preset's results folder (``.csv`` and ``.md``).
+CLAIMS_BY_STUDY = "claims_by_study"
+
+
+def _metric_kind(metric: str) -> str:
+    """A claim's metric without the study-specific size in brackets: ``relative mAP drop (distractors-3000)`` and
+    ``... (distractors-7239)`` are one comparison."""
+    return re.sub(r"\s*\(distractors-\d+\)$", "", metric)
+
+
+def claims_by_study(studies: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per claim and metric, one column per study (``delta [low, high] verdict``, ``-`` where the study has
+    no such claim) and ``same verdict``: ``yes`` / ``no`` where every study has the claim. A claim's metrics are
+    adjacent; claims and metrics in the order in which the studies first list them."""
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for name, claims in studies.items():
+        for row in claims.itertuples(index=False):
+            cells.setdefault((row.claim, _metric_kind(row.metric)), {})[name] = (
+                f"{row.delta:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}] {row.verdict}")
+    claim_order = list(dict.fromkeys(claim for claim, _ in cells))
+    rows = []
+    for (claim, metric), by_study in sorted(cells.items(), key=lambda item: claim_order.index(item[0][0])):
+        verdicts = {cell.rsplit(" ", 1)[1] for cell in by_study.values()}
+        same = ("yes" if len(verdicts) == 1 else "no") if len(by_study) == len(studies) else "-"
+        rows.append({"claim": claim, "metric": metric, **{n: by_study.get(n, "-") for n in studies},
+                     "same verdict": same})
+    return pd.DataFrame(rows, columns=["claim", "metric", *studies, "same verdict"])
+
+
+def save_claims_by_study(preset_folder: str | Path) -> Path | None:
+    """``claims_by_study.csv`` / ``.md`` in ``preset_folder`` (e.g. ``results/cpu``) from the ``claims.csv`` of each
+    study folder in it, in name order; ``None`` (nothing written) with fewer than two studies."""
+    folder = Path(preset_folder)
+    studies = {p.parent.name: pd.read_csv(p) for p in sorted(folder.glob("*/claims.csv"))}
+    if len(studies) < 2:
+        return None
+    return save_table(claims_by_study(studies), folder, CLAIMS_BY_STUDY)
