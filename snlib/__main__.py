@@ -380,17 +380,14 @@ def _readme(args, under=None) -> None:
     from .reporting import update_includes
     from .study.findings import save_claims_by_study
 
-    results = settings.repo_root() / "results"
-    if under is None:
-        presets = [p for p in sorted(results.iterdir()) if p.is_dir() and not p.is_symlink()] if results.is_dir() else []
-    else:
-        parent = Path(under).resolve().parent
-        presets = [parent] if parent.is_relative_to(results.resolve()) else []
-    compared = [path for path in map(save_claims_by_study, presets) if path is not None]
+    results = settings.results_dir().resolve()
+    folders = sorted(results.glob("*/")) if under is None else [Path(under).resolve().parent]
+    compared = [path for folder in folders if folder.resolve().is_relative_to(results)   # not results/paper's link
+                if (path := save_claims_by_study(folder)) is not None]
     readme = settings.repo_root() / "README.md"
     if readme.is_file():
-        for folder in [under, *(path.with_suffix(".md") for path in compared)] if under is not None else [None]:
-            for path in update_includes(readme, folder):
+        for scope in [None] if under is None else [under, *(path.with_suffix(".md") for path in compared)]:
+            for path in update_includes(readme, scope):
                 print(f"README.md: the section from {path} regenerated")
 
 

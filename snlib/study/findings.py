@@ -92,18 +92,18 @@ def claims_by_study(studies: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per claim and metric, one column per study (``delta [low, high] verdict``, ``-`` where the study has
     no such claim) and ``same verdict``: ``yes`` / ``no`` where every study has the claim. A claim's metrics are
     adjacent; claims and metrics in the order in which the studies first list them."""
-    cells: dict[tuple[str, str], dict[str, str]] = {}
+    found: dict[tuple[str, str], dict] = {}   # (claim, metric kind) -> study -> its row
     for name, claims in studies.items():
         for row in claims.itertuples(index=False):
-            cells.setdefault((row.claim, _metric_kind(row.metric)), {})[name] = (
-                f"{row.delta:+.2f} [{row.ci_low:+.2f}, {row.ci_high:+.2f}] {row.verdict}")
-    claim_order = list(dict.fromkeys(claim for claim, _ in cells))
+            found.setdefault((row.claim, _metric_kind(row.metric)), {})[name] = row
+    order = list(dict.fromkeys(claim for claim, _ in found))
     rows = []
-    for (claim, metric), by_study in sorted(cells.items(), key=lambda item: claim_order.index(item[0][0])):
-        verdicts = {cell.rsplit(" ", 1)[1] for cell in by_study.values()}
-        same = ("yes" if len(verdicts) == 1 else "no") if len(by_study) == len(studies) else "-"
-        rows.append({"claim": claim, "metric": metric, **{n: by_study.get(n, "-") for n in studies},
-                     "same verdict": same})
+    for (claim, metric), by_study in sorted(found.items(), key=lambda item: order.index(item[0][0])):
+        verdicts = {row.verdict for row in by_study.values()}
+        rows.append({"claim": claim, "metric": metric,
+                     **{n: f"{r.delta:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] {r.verdict}" if (r := by_study.get(n))
+                        else "-" for n in studies},
+                     "same verdict": "-" if len(by_study) < len(studies) else "yes" if len(verdicts) == 1 else "no"})
     return pd.DataFrame(rows, columns=["claim", "metric", *studies, "same verdict"])
 
 
