@@ -361,6 +361,30 @@ def test_the_later_claims_pair_sn_and_the_strongest_baseline_with_each_later_los
                             "- **refuted**: SN beats arcface"]
 
 
+def test_the_cost_of_the_later_losses_is_their_own_records_wall_time(recorded_study, tmp_path):
+    """Selection runs (the records the selection table names) and final runs, summed by hand; Table 1's runs and a
+    record the table does not name are not counted."""
+    seconds = {(1e-4, 0): 30.0, (1e-4, 1): 90.0, (3e-4, 0): 120.0, (3e-4, 1): 60.0, (1e-3, 0): 600.0}
+    hashes = {}
+    for (lr, seed), wall in seconds.items():
+        config = recorded_study.config("ms", seed=seed, split="val", lr=lr, **recorded_study.protocol.budget())
+        write_record(RunRecord(config=config, dataset="synthetic", split="val", wall_time_s=wall,
+                               metrics={"rank1": 1.0, "mAP": 1.0}, evaluations=[], history=[], per_query={}),
+                     tmp_path / "records")
+        hashes.setdefault(lr, []).append(config_hash(config))
+    selection = pd.DataFrame({"loss": ["ms", "ms"], "lr": [1e-4, 3e-4], "selected": [False, True],
+                              "records": [" ".join(hashes[1e-4]), " ".join(hashes[3e-4])]})   # not the 1e-3 run
+    study = dataclasses.replace(recorded_study, selection=selection)
+    runs = later.later_runs(later.with_later(recorded_study, ("ms", "arcface")), ("ms", "arcface"))
+    cost = later.later_cost(study, ("ms", "arcface"), runs).set_index("loss")
+    assert list(cost.index) == ["ms", "arcface", "all"]
+    assert cost.loc["ms"].tolist() == pytest.approx([4, (30 + 90 + 120 + 60) / 60, 3, 3 / 60, 5 + 3 / 60])
+    assert cost.loc["arcface"].tolist() == pytest.approx([0, 0, 3, 3 / 60, 3 / 60])   # a fixed rate: no selection
+    assert cost.loc["all"].tolist() == pytest.approx([4, 5, 6, 6 / 60, 5 + 6 / 60])
+    fixed = later.later_cost(later.with_later(recorded_study, ("ms",)), ("ms",), runs)
+    assert fixed["selection runs"].tolist() == [0, 0] and fixed["final runs"].tolist() == [3, 3]
+
+
 def test_the_later_rates_are_selected_as_table_ones_or_forced(recorded_study, monkeypatch):
     selected = {}
 

@@ -85,8 +85,9 @@ def _published_version(out) -> int:
 @pytest.mark.slow
 def test_the_tables_of_the_records_rebuild_byte_for_byte(study, tmp_path, monkeypatch):
     """What a fresh clone computes from the committed records alone (nothing trains; only the untrained network is
-    scored, for the selection's floor) equals the committed files: the pilot, the selection, every claim, the ablation runs,
-    the sensitivity sweep, the convergence curves and, where published, the later losses' table."""
+    scored, for the selection's floor) equals the committed files: the pilot, the selection, every claim, the
+    ablation runs, the sensitivity sweep, the convergence curves and, where published, the later losses' tables
+    (their cost from the records' wall time)."""
     from snlib import engine
     from snlib.study import claims as claims_module
     from snlib.study import later, plans, protocol
@@ -122,7 +123,8 @@ def test_the_tables_of_the_records_rebuild_byte_for_byte(study, tmp_path, monkey
         with_later.save_table(protocol.rate_table(with_later, recipes), "later_lr_selection")
         runs = later.later_runs(with_later, recipes, progress=False)
         with_later.save_table(later.later_scores(with_later, recipes, runs), "later_losses_scores")
+        with_later.save_table(later.later_cost(with_later, recipes, runs), "later_cost")
         later.save_later_losses(later.later_claims(with_later, recipes, runs), tmp_path)
-        names += ["later_lr_selection.csv", "later_losses_scores.csv", "later_losses.csv"]
+        names += ["later_lr_selection.csv", "later_losses_scores.csv", "later_cost.csv", "later_losses.csv"]
     for name in names:
         assert (tmp_path / name).read_text() == (out / name).read_text(), name

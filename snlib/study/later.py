@@ -13,7 +13,8 @@ converge is measured at that budget all the same.
 The claims are rows of ``claims.csv`` (``snlib.study.claims``: the same columns, the same paired intervals and
 verdict rule): for each later loss r and each metric, "SN beats r" and "r beats b", where b is the strongest
 baseline of the paper's time: the recipe of the study's Table 1 other than SN (``Protocol.selection``) with the
-best mean test mAP over the protocol's seeds (:func:`strongest_baseline`).
+best mean test mAP over the protocol's seeds (:func:`strongest_baseline`). What the later losses added to the study's
+training is their records' own wall time (:func:`later_cost`).
 """
 from __future__ import annotations
 
@@ -25,10 +26,10 @@ import pandas as pd
 
 from .. import settings
 from ..errors import ConfigError
-from ..records import RunRecord
+from ..records import RunRecord, load_record
 from .claims import CLAIM_METRICS, claims_markdown, query_claim
 from .findings import findings_markdown
-from .protocol import finals, select_rates, selected_lr
+from .protocol import finals, rate_table, select_rates, selected_lr
 from .study import Study
 
 #: The files :func:`save_later_losses` writes into the study's output folder.
@@ -108,6 +109,31 @@ def later_scores(study: Study, recipes, runs: dict[str, list[RunRecord]] | None 
             row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else np.nan
         rows.append({**row, "strongest baseline": loss == strongest})
     return pd.DataFrame(rows)
+
+
+def minutes(records: list[RunRecord]) -> float:
+    """The training time of ``records`` in minutes: the sum of their ``wall_time_s`` (a run that diverged has none
+    and adds nothing)."""
+    return float(np.nansum([r.wall_time_s for r in records])) / 60
+
+
+def later_cost(study: Study, recipes, runs: dict[str, list[RunRecord]]) -> pd.DataFrame:
+    """What the later losses ``recipes`` added to the study's training, from their records: per recipe, the runs of
+    its rate selection (the records the selection table names, :func:`with_later`; none where the rate is fixed or
+    forced) and its final runs (``runs``, :func:`later_runs`), each as a count and minutes (:func:`minutes`), and
+    ``total min``; a last row ``all`` sums them. SN's and the baselines' runs are Table 1's and not counted."""
+    rates = rate_table(study, recipes)
+    rows = []
+    for recipe in recipes:
+        cells = rates.loc[rates["loss"] == recipe, "records"] if "records" in rates else []
+        selection = [load_record(study.records_root / f"{h}.json") for cell in cells if isinstance(cell, str)
+                     for h in cell.split()]
+        rows.append({"loss": recipe, "selection runs": len(selection), "selection min": minutes(selection),
+                     "final runs": len(runs[recipe]), "final min": minutes(runs[recipe])})
+    table = pd.DataFrame(rows)
+    table["total min"] = table["selection min"] + table["final min"]
+    total = {"loss": "all", **{column: table[column].sum() for column in table.columns[1:]}}
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
 
 
 def later_claims(study: Study, recipes, runs: dict[str, list[RunRecord]] | None = None) -> pd.DataFrame:
