@@ -375,15 +375,15 @@ def _reproduce(args) -> None:
 def _readme(args, under=None) -> None:
     """README's generated sections (``reporting.update_includes``); after a reproduction, those of its folder. First
     the side-by-side verdicts of each preset folder of ``results/`` (after a reproduction: of its folder's preset
-    folder, where that lies in ``results/``; ``findings.save_claims_by_study``)."""
+    folder, where that lies in ``results/``; ``findings.save_claims_by_study`` of each ``SIDE_BY_SIDE`` table)."""
     from . import settings
     from .reporting import update_includes
-    from .study.findings import save_claims_by_study
+    from .study.findings import SIDE_BY_SIDE, save_claims_by_study
 
     results = settings.results_dir().resolve()
     folders = sorted(results.glob("*/")) if under is None else [Path(under).resolve().parent]
     compared = [path for folder in folders if folder.resolve().is_relative_to(results)   # not results/paper's link
-                if (path := save_claims_by_study(folder)) is not None]
+                for table in SIDE_BY_SIDE if (path := save_claims_by_study(folder, table)) is not None]
     readme = settings.repo_root() / "README.md"
     if readme.is_file():
         for scope in [None] if under is None else [under, *(path.with_suffix(".md") for path in compared)]:

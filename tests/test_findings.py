@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from snlib.settings import repo_root
-from snlib.study.findings import (CLAIMS_BY_STUDY, claims_by_study, findings_markdown, regime, save_claims_by_study,
-                                  verdict_lines)
+from snlib.study.findings import (CLAIMS_BY_STUDY, SIDE_BY_SIDE, STRONGEST, claims_by_study, findings_markdown,
+                                  regime, save_claims_by_study, verdict_lines)
 from snlib.study.protocol import Protocol
 from snlib.study.study import open_study
 
@@ -55,7 +55,9 @@ def test_the_regime_names_the_recipes_that_had_not_plateaued_within_the_pilot(tm
 
 
 def _full_claims(rows):
-    return pd.DataFrame(rows, columns=["claim", "metric", "delta", "ci_low", "ci_high", "verdict"])
+    """Claims' rows (claim, metric, delta, low, high, verdict) with the columns a and b of ``claims.csv``."""
+    table = pd.DataFrame(rows, columns=["claim", "metric", "delta", "ci_low", "ci_high", "verdict"])
+    return table.assign(a="sn", b=table["claim"].str.split().str[2])
 
 
 def test_claims_side_by_side_align_by_claim_and_metric_kind_and_say_where_verdicts_differ():
@@ -82,21 +84,46 @@ def test_claims_side_by_side_align_by_claim_and_metric_kind_and_say_where_verdic
     assert list(table["metric"])[:2] == ["mAP", "rank1"]
 
 
+def test_the_later_losses_side_by_side_align_the_strongest_baseline_whichever_it_was(tmp_path):
+    """Each study's own strongest baseline of the paper's time: one row per later loss, the baseline in the cell."""
+    columns = ["claim", "a", "b", "metric", "delta", "ci_low", "ci_high", "verdict"]
+    for study, delta, strongest in (("cuhk03p1", 2.0, "triplet"), ("synthetic", -1.0, "contrastive")):
+        (tmp_path / study).mkdir()
+        verdict = "supported" if delta > 0 else "refuted"
+        pd.DataFrame([("SN beats ms", "sn", "ms", "mAP", delta, delta - 0.5, delta + 0.5, verdict),
+                      (f"ms beats {strongest} ({STRONGEST})", "ms", strongest, "mAP", delta, delta - 0.5,
+                       delta + 0.5, verdict),
+                      (f"ms beats {strongest}", "ms", strongest, "mAP", delta, delta - 0.5, delta + 0.5, verdict)],
+                     columns=columns).to_csv(tmp_path / study / "later_losses.csv", index=False)
+    assert save_claims_by_study(tmp_path) is None                 # no claims.csv: the claims table is not written
+    written = save_claims_by_study(tmp_path, "later_losses")
+    assert written.name == "later_losses_by_study.csv" and "later_losses" in SIDE_BY_SIDE
+    rows = {row.claim: row for row in pd.read_csv(written).itertuples(index=False)}
+    assert list(rows) == ["SN beats ms", f"ms beats {STRONGEST}", "ms beats triplet", "ms beats contrastive"]
+    assert (rows["SN beats ms"].cuhk03p1, rows["SN beats ms"].synthetic, rows["SN beats ms"][-1]) == (
+        "+2.00 [+1.50, +2.50] supported", "-1.00 [-1.50, -0.50] refuted", "no")
+    strongest = rows[f"ms beats {STRONGEST}"]
+    assert (strongest.cuhk03p1, strongest.synthetic) == ("+2.00 [+1.50, +2.50] supported (vs triplet)",
+                                                         "-1.00 [-1.50, -0.50] refuted (vs contrastive)")
+    assert rows["ms beats triplet"].synthetic == "-" and rows["ms beats triplet"][-1] == "-"   # named: not folded
+
+
 def test_the_side_by_side_file_needs_two_studies_and_rebuilds_the_committed_one(tmp_path):
     one = tmp_path / "one"
     (one / "synthetic").mkdir(parents=True)
-    columns = ["claim", "metric", "delta", "ci_low", "ci_high", "verdict"]
-    pd.DataFrame([("SN beats ce", "mAP", 1.0, 0.5, 1.5, "supported")], columns=columns).to_csv(
-        one / "synthetic" / "claims.csv", index=False)
+    _full_claims([("SN beats ce", "mAP", 1.0, 0.5, 1.5, "supported")]).to_csv(one / "synthetic" / "claims.csv",
+                                                                             index=False)
     assert save_claims_by_study(one) is None and not (one / f"{CLAIMS_BY_STUDY}.md").exists()
     committed = repo_root() / "results" / "cpu"
     studies = sorted(committed.glob("*/claims.csv"))
     if len(studies) < 2 or not (committed / f"{CLAIMS_BY_STUDY}.md").is_file():
         pytest.skip("fewer than two published studies")
-    for claims in studies:
-        (tmp_path / "cpu" / claims.parent.name).mkdir(parents=True)
-        shutil.copy(claims, tmp_path / "cpu" / claims.parent.name / "claims.csv")
-    save_claims_by_study(tmp_path / "cpu")
-    for suffix in (".csv", ".md"):
-        assert (tmp_path / "cpu" / f"{CLAIMS_BY_STUDY}{suffix}").read_bytes() == (
-            committed / f"{CLAIMS_BY_STUDY}{suffix}").read_bytes()
+    for table in SIDE_BY_SIDE:                       # the claims and, where two studies have them, the later losses
+        for claims in committed.glob(f"*/{table}.csv"):
+            (tmp_path / "cpu" / claims.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(claims, tmp_path / "cpu" / claims.parent.name)
+        written = save_claims_by_study(tmp_path / "cpu", table)
+        assert (written is None) == (not (committed / f"{table}_by_study.md").is_file()), table
+        for suffix in (".csv", ".md") if written else ():
+            assert (tmp_path / "cpu" / f"{table}_by_study{suffix}").read_bytes() == (
+                committed / f"{table}_by_study{suffix}").read_bytes()

@@ -74,6 +74,30 @@ def test_the_records_are_small_and_hold_no_weights(study):
     assert referenced <= {p.stem for p in paths}
 
 
+def test_the_later_losses_have_the_minimum_each_with_5_seeds_and_verdicts_by_rule(study):
+    """Notebook 13 where published: at least circle, multi-similarity and a margin softmax, 5 seeds each, every
+    claim's verdict the rule's and every record present; each later loss's cost counts its own records."""
+    out = study[0]
+    if not (out / "later_losses.csv").is_file():
+        pytest.skip(f"{out.name}: notebook 13 not published")
+    scores = pd.read_csv(out / "later_losses_scores.csv")
+    later = scores[scores["era"] == "later"]
+    assert {"circle", "ms"} <= set(later["loss"]) and {"arcface", "cosface"} & set(later["loss"])
+    assert (later["seeds"] == 5).all() and scores["strongest baseline"].sum() == 1
+    claims = pd.read_csv(out / "later_losses.csv")
+    assert list(claims.columns[:len(COLUMNS)]) == list(COLUMNS) and len(claims) == 2 * 2 * len(later)
+    for row in claims.itertuples():
+        assert row.verdict == verdict(row.ci_low, row.ci_high, row.seeds, row.same_sign_seeds), row.claim
+        assert row.seeds == 5 and all((RECORDS / f"{h}.json").is_file() for h in str(row.records).split())
+    cost = pd.read_csv(out / "later_cost.csv").set_index("loss")
+    selection = pd.read_csv(out / "later_lr_selection.csv")
+    for loss in later["loss"]:
+        hashes = _records(selection.loc[selection["loss"] == loss, "records"])
+        assert cost.loc[loss, "selection runs"] == len(hashes) and cost.loc[loss, "final runs"] == 5
+        assert cost.loc[loss, "selection min"] == pytest.approx(
+            sum(load_record(RECORDS / f"{h}.json").wall_time_s for h in hashes) / 60)
+
+
 def _published_version(out) -> int:
     """The protocol version of the records a published study's claims name (one, or the study is mixed)."""
     versions = {load_record(RECORDS / f"{h}.json").protocol_version
@@ -118,7 +142,8 @@ def test_the_tables_of_the_records_rebuild_byte_for_byte(study, tmp_path, monkey
                        "convergence_curves")
     names = ["pilot.csv", "lr_selection.csv", "claims.csv", "ablation_runs.csv", "sensitivity.csv", "convergence_curves.csv"]
     if (out / "later_losses.csv").is_file():   # notebook 13: the later losses' selection, runs and claims
-        recipes = plans.later_losses(settled).recipes
+        scores = pd.read_csv(out / "later_losses_scores.csv")        # the later losses the notebook ran there
+        recipes = tuple(scores.loc[scores["era"] == "later", "loss"])
         with_later = later.with_later(settled, recipes)
         with_later.save_table(protocol.rate_table(with_later, recipes), "later_lr_selection")
         runs = later.later_runs(with_later, recipes, progress=False)

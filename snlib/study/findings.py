@@ -9,7 +9,8 @@ carries what was shown.
 
 Across studies (:func:`claims_by_study`): each claim's delta, interval and verdict in every study of a preset's
 results folder side by side, so that where real images and the synthetic set agree or differ is read from code,
-each column holding for its own study's regime only.
+each column holding for its own study's regime only; the same for any table of claims' columns (``SIDE_BY_SIDE``:
+``claims.csv`` and notebook 13's ``later_losses.csv``).
 """
 from __future__ import annotations
 
@@ -78,8 +79,25 @@ def save_findings(claims: pd.DataFrame, study, title: str | None = None) -> Path
     return settings.atomic_write(Path(study.output_dir) / "findings.md", text)
 
 
-#: The file :func:`save_claims_by_study` writes into a preset's results folder (``.csv`` and ``.md``).
+#: The file :func:`save_claims_by_study` writes into a preset's results folder (``.csv`` and ``.md``) from the
+#: studies' ``claims.csv``; from another table of claims ``T.csv``, ``T_by_study``.
 CLAIMS_BY_STUDY = "claims_by_study"
+#: The tables of claims compared across studies: ``claims.csv`` (notebook 12) and ``later_losses.csv`` (notebook 13).
+SIDE_BY_SIDE = ("claims", "later_losses")
+
+
+#: How a later loss's claim against the study's strongest baseline of the paper's time names it:
+#: ``"circle beats triplet (STRONGEST)"`` (``snlib.study.later``); studies with different strongest baselines
+#: compare these claims side by side in one row.
+STRONGEST = "the strongest baseline of the paper's time"
+
+
+def _claim_kind(claim: str, b: str) -> tuple[str, str]:
+    """``(claim, "")``, or for a claim against the strongest baseline (``STRONGEST``), ``("r beats STRONGEST", b)``:
+    one comparison in every study, whichever baseline was its strongest."""
+    if claim == f"{claim.split(' beats ')[0]} beats {b} ({STRONGEST})":
+        return f"{claim.split(' beats ')[0]} beats {STRONGEST}", b
+    return claim, ""
 
 
 def _metric_kind(metric: str) -> str:
@@ -90,28 +108,35 @@ def _metric_kind(metric: str) -> str:
 
 def claims_by_study(studies: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per claim and metric, one column per study (``delta [low, high] verdict``, ``-`` where the study has
-    no such claim) and ``same verdict``: ``yes`` / ``no`` where every study has the claim. A claim's metrics are
-    adjacent; claims and metrics in the order in which the studies first list them."""
-    found: dict[tuple[str, str], dict] = {}   # (claim, metric kind) -> study -> its row
+    no such claim; a claim against the strongest baseline of the paper's time adds that study's baseline, ``(vs
+    b)``) and ``same verdict``: ``yes`` / ``no`` where every study has the claim. A claim's metrics are adjacent;
+    claims and metrics in the order in which the studies first list them."""
+    found: dict[tuple[str, str], dict] = {}   # (claim kind, metric kind) -> study -> its row
     for name, claims in studies.items():
         for row in claims.itertuples(index=False):
-            found.setdefault((row.claim, _metric_kind(row.metric)), {})[name] = row
+            found.setdefault((_claim_kind(row.claim, row.b)[0], _metric_kind(row.metric)), {})[name] = row
+
+    def cell(r) -> str:
+        against = _claim_kind(r.claim, r.b)[1]
+        text = f"{r.delta:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] {r.verdict}"
+        return f"{text} (vs {against})" if against else text
+
     order = list(dict.fromkeys(claim for claim, _ in found))
     rows = []
     for (claim, metric), by_study in sorted(found.items(), key=lambda item: order.index(item[0][0])):
         verdicts = {row.verdict for row in by_study.values()}
         rows.append({"claim": claim, "metric": metric,
-                     **{n: f"{r.delta:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] {r.verdict}" if (r := by_study.get(n))
-                        else "-" for n in studies},
+                     **{n: cell(r) if (r := by_study.get(n)) else "-" for n in studies},
                      "same verdict": "-" if len(by_study) < len(studies) else "yes" if len(verdicts) == 1 else "no"})
     return pd.DataFrame(rows, columns=["claim", "metric", *studies, "same verdict"])
 
 
-def save_claims_by_study(preset_folder: str | Path) -> Path | None:
-    """``claims_by_study.csv`` / ``.md`` in ``preset_folder`` (e.g. ``results/cpu``) from the ``claims.csv`` of each
-    study folder in it, in name order; ``None`` (nothing written) with fewer than two studies."""
+def save_claims_by_study(preset_folder: str | Path, table: str = "claims") -> Path | None:
+    """``<table>_by_study.csv`` / ``.md`` in ``preset_folder`` (e.g. ``results/cpu``) from the ``<table>.csv`` of
+    each study folder in it (a table of claims: ``SIDE_BY_SIDE``), in name order; ``None`` (nothing written) with
+    fewer than two studies."""
     folder = Path(preset_folder)
-    studies = {p.parent.name: pd.read_csv(p) for p in sorted(folder.glob("*/claims.csv"))}
+    studies = {p.parent.name: pd.read_csv(p) for p in sorted(folder.glob(f"*/{table}.csv"))}
     if len(studies) < 2:
         return None
-    return save_table(claims_by_study(studies), folder, CLAIMS_BY_STUDY)
+    return save_table(claims_by_study(studies), folder, f"{table}_by_study")

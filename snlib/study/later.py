@@ -28,7 +28,7 @@ from .. import settings
 from ..errors import ConfigError
 from ..records import RunRecord, load_record
 from .claims import CLAIM_METRICS, claims_markdown, query_claim
-from .findings import findings_markdown
+from .findings import STRONGEST, findings_markdown
 from .protocol import finals, rate_table, select_rates, selected_lr
 from .study import Study
 
@@ -143,8 +143,7 @@ def later_claims(study: Study, recipes, runs: dict[str, list[RunRecord]] | None 
     strongest = strongest_baseline(runs, baselines(study))
     return pd.DataFrame([row for r in recipes for metric in CLAIM_METRICS for row in (
         query_claim(f"SN beats {r}", runs["sn"], runs[r], metric),
-        query_claim(f"{r} beats {strongest} (the strongest baseline of the paper's time)", runs[r], runs[strongest],
-                    metric))])
+        query_claim(f"{r} beats {strongest} ({STRONGEST})", runs[r], runs[strongest], metric))])
 
 
 def save_later_losses(table: pd.DataFrame, out_dir: str | Path) -> Path:
