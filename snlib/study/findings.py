@@ -84,8 +84,6 @@ def save_findings(claims: pd.DataFrame, study, title: str | None = None) -> Path
 CLAIMS_BY_STUDY = "claims_by_study"
 #: The tables of claims compared across studies: ``claims.csv`` (notebook 12) and ``later_losses.csv`` (notebook 13).
 SIDE_BY_SIDE = ("claims", "later_losses")
-
-
 #: How a later loss's claim against the study's strongest baseline of the paper's time names it:
 #: ``"circle beats triplet (STRONGEST)"`` (``snlib.study.later``); studies with different strongest baselines
 #: compare these claims side by side in one row.
@@ -95,8 +93,9 @@ STRONGEST = "the strongest baseline of the paper's time"
 def _claim_kind(claim: str, b: str) -> tuple[str, str]:
     """``(claim, "")``, or for a claim against the strongest baseline (``STRONGEST``), ``("r beats STRONGEST", b)``:
     one comparison in every study, whichever baseline was its strongest."""
-    if claim == f"{claim.split(' beats ')[0]} beats {b} ({STRONGEST})":
-        return f"{claim.split(' beats ')[0]} beats {STRONGEST}", b
+    against = f" beats {b} ({STRONGEST})"
+    if claim.endswith(against):
+        return f"{claim[:-len(against)]} beats {STRONGEST}", b
     return claim, ""
 
 
