@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from snlib.settings import repo_root
-from snlib.study.findings import (CLAIMS_BY_STUDY, SIDE_BY_SIDE, STRONGEST, claims_by_study, findings_markdown,
-                                  regime, save_claims_by_study, verdict_lines)
+from snlib.study.findings import (SIDE_BY_SIDE, STRONGEST, claims_by_study, findings_markdown, regime,
+                                  save_claims_by_study, verdict_lines)
 from snlib.study.protocol import Protocol
 from snlib.study.study import open_study
 
@@ -113,10 +113,10 @@ def test_the_side_by_side_file_needs_two_studies_and_rebuilds_the_committed_one(
     (one / "synthetic").mkdir(parents=True)
     _full_claims([("SN beats ce", "mAP", 1.0, 0.5, 1.5, "supported")]).to_csv(one / "synthetic" / "claims.csv",
                                                                              index=False)
-    assert save_claims_by_study(one) is None and not (one / f"{CLAIMS_BY_STUDY}.md").exists()
+    assert save_claims_by_study(one) is None and not (one / "claims_by_study.md").exists()
     committed = repo_root() / "results" / "cpu"
     studies = sorted(committed.glob("*/claims.csv"))
-    if len(studies) < 2 or not (committed / f"{CLAIMS_BY_STUDY}.md").is_file():
+    if len(studies) < 2 or not (committed / "claims_by_study.md").is_file():
         pytest.skip("fewer than two published studies")
     for table in SIDE_BY_SIDE:                       # the claims and, where two studies have them, the later losses
         for claims in committed.glob(f"*/{table}.csv"):

@@ -79,10 +79,8 @@ def save_findings(claims: pd.DataFrame, study, title: str | None = None) -> Path
     return settings.atomic_write(Path(study.output_dir) / "findings.md", text)
 
 
-#: The file :func:`save_claims_by_study` writes into a preset's results folder (``.csv`` and ``.md``) from the
-#: studies' ``claims.csv``; from another table of claims ``T.csv``, ``T_by_study``.
-CLAIMS_BY_STUDY = "claims_by_study"
-#: The tables of claims compared across studies: ``claims.csv`` (notebook 12) and ``later_losses.csv`` (notebook 13).
+#: The tables of claims compared across studies (:func:`save_claims_by_study` writes ``T_by_study`` of each ``T``):
+#: ``claims.csv`` (notebook 12) and ``later_losses.csv`` (notebook 13).
 SIDE_BY_SIDE = ("claims", "later_losses")
 #: How a later loss's claim against the study's strongest baseline of the paper's time names it:
 #: ``"circle beats triplet (STRONGEST)"`` (``snlib.study.later``); studies with different strongest baselines

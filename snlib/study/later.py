@@ -26,10 +26,10 @@ import pandas as pd
 
 from .. import settings
 from ..errors import ConfigError
-from ..records import RunRecord, load_record
+from ..records import RunRecord
 from .claims import CLAIM_METRICS, claims_markdown, query_claim
 from .findings import STRONGEST, findings_markdown
-from .protocol import finals, rate_table, select_rates, selected_lr
+from .protocol import finals, select_rates, selected_lr, selection_records
 from .study import Study
 
 #: The files :func:`save_later_losses` writes into the study's output folder.
@@ -119,15 +119,13 @@ def minutes(records: list[RunRecord]) -> float:
 
 def later_cost(study: Study, recipes, runs: dict[str, list[RunRecord]]) -> pd.DataFrame:
     """What the later losses ``recipes`` added to the study's training, from their records: per recipe, the runs of
-    its rate selection (the records the selection table names, :func:`with_later`; none where the rate is fixed or
-    forced) and its final runs (``runs``, :func:`later_runs`), each as a count and minutes (:func:`minutes`), and
+    its rate selection (``protocol.selection_records`` of the study :func:`with_later` made; none where the rate is
+    fixed or forced) and its final runs (``runs``, :func:`later_runs`), each as a count and minutes (:func:`minutes`), and
     ``total min``; a last row ``all`` sums them. SN's and the baselines' runs are Table 1's and not counted."""
-    rates = rate_table(study, recipes)
+    selected = selection_records(study)
     rows = []
     for recipe in recipes:
-        cells = rates.loc[rates["loss"] == recipe, "records"] if "records" in rates else []
-        selection = [load_record(study.records_root / f"{h}.json") for cell in cells if isinstance(cell, str)
-                     for h in cell.split()]
+        selection = [r for r in selected if r.name == recipe]
         rows.append({"loss": recipe, "selection runs": len(selection), "selection min": minutes(selection),
                      "final runs": len(runs[recipe]), "final min": minutes(runs[recipe])})
     table = pd.DataFrame(rows)
