@@ -19,13 +19,11 @@ writes the table. The trunk caches (one per stage and size, on disk) are built o
 
 writes ``results/cpu/cuhk03p1/trunk_check.{md,csv}`` (the table; the Markdown headed by the command) and
 ``trunk_check_runs.{md,csv}`` (one row per run). Cost on the 2-core CPU: 5 variants x 3 losses x (3 rates + 1
-seed) = 60 runs of 1000 iterations. Measured on cuhk03p1: the cached trunk from ``blocks.6`` 1.5 min a run at 128x64
-(12 iterations a second) and 5.5 min at 256x128, its trunk cache under a minute at 128x64 and about 6 min at
-256x128. End to end at 128x64 the issue measured about 9 min a run; on 2026-12-05 this machine took 1.9 s an
-iteration in the engine (about 32 min a run; a bare Lite0 step, forward + backward + Adam on 64 random 128x64
-images, 1.44 s channels-last and 2.0 s contiguous, compute-bound: page faults removed by glibc's malloc settings
-changed nothing), so its 12 runs take about 6 hours; ``blocks.5`` between. Run it in the background, a variant at a
-time (``--train-only``), over sessions.
+seed) = 60 runs of 1000 iterations, 10.0 hours of training on cuhk03p1 by their records (the table's ``min a
+run``, mean over the losses): end to end at 128x64 27.5 min a run; the cached trunk from ``blocks.6`` 1.5 min at
+128x64 and 6.6 min at 256x128, from ``blocks.5`` 5.5 min at 128x64 and 9.1 min at 256x128; each trunk cache once,
+under a minute at 128x64 and about 6 min at 256x128. Run it in the background, a variant at a time
+(``--train-only``), over sessions.
 """
 from __future__ import annotations
 
