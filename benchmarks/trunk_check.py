@@ -19,11 +19,10 @@ writes the table. The trunk caches (one per stage and size, on disk) are built o
 
 writes ``results/cpu/cuhk03p1/trunk_check.{md,csv}`` (the table; the Markdown headed by the command) and
 ``trunk_check_runs.{md,csv}`` (one row per run). Cost on the 2-core CPU: 5 variants x 3 losses x (3 rates + 1
-seed) = 60 runs of 1000 iterations, 10.0 hours of training on cuhk03p1 by their records (the table's ``min a
-run``, mean over the losses): end to end at 128x64 27.5 min a run; the cached trunk from ``blocks.6`` 1.5 min at
-128x64 and 6.6 min at 256x128, from ``blocks.5`` 5.5 min at 128x64 and 9.1 min at 256x128; each trunk cache once,
-under a minute at 128x64 and about 6 min at 256x128. Run it in the background, a variant at a time
-(``--train-only``), over sessions.
+seed) = 60 runs of 1000 iterations, 10.0 hours of training on cuhk03p1 by their records (each variant's minutes
+a run: the table's ``min a run``; end to end at 128x64 is most of it), plus each trunk cache once (under a minute
+at 128x64, about 6 min at 256x128). Run it in the background, a variant at a time (``--train-only``), over
+sessions.
 """
 from __future__ import annotations
 
